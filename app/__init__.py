@@ -1,0 +1,1 @@
+"""creditgraph: a GraphQL billing API for AI API platforms."""

@@ -1,0 +1,1 @@
+"""API keys: secrets, routing groups, lifetime quotas and rolling-window caps."""

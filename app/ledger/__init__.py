@@ -1,0 +1,1 @@
+"""Wallets, the append-only ledger, credit lots and holds."""

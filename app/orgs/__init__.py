@@ -1,0 +1,1 @@
+"""Organizations: the tenants. Every read and write is scoped to one."""

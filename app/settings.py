@@ -1,0 +1,43 @@
+"""Settings, read from ``CREDITGRAPH_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a creditgraph process; defaults give the embedded SQLite setup."""
+
+    model_config = SettingsConfigDict(env_prefix="CREDITGRAPH_", frozen=True)
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./creditgraph.db"
+    # Where a development JWT secret is kept when none is configured.
+    state_dir: Path = Path(".creditgraph")
+    jwt_secret: str | None = None
+    # A Fernet key; when set, API key secrets are also kept encrypted so owners can reveal them.
+    key_encryption_key: str | None = None
+    price_book_path: Path | None = None
+
+    # Unsettled holds are released after this long.
+    hold_ttl_seconds: int = Field(default=600, gt=0)
+    usage_batch_max: int = Field(default=1000, gt=0)
+    # The most operations one group-commit transaction takes.
+    writer_batch_max: int = Field(default=2000, gt=0)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    # How often the embedded process runs its periodic jobs (expiry, stale holds).
+    jobs_interval_seconds: float = Field(default=30.0, gt=0)
+    run_jobs: bool = True
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def is_production(self) -> bool:
+        return self.environment == "production"

@@ -1,0 +1,1 @@
+"""Usage records: per-call billing, ingested through the group-commit writer."""
