@@ -9,6 +9,7 @@ pays that debt off before its lot has anything to spend.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,7 +29,9 @@ class Lot:
 
 def consumption_key(lot: Lot) -> tuple[bool, datetime, datetime, int]:
     never = lot.expires_at is None
-    return (never, lot.expires_at or lot.created_at, lot.created_at, lot.id or 0)
+    # A lot not yet inserted gets its id after every stored one: order by id is insertion order.
+    order = lot.id if lot.id is not None else sys.maxsize
+    return (never, lot.expires_at or lot.created_at, lot.created_at, order)
 
 
 def consume(lots: list[Lot], amount: int) -> int:

@@ -1,0 +1,1 @@
+"""The HTTP interfaces: REST for the gateway and clients, GraphQL for dashboards."""

@@ -1,0 +1,122 @@
+"""The gateway's endpoints: authorize before a call, report usage after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api.rest.http import ApiError, JSONResponse, invalid, read_json
+from app.api.rest.principal import require, runtime
+from app.auth import Role
+from app.fields import FieldError, count, text
+from app.gateway.authorize import AuthorizeJob, HoldEstimate
+from app.ids import to_global_id
+from app.keys.service import hash_secret
+from app.money import MoneyError, format_usd, parse_usd
+from app.usage.ingest import UsageJob, UsageOutcome
+from app.usage.wire import parse_event
+
+
+def amount_json(credits: int) -> dict[str, str]:
+    return {"credits": str(credits), "usd": format_usd(credits)}
+
+
+async def authorize(request: Request) -> Response:
+    rt = runtime(request)
+    body = await read_json(request, rt.settings.max_body_bytes)
+    try:
+        secret = text(body, "api_key")
+        model = text(body, "model")
+        request_id = text(body, "request_id")
+        estimate = _estimate(body)
+    except (FieldError, MoneyError) as error:
+        raise invalid(str(error)) from None
+    ref = await rt.keys.find(secret)
+    if ref is None:
+        raise ApiError(401, "the API key is not valid", code="invalid_api_key")
+    decision = await rt.writer.run(
+        AuthorizeJob(
+            ref.organization_id,
+            ref.id,
+            hash_secret(secret),
+            model,
+            request_id,
+            estimate,
+            rt.prices,
+            rt.hold_ttl,
+        )
+    )
+    headers = decision.envelope.headers() if decision.envelope else {}
+    if decision.refusal is not None:
+        refusal = decision.refusal
+        if refusal.reset is not None:
+            headers["Retry-After"] = str(max(refusal.reset - int(rt.clock.now().timestamp()), 0))
+        raise ApiError(refusal.status, refusal.message, code=refusal.code, headers=headers)
+    return JSONResponse(
+        {
+            "allowed": True,
+            "api_key_id": to_global_id("ApiKey", ref.id),
+            "organization_id": to_global_id("Organization", ref.organization_id),
+            "request_id": request_id,
+            "hold": amount_json(decision.hold),
+        },
+        headers=headers,
+    )
+
+
+def _estimate(body: dict[str, Any]) -> HoldEstimate:
+    hold_usd = body.get("hold_usd")
+    prompt, completion = count(body, "max_prompt_tokens"), count(body, "max_completion_tokens")
+    if hold_usd is not None:
+        if prompt or completion:
+            raise FieldError("hold_usd: give either hold_usd or max tokens, not both")
+        try:
+            return HoldEstimate(credits=parse_usd(hold_usd))
+        except MoneyError as error:
+            raise FieldError(f"hold_usd: {error}") from None
+    return HoldEstimate(None, prompt, completion)
+
+
+async def record_usage(request: Request) -> Response:
+    rt = runtime(request)
+    principal = await require(request, Role.SERVICE)
+    body = await read_json(request, rt.settings.max_body_bytes)
+    events = body.get("events")
+    if not isinstance(events, list) or not events:
+        raise invalid("events: must be a non-empty list")
+    if len(events) > rt.settings.usage_batch_max:
+        raise ApiError(
+            413,
+            f"events: at most {rt.settings.usage_batch_max} per request",
+            code="batch_too_large",
+        )
+    outcomes: list[UsageOutcome | None] = []
+    jobs: list[UsageJob] = []
+    for raw in events:
+        try:
+            jobs.append(UsageJob(principal.organization_id, parse_event(raw), rt.prices))
+            outcomes.append(None)
+        except FieldError as error:
+            request_id = raw.get("request_id") if isinstance(raw, dict) else None
+            outcomes.append(
+                UsageOutcome.rejected(
+                    request_id if isinstance(request_id, str) else "", "invalid_input", str(error)
+                )
+            )
+    billed = iter(await rt.writer.submit(jobs))
+    results = [outcome or next(billed) for outcome in outcomes]
+    return JSONResponse({"results": [_outcome_json(outcome) for outcome in results]})
+
+
+def _outcome_json(outcome: UsageOutcome) -> dict[str, Any]:
+    error = None
+    if outcome.error_code is not None:
+        error = {"code": outcome.error_code, "message": outcome.error_message}
+    return {
+        "request_id": outcome.request_id,
+        "outcome": outcome.outcome,
+        "cost": amount_json(outcome.cost),
+        "error": error,
+    }

@@ -1,0 +1,208 @@
+"""The seeds' management paths: ``/api/v1/me/account``, ``/usage``, ``/billing/transactions``.
+
+API keys see their own usage and their org's balance; dashboard roles see the org's.
+Lists are newest first with keyset cursors (opaque), never offsets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.api.rest.gateway import amount_json
+from app.api.rest.http import JSONResponse, invalid
+from app.api.rest.principal import key_headers, require, runtime
+from app.ids import to_global_id
+from app.ledger.book import entries_t
+from app.ledger.state import keys_t, usage_t, wallets
+from app.ledger.tables import EntryKind
+from app.money import format_usd
+from app.orgs.service import orgs_t
+
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+async def account(request: Request) -> Response:
+    rt = runtime(request)
+    principal = await require(request)
+    headers = await key_headers(rt, principal)
+    async with rt.db.reader.connect() as conn:
+        row = (
+            await conn.execute(
+                select(wallets, orgs_t.c.slug, orgs_t.c.name, orgs_t.c.spend_cap_monthly)
+                .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
+                .where(wallets.c.organization_id == principal.organization_id)
+            )
+        ).one()
+        key = None
+        if principal.api_key_id is not None:
+            key = (
+                await conn.execute(select(keys_t).where(keys_t.c.id == principal.api_key_id))
+            ).one()
+    body: dict[str, Any] = {
+        "organization": {
+            "id": to_global_id("Organization", principal.organization_id),
+            "slug": row.slug,
+            "name": row.name,
+            "spend_cap_monthly": None
+            if row.spend_cap_monthly is None
+            else amount_json(row.spend_cap_monthly),
+        },
+        "role": principal.role,
+        # `.balance` is the USD balance as a decimal string; the amounts below are exact too.
+        "balance": format_usd(row.balance),
+        "wallet": {
+            "balance": amount_json(row.balance),
+            "held": amount_json(row.held),
+            "available": amount_json(row.balance - row.held),
+        },
+        "api_key": None
+        if key is None
+        else {
+            "id": to_global_id("ApiKey", key.id),
+            "name": key.name,
+            "prefix": key.prefix,
+            "group": key.group,
+            "spent": amount_json(key.spent),
+            "quota": None if key.quota is None else amount_json(key.quota),
+        },
+    }
+    return JSONResponse(body, headers=headers)
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise invalid(f"limit: must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _time_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise invalid(f"{name}: must be an ISO 8601 time with a time zone")
+    return at
+
+
+def _encode_cursor(at: datetime, row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
+
+
+def _decode_cursor(request: Request) -> tuple[datetime, int] | None:
+    raw = request.query_params.get("cursor")
+    if raw is None:
+        return None
+    try:
+        at, _, row_id = base64.urlsafe_b64decode(raw.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), int(row_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid("cursor: not a cursor this API returned") from None
+
+
+def _page(
+    statement: Select[Any], time_column: Any, id_column: Any, request: Request
+) -> Select[Any]:
+    cursor = _decode_cursor(request)
+    if cursor is not None:
+        at, row_id = cursor
+        statement = statement.where(
+            or_(time_column < at, and_(time_column == at, id_column < row_id))
+        )
+    return statement.order_by(time_column.desc(), id_column.desc()).limit(_limit(request) + 1)
+
+
+def _page_response(
+    rows: Sequence[Any], limit: int, data: list[dict[str, Any]], headers: dict[str, str]
+) -> JSONResponse:
+    """One page of ``data`` (rendered from ``rows[:limit]``) and the cursor to the next."""
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = None if last is None else _encode_cursor(last.created_at, last.id)
+    return JSONResponse({"data": data, "next_cursor": next_cursor}, headers=headers)
+
+
+async def usage(request: Request) -> Response:
+    rt = runtime(request)
+    principal = await require(request)
+    headers = await key_headers(rt, principal)
+    statement = select(usage_t).where(usage_t.c.organization_id == principal.organization_id)
+    if principal.api_key_id is not None:
+        statement = statement.where(usage_t.c.api_key_id == principal.api_key_id)
+    for name in ("request_id", "model"):
+        value = request.query_params.get(name)
+        if value is not None:
+            statement = statement.where(usage_t.c[name] == value)
+    since, until = _time_param(request, "since"), _time_param(request, "until")
+    if since is not None:
+        statement = statement.where(usage_t.c.created_at >= since)
+    if until is not None:
+        statement = statement.where(usage_t.c.created_at < until)
+    statement = _page(statement, usage_t.c.created_at, usage_t.c.id, request)
+    async with rt.db.reader.connect() as conn:
+        rows = (await conn.execute(statement)).all()
+    limit = _limit(request)
+    data = [
+        {
+            "id": to_global_id("UsageRecord", row.id),
+            "request_id": row.request_id,
+            "api_key_id": to_global_id("ApiKey", row.api_key_id),
+            "model": row.model,
+            "action": row.action,
+            "status": row.status,
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "units": row.units,
+            "credits": str(row.cost),
+            "cost": amount_json(row.cost),
+            "tags": row.tags,
+            "occurred_at": row.occurred_at.isoformat(),
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows[:limit]
+    ]
+    return _page_response(rows, limit, data, headers)
+
+
+async def transactions(request: Request) -> Response:
+    """Every wallet movement that was not an API request: grants, adjustments, expiry..."""
+    rt = runtime(request)
+    principal = await require(request)
+    headers = await key_headers(rt, principal)
+    statement = (
+        select(entries_t)
+        .join(wallets, wallets.c.id == entries_t.c.wallet_id)
+        .where(
+            wallets.c.organization_id == principal.organization_id,
+            entries_t.c.kind != EntryKind.USAGE,
+        )
+    )
+    statement = _page(statement, entries_t.c.created_at, entries_t.c.id, request)
+    async with rt.db.reader.connect() as conn:
+        rows = (await conn.execute(statement)).all()
+    limit = _limit(request)
+    data = [
+        {
+            "id": to_global_id("LedgerEntry", row.id),
+            "kind": row.kind,
+            "status": "succeeded",
+            "amount": amount_json(row.amount),
+            "balance_after": amount_json(row.balance_after),
+            "reference": row.reference,
+            "memo": row.memo,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows[:limit]
+    ]
+    return _page_response(rows, limit, data, headers)

@@ -1,0 +1,49 @@
+"""The caller of a REST request, and the budget envelope that key-authenticated calls get."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from starlette.requests import Request
+
+from app.api.rest.http import ApiError
+from app.auth import AuthError, Principal, Role
+from app.keys.caps import envelope
+from app.ledger.state import Needs, load_state
+from app.runtime import Runtime
+
+
+def runtime(request: Request) -> Runtime:
+    return cast(Runtime, request.app.state.runtime)
+
+
+async def require(request: Request, *roles: Role) -> Principal:
+    """The authenticated caller; 401 without credentials, 403 when its role may not do this."""
+    try:
+        principal = await runtime(request).auth.authenticate(request.headers.get("authorization"))
+    except AuthError as error:
+        raise ApiError(error.status, error.message) from None
+    if roles and principal.role not in roles:
+        raise ApiError(403, f"the {principal.role} role may not do this", code="forbidden")
+    return principal
+
+
+async def key_headers(rt: Runtime, principal: Principal) -> dict[str, str]:
+    """The envelope headers for an API-key caller (none for JWT callers).
+
+    Also re-checks the key against its row: a rotated, revoked or expired key is refused.
+    """
+    if principal.api_key_id is None:
+        return {}
+    needs = Needs(orgs={principal.organization_id}, keys={principal.api_key_id})
+    needs.window_keys.add(principal.api_key_id)
+    now = rt.clock.now()
+    async with rt.db.reader.connect() as conn:
+        state = await load_state(conn, needs, now, lock=False)
+    key = state.keys[principal.api_key_id]
+    if key.secret_hash != principal.secret_hash:
+        raise ApiError(401, "the API key is not valid", code="invalid_api_key")
+    status = key.status(now)
+    if status != "active":
+        raise ApiError(401, f"the API key is {status}", code=f"api_key_{status}")
+    return envelope(state.wallets[principal.organization_id], key, now).headers()

@@ -1,0 +1,193 @@
+"""The ``creditgraph`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+
+from app.auth import TOKEN_ROLES, Role, issue_token, jwt_secret
+from app.db import Database
+from app.ledger.verify import verify as verify_books
+from app.migrate import upgrade
+from app.money import MoneyError, parse_usd
+from app.operations import adjust as adjust_wallet
+from app.operations import create_organization
+from app.orgs.service import OrgError
+from app.runtime import Runtime
+from app.settings import Settings
+
+T = TypeVar("T")
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _usd(value: str, *, allow_negative: bool = False) -> int:
+    try:
+        return parse_usd(value, allow_negative=allow_negative)
+    except MoneyError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    runtime = await Runtime.start(settings.model_copy(update={"run_jobs": False}))
+    try:
+        return await work(runtime)
+    finally:
+        await runtime.stop()
+
+
+@click.group()
+def main() -> None:
+    """creditgraph: prepaid credits, exact caps and usage billing for AI API platforms."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--demo", is_flag=True, help="Seed organization 'demo' with keys and 30 days of usage."
+)
+def serve(host: str, port: int, demo: bool) -> None:
+    """Serve the API (migrating the embedded database first)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = Settings()
+    if demo:
+        _seed_demo(settings, host, port)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _seed_demo(settings: Settings, host: str, port: int) -> None:
+    from app import demo
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Seeding 30 days of demo usage", total=demo.DAYS)
+        seeded = asyncio.run(
+            demo.seed(settings, lambda done, _total: progress.update(task, completed=done))
+        )
+    secret = jwt_secret(settings)
+    owner = issue_token(
+        secret, org="demo", role=Role.OWNER, subject="owner@demo.test", ttl=timedelta(days=30)
+    )
+    service = issue_token(
+        secret, org="demo", role=Role.SERVICE, subject="gateway", ttl=timedelta(days=30)
+    )
+    base = f"http://{host}:{port}"
+    console.print(f"[bold]creditgraph demo[/bold] on {base}")
+    console.print(f"  account:  curl -H 'Authorization: Bearer {owner}' {base}/api/v1/me/account")
+    console.print(f"  owner token (dashboards):   {owner}")
+    console.print(f"  service token (gateway):    {service}")
+    if seeded is None:
+        console.print("  (organization 'demo' already existed; nothing was seeded)")
+    else:
+        for name, key in seeded.keys.items():
+            console.print(f"  API key {name:<14} {key.secret}  (shown once)")
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema to the newest version (production runs this on deploy)."""
+
+    async def run() -> None:
+        db = Database(Settings())
+        try:
+            await upgrade(db.writer)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    console.print("database is up to date")
+
+
+@main.group()
+def org() -> None:
+    """Organizations."""
+
+
+@org.command("create")
+@click.argument("slug")
+@click.option("--name", help="Display name (default: the slug).")
+@click.option("--grant-usd", default="0", help="Opening credit, in USD (e.g. 25.00).")
+def org_create(slug: str, name: str | None, grant_usd: str) -> None:
+    """Create an organization with its wallet."""
+    grant = _usd(grant_usd)
+    try:
+        created = asyncio.run(
+            _with_runtime(
+                Settings(), lambda rt: create_organization(rt, slug=slug, name=name, grant=grant)
+            )
+        )
+    except OrgError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created organization {created.slug} (id {created.id})")
+
+
+@main.command()
+@click.option("--org", "slug", required=True, help="Organization slug.")
+@click.option("--role", type=click.Choice([str(r) for r in TOKEN_ROLES]), required=True)
+@click.option("--subject", default=None, help="The token's sub claim (default: cli-<role>).")
+@click.option("--ttl-hours", default=24, show_default=True, type=int)
+def token(slug: str, role: str, subject: str | None, ttl_hours: int) -> None:
+    """Print a signed JWT (HS256) for an organization and role."""
+    settings = Settings()
+
+    async def exists(rt: Runtime) -> bool:
+        return await rt.orgs.by_slug(slug) is not None
+
+    if not asyncio.run(_with_runtime(settings, exists)):
+        raise click.ClickException(f"no organization {slug!r}")
+    click.echo(
+        issue_token(
+            jwt_secret(settings),
+            org=slug,
+            role=Role(role),
+            subject=subject or f"cli-{role}",
+            ttl=timedelta(hours=ttl_hours),
+        )
+    )
+
+
+@main.command()
+def verify() -> None:
+    """Check every wallet, lot and key counter against the ledger; exit 1 on any mismatch."""
+
+    async def run(rt: Runtime) -> list[str]:
+        async with rt.db.reader.connect() as conn:
+            return await verify_books(conn)
+
+    problems = asyncio.run(_with_runtime(Settings(), run))
+    if problems:
+        for problem in problems:
+            click.echo(f"MISMATCH {problem}")
+        click.echo(f"{len(problems)} mismatch(es): the stored state does not match the ledger")
+        sys.exit(1)
+    click.echo("ok: every balance, lot, hold and key counter matches the ledger")
+
+
+@main.command()
+@click.option("--org", "slug", required=True)
+@click.option("--amount-usd", required=True, help="Positive credits, negative debits.")
+@click.option("--reason", required=True, help="Why; kept on the ledger entry.")
+def adjust(slug: str, amount_usd: str, reason: str) -> None:
+    """Post a manual adjustment to an organization's wallet."""
+    amount = _usd(amount_usd, allow_negative=True)
+    if amount == 0:
+        raise click.BadParameter("must not be zero", param_hint="--amount-usd")
+
+    async def run(rt: Runtime) -> int:
+        found = await rt.orgs.by_slug(slug)
+        if found is None:
+            raise click.ClickException(f"no organization {slug!r}")
+        posted = await adjust_wallet(rt, found.id, amount, reason, actor="cli")
+        return posted.balance
+
+    balance = asyncio.run(_with_runtime(Settings(), run))
+    click.echo(f"posted; balance is now {balance} credits")

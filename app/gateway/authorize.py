@@ -1,0 +1,100 @@
+"""Authorizing a call: may this key spend this much on this model, and reserve it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.keys.caps import Envelope, Refusal, check_spend, envelope
+from app.ledger.book import Book
+from app.ledger.state import Needs
+from app.ledger.tables import HoldStatus
+from app.pricing.book import PriceBook, PricingError, UnknownModel
+
+
+@dataclass(frozen=True, slots=True)
+class HoldEstimate:
+    """What to hold: a USD amount, or the price of the largest call the gateway may make."""
+
+    credits: int | None = None
+    max_prompt_tokens: int = 0
+    max_completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    refusal: Refusal | None
+    envelope: Envelope | None
+    hold: int = 0
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+@dataclass(slots=True)
+class AuthorizeJob:
+    organization_id: int
+    api_key_id: int
+    secret_hash: str
+    model: str
+    request_id: str
+    estimate: HoldEstimate
+    prices: PriceBook
+    hold_ttl: timedelta
+
+    def needs(self, needs: Needs) -> None:
+        needs.orgs.add(self.organization_id)
+        needs.keys.add(self.api_key_id)
+        needs.window_keys.add(self.api_key_id)
+        needs.requests.add((self.organization_id, self.request_id))
+
+    def apply(self, book: Book) -> Decision:
+        state, now = book.state, book.now
+        key = state.keys.get(self.api_key_id)
+        if key is None or key.secret_hash != self.secret_hash:
+            return Decision(Refusal(401, "invalid_api_key", "the API key is not valid"), None)
+        wallet = state.wallets[self.organization_id]
+        budget = envelope(wallet, key, now)
+        status = key.status(now)
+        if status != "active":
+            return Decision(Refusal(403, f"api_key_{status}", f"the API key is {status}"), budget)
+        try:
+            price = self.prices.model(wallet.rate_card, self.model, now)
+            amount = self._amount(wallet.rate_card, now)
+        except UnknownModel as error:
+            return Decision(Refusal(400, "unknown_model", str(error)), budget)
+        except PricingError as error:
+            return Decision(Refusal(400, "invalid_hold", str(error)), budget)
+        if not self.prices.group_serves(key.group, wallet.rate_card, self.model, now):
+            message = f"the API key's group {key.group!r} does not serve {self.model!r}"
+            return Decision(Refusal(403, "model_not_allowed", message), budget)
+        request = (self.organization_id, self.request_id)
+        if request in state.prior_usage:
+            return Decision(Refusal(409, "already_billed", "this request id is billed"), budget)
+        hold = state.holds.get(request)
+        if hold is not None:
+            if hold.status == HoldStatus.ACTIVE and hold.api_key_id == key.id:
+                return Decision(None, budget, hold.amount)  # a replayed authorization
+            return Decision(Refusal(409, "request_id_used", "this request id is used"), budget)
+        refusal = check_spend(
+            wallet, key, amount, now, critical=self.prices.is_critical(price.action)
+        )
+        if refusal is not None:
+            return Decision(refusal, budget)
+        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl)
+        return Decision(None, envelope(wallet, key, now), amount)
+
+    def _amount(self, card: str, now: datetime) -> int:
+        estimate = self.estimate
+        if estimate.credits is not None:
+            return estimate.credits
+        if estimate.max_prompt_tokens or estimate.max_completion_tokens:
+            return self.prices.max_cost(
+                card,
+                self.model,
+                estimate.max_prompt_tokens,
+                estimate.max_completion_tokens,
+                now,
+            )
+        return 0

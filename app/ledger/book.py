@@ -1,0 +1,348 @@
+"""The money moves of one write transaction, and how they are written back.
+
+Jobs call ``post``, ``place_hold``, ``close_hold`` and ``bill`` on loaded state; the
+Book keeps the new rows and the changed ones, and ``flush`` writes them in a few bulk
+statements. The rules for lots live here and only here:
+
+- a positive entry opens a lot (paying off any overdraft first);
+- a negative entry with a lot takes from that lot (expiry, claw-back);
+- a negative entry without one spends lots in consumption order (``ledger.lots``).
+
+``ledger.verify`` replays entries with the same rules to prove the stored state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db import is_postgres, table
+from app.events import BalanceChanged, Event, UsageRecorded
+from app.ledger.lots import Lot, consume, opening_remaining
+from app.ledger.state import (
+    HoldState,
+    KeyState,
+    State,
+    WalletState,
+    holds_t,
+    keys_t,
+    lots_t,
+    marks_t,
+    usage_t,
+    wallets,
+)
+from app.ledger.tables import HoldStatus, LedgerEntry
+
+entries_t = table(LedgerEntry)
+
+
+@dataclass(slots=True)
+class _Entry:
+    wallet: WalletState
+    version: int
+    kind: str
+    amount: int
+    balance_after: int
+    reference: str
+    lot: Lot | None
+    memo: str | None
+
+
+@dataclass(slots=True)
+class _Change:
+    """A wallet's net change within one transaction: one push per wallet per commit."""
+
+    wallet: WalletState
+    delta: int
+    reasons: list[str]
+
+
+class Book:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.now = state.now
+        self._entries: list[_Entry] = []
+        self._new_lots: list[tuple[WalletState, Lot]] = []
+        self._new_holds: list[HoldState] = []
+        self._usage: list[dict[str, Any]] = []
+        self._changes: dict[int, _Change] = {}
+        self.events: list[Event] = []
+
+    # -- money -------------------------------------------------------------------------
+
+    def post(
+        self,
+        wallet: WalletState,
+        kind: str,
+        amount: int,
+        reference: str,
+        *,
+        memo: str | None = None,
+        lot: Lot | None = None,
+        expires_at: datetime | None = None,
+    ) -> Lot | None:
+        """Append one ledger entry; a credit returns the lot it opened."""
+        assert amount != 0, "a ledger entry moves money"
+        assert wallet.lots is not None, "the job must declare that it moves this wallet's money"
+        if amount > 0:
+            assert lot is None
+            lot = Lot(
+                None,
+                kind,
+                amount,
+                opening_remaining(amount, wallet.balance),
+                expires_at,
+                self.now,
+                dirty=True,
+            )
+            wallet.lots.append(lot)
+            self._new_lots.append((wallet, lot))
+        elif lot is not None:
+            assert -amount <= lot.remaining, "a targeted debit takes at most what the lot holds"
+            lot.remaining += amount
+            lot.dirty = True
+        else:
+            consume(wallet.lots, -amount)
+        wallet.balance += amount
+        wallet.version += 1
+        wallet.dirty = True
+        self._entries.append(
+            _Entry(wallet, wallet.version, kind, amount, wallet.balance, reference, lot, memo)
+        )
+        change = self._changes.setdefault(wallet.id, _Change(wallet, 0, []))
+        change.delta += amount
+        if kind not in change.reasons:
+            change.reasons.append(kind)
+        return lot if amount > 0 else None
+
+    # -- holds -------------------------------------------------------------------------
+
+    def place_hold(
+        self, wallet: WalletState, key: KeyState, request_id: str, amount: int, ttl: timedelta
+    ) -> HoldState:
+        hold = HoldState(
+            None,
+            wallet.organization_id,
+            wallet.id,
+            key.id,
+            request_id,
+            amount,
+            HoldStatus.ACTIVE,
+            self.now,
+            self.now + ttl,
+        )
+        self._new_holds.append(hold)
+        self.state.holds[(wallet.organization_id, request_id)] = hold
+        self._reserve(wallet, key, amount)
+        return hold
+
+    def close_hold(self, hold: HoldState, status: HoldStatus) -> None:
+        """Settle, release or expire an active hold: its amount is no longer reserved."""
+        assert hold.status == HoldStatus.ACTIVE
+        hold.status, hold.closed_at, hold.dirty = status, self.now, True
+        wallet = self.state.wallets[hold.organization_id]
+        self._reserve(wallet, self.state.keys[hold.api_key_id], -hold.amount)
+
+    @staticmethod
+    def _reserve(wallet: WalletState, key: KeyState, amount: int) -> None:
+        wallet.held += amount
+        key.held += amount
+        wallet.dirty = key.dirty = True
+
+    # -- usage -------------------------------------------------------------------------
+
+    def bill(self, wallet: WalletState, key: KeyState, record: dict[str, Any]) -> None:
+        """Store a usage record and charge its cost, even past zero: the call happened."""
+        cost: int = record["cost"]
+        record["created_at"] = self.now
+        self._usage.append(record)
+        key.last_used_at = self.now
+        key.dirty = True
+        if cost > 0:
+            key.spent += cost
+            key.billed = True
+            wallet.month_spent += cost
+            self.post(wallet, "usage", -cost, f"usage:{record['request_id']}")
+        self.events.append(
+            UsageRecorded(
+                wallet.organization_id,
+                key.id,
+                record["request_id"],
+                record["model"],
+                record["action"],
+                record["status"],
+                cost,
+                self.now,
+            )
+        )
+
+    # -- write back --------------------------------------------------------------------
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Write every change of the transaction in bulk, then queue the pushes."""
+        if self._new_lots:
+            result = await conn.execute(
+                insert(lots_t).returning(lots_t.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "wallet_id": wallet.id,
+                        "source": lot.source,
+                        "original": lot.original,
+                        "remaining": lot.remaining,
+                        "expires_at": lot.expires_at,
+                        "created_at": lot.created_at,
+                    }
+                    for wallet, lot in self._new_lots
+                ],
+            )
+            for (_, lot), (lot_id,) in zip(self._new_lots, result, strict=True):
+                lot.id = lot_id
+        if self._entries:
+            await conn.execute(
+                insert(entries_t),
+                [
+                    {
+                        "wallet_id": e.wallet.id,
+                        "version": e.version,
+                        "kind": e.kind,
+                        "amount": e.amount,
+                        "balance_after": e.balance_after,
+                        "reference": e.reference,
+                        "lot_id": e.lot.id if e.lot else None,
+                        "memo": e.memo,
+                        "created_at": self.now,
+                    }
+                    for e in self._entries
+                ],
+            )
+        if self._usage:
+            await conn.execute(insert(usage_t), self._usage)
+        await self._update_rows(conn)
+        if self._new_holds:
+            await conn.execute(
+                insert(holds_t),
+                [
+                    {
+                        "organization_id": h.organization_id,
+                        "wallet_id": h.wallet_id,
+                        "api_key_id": h.api_key_id,
+                        "request_id": h.request_id,
+                        "amount": h.amount,
+                        "status": h.status,
+                        "created_at": h.created_at,
+                        "expires_at": h.expires_at,
+                        "closed_at": h.closed_at,
+                    }
+                    for h in self._new_holds
+                ],
+            )
+        await self._write_marks(conn)
+        for change in self._changes.values():
+            wallet = change.wallet
+            self.events.append(
+                BalanceChanged(
+                    wallet.organization_id,
+                    wallet.id,
+                    wallet.balance,
+                    change.delta,
+                    ",".join(change.reasons),
+                    wallet.version,
+                    self.now,
+                )
+            )
+
+    async def _update_rows(self, conn: AsyncConnection) -> None:
+        state = self.state
+        wallet_rows = [
+            {
+                "b_id": w.id,
+                "balance": w.balance,
+                "held": w.held,
+                "version": w.version,
+                "month": w.month,
+                "month_spent": w.month_spent,
+            }
+            for w in state.wallets.values()
+            if w.dirty
+        ]
+        if wallet_rows:
+            await conn.execute(
+                update(wallets)
+                .where(wallets.c.id == bindparam("b_id"))
+                .values(
+                    balance=bindparam("balance"),
+                    held=bindparam("held"),
+                    version=bindparam("version"),
+                    month=bindparam("month"),
+                    month_spent=bindparam("month_spent"),
+                ),
+                wallet_rows,
+            )
+        # New lots were inserted with their final remaining amount.
+        new_lots = {id(lot) for _, lot in self._new_lots}
+        lot_rows = [
+            {"b_id": lot.id, "remaining": lot.remaining}
+            for w in state.wallets.values()
+            for lot in w.lots or ()
+            if lot.dirty and id(lot) not in new_lots
+        ]
+        if lot_rows:
+            await conn.execute(
+                update(lots_t)
+                .where(lots_t.c.id == bindparam("b_id"))
+                .values(remaining=bindparam("remaining")),
+                lot_rows,
+            )
+        key_rows = [
+            {"b_id": k.id, "spent": k.spent, "held": k.held, "last_used_at": k.last_used_at}
+            for k in state.keys.values()
+            if k.dirty
+        ]
+        if key_rows:
+            # The writer owns these three columns; settings are changed elsewhere.
+            await conn.execute(
+                update(keys_t)
+                .where(keys_t.c.id == bindparam("b_id"))
+                .values(
+                    spent=bindparam("spent"),
+                    held=bindparam("held"),
+                    last_used_at=bindparam("last_used_at"),
+                ),
+                key_rows,
+            )
+        hold_rows = [
+            {"b_id": h.id, "status": h.status, "closed_at": h.closed_at}
+            for h in state.holds.values()
+            if h.dirty and h.id is not None
+        ]
+        if hold_rows:
+            await conn.execute(
+                update(holds_t)
+                .where(holds_t.c.id == bindparam("b_id"))
+                .values(status=bindparam("status"), closed_at=bindparam("closed_at")),
+                hold_rows,
+            )
+
+    async def _write_marks(self, conn: AsyncConnection) -> None:
+        second = int(self.now.timestamp())
+        rows = [
+            {"api_key_id": k.id, "second": second, "cumulative": k.spent}
+            for k in self.state.keys.values()
+            if k.billed
+        ]
+        if not rows:
+            return
+        dialect_insert = postgresql.insert if is_postgres(conn) else sqlite.insert
+        statement = dialect_insert(marks_t)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[marks_t.c.api_key_id, marks_t.c.second],
+                set_={"cumulative": statement.excluded.cumulative},
+            ),
+            rows,
+        )

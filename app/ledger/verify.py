@@ -1,0 +1,189 @@
+"""``creditgraph verify``: recompute every stored counter from the append-only records.
+
+Balances, versions and lots are replayed from the ledger entries with the same lot
+rules the writer uses (``ledger.lots``); held amounts from the active holds; key spend,
+monthly spend and spend marks from the usage records. Every mismatch is reported.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.ledger.book import entries_t
+from app.ledger.lots import Lot, consume, opening_remaining
+from app.ledger.state import holds_t, keys_t, lots_t, marks_t, month_of, usage_t, wallets
+from app.ledger.tables import EntryKind, HoldStatus
+from app.money import format_usd
+
+
+async def verify(conn: AsyncConnection) -> list[str]:
+    """Every inconsistency found, as readable lines; empty when the books balance."""
+    problems: list[str] = []
+    active = await _active_holds(conn)
+    usage = await _usage_by_org(conn)
+    for wallet in (await conn.execute(select(wallets).order_by(wallets.c.id))).all():
+        where = f"wallet {wallet.id} (organization {wallet.organization_id})"
+        problems += await _replay_wallet(conn, wallet, where)
+        held = active["wallet"].get(wallet.id, 0)
+        if wallet.held != held:
+            problems.append(f"{where}: held {wallet.held}, active holds sum to {held}")
+        usage_cost = usage[wallet.organization_id]
+        if wallet.month:
+            in_month = sum(c for at, c in usage_cost if month_of(at) == wallet.month)
+            if wallet.month_spent != in_month:
+                problems.append(
+                    f"{where}: month_spent {wallet.month_spent}, usage in {wallet.month} "
+                    f"sums to {in_month}"
+                )
+        charged = await conn.scalar(
+            select(func.coalesce(func.sum(entries_t.c.amount), 0)).where(
+                entries_t.c.wallet_id == wallet.id, entries_t.c.kind == EntryKind.USAGE
+            )
+        )
+        billed = sum(c for _, c in usage_cost)
+        if -int(charged or 0) != billed:
+            problems.append(
+                f"{where}: usage entries charge {-int(charged or 0)}, usage records bill {billed}"
+            )
+    problems += await _verify_keys(conn, active["key"])
+    return problems
+
+
+async def _replay_wallet(conn: AsyncConnection, wallet: Any, where: str) -> list[str]:
+    problems: list[str] = []
+    stored = {
+        row.id: row
+        for row in await conn.execute(select(lots_t).where(lots_t.c.wallet_id == wallet.id))
+    }
+    replayed: dict[int, Lot] = {}
+    balance = version = 0
+    entries = await conn.execute(
+        select(entries_t).where(entries_t.c.wallet_id == wallet.id).order_by(entries_t.c.version)
+    )
+    for entry in entries:
+        version += 1
+        if entry.version != version:
+            problems.append(f"{where}: entry {entry.id} has version {entry.version}, not {version}")
+            version = entry.version
+        if entry.amount > 0 and entry.lot_id is not None:
+            lot = stored.get(entry.lot_id)
+            if lot is None or lot.original != entry.amount:
+                problems.append(
+                    f"{where}: entry {entry.id} opens lot {entry.lot_id}, which differs"
+                )
+            else:
+                replayed[lot.id] = Lot(
+                    lot.id,
+                    lot.source,
+                    lot.original,
+                    opening_remaining(entry.amount, balance),
+                    lot.expires_at,
+                    lot.created_at,
+                )
+        elif entry.amount < 0 and entry.lot_id is not None:
+            target = replayed.get(entry.lot_id)
+            if target is None or target.remaining < -entry.amount:
+                problems.append(f"{where}: entry {entry.id} takes more than lot {entry.lot_id} has")
+            else:
+                target.remaining += entry.amount
+        elif entry.amount < 0:
+            consume(list(replayed.values()), -entry.amount)
+        balance += entry.amount
+        if entry.balance_after != balance:
+            problems.append(
+                f"{where}: entry {entry.id} says balance {entry.balance_after}, "
+                f"replay gives {balance}"
+            )
+            balance = entry.balance_after
+    if wallet.balance != balance:
+        problems.append(
+            f"{where}: balance {format_usd(wallet.balance)} USD, "
+            f"the ledger sums to {format_usd(balance)} USD"
+        )
+    if wallet.version != version:
+        problems.append(f"{where}: version {wallet.version}, {version} entries")
+    open_credits = sum(lot.remaining for lot in replayed.values())
+    if open_credits != max(balance, 0):
+        problems.append(f"{where}: open lots hold {open_credits}, the balance is {balance}")
+    for lot_id, lot in stored.items():
+        expected = replayed.get(lot_id)
+        if expected is None:
+            problems.append(f"{where}: lot {lot_id} was opened by no entry")
+        elif expected.remaining != lot.remaining:
+            problems.append(
+                f"{where}: lot {lot_id} has {lot.remaining} left, replay gives {expected.remaining}"
+            )
+    return problems
+
+
+async def _active_holds(conn: AsyncConnection) -> dict[str, dict[int, int]]:
+    sums: dict[str, dict[int, int]] = {"wallet": defaultdict(int), "key": defaultdict(int)}
+    rows = await conn.execute(
+        select(holds_t.c.wallet_id, holds_t.c.api_key_id, holds_t.c.amount).where(
+            holds_t.c.status == HoldStatus.ACTIVE
+        )
+    )
+    for wallet_id, key_id, amount in rows:
+        sums["wallet"][wallet_id] += amount
+        sums["key"][key_id] += amount
+    return sums
+
+
+async def _usage_by_org(conn: AsyncConnection) -> dict[int, list[tuple[datetime, int]]]:
+    by_org: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    rows = await conn.execute(
+        select(usage_t.c.organization_id, usage_t.c.created_at, usage_t.c.cost)
+    )
+    for organization_id, created_at, cost in rows:
+        by_org[organization_id].append((created_at, cost))
+    return by_org
+
+
+async def _verify_keys(conn: AsyncConnection, held: dict[int, int]) -> list[str]:
+    problems: list[str] = []
+    spend: dict[int, list[tuple[int, int]]] = defaultdict(list)  # key -> [(second, cost)]
+    rows = await conn.execute(
+        select(usage_t.c.api_key_id, usage_t.c.created_at, usage_t.c.cost)
+        .where(usage_t.c.cost > 0)
+        .order_by(usage_t.c.api_key_id, usage_t.c.created_at)
+    )
+    for key_id, created_at, cost in rows:
+        spend[key_id].append((int(created_at.replace(tzinfo=UTC).timestamp()), cost))
+    marks: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for key_id, second, cumulative in await conn.execute(
+        select(marks_t.c.api_key_id, marks_t.c.second, marks_t.c.cumulative).order_by(
+            marks_t.c.api_key_id, marks_t.c.second
+        )
+    ):
+        marks[key_id].append((second, cumulative))
+    for key in await conn.execute(select(keys_t.c.id, keys_t.c.spent, keys_t.c.held)):
+        where = f"API key {key.id}"
+        total = sum(cost for _, cost in spend[key.id])
+        if key.spent != total:
+            problems.append(f"{where}: spent {key.spent}, usage records sum to {total}")
+        if key.held != held.get(key.id, 0):
+            problems.append(f"{where}: held {key.held}, active holds sum to {held.get(key.id, 0)}")
+        problems += _check_marks(where, spend[key.id], marks[key.id])
+    return problems
+
+
+def _check_marks(
+    where: str, spend: list[tuple[int, int]], marks: list[tuple[int, int]]
+) -> list[str]:
+    """Each mark must equal the key's spend up to the end of its second."""
+    problems = []
+    cumulative, i = 0, 0
+    for second, mark in marks:
+        while i < len(spend) and spend[i][0] <= second:
+            cumulative += spend[i][1]
+            i += 1
+        if mark != cumulative:
+            problems.append(
+                f"{where}: spend mark at {second} says {mark}, usage gives {cumulative}"
+            )
+    return problems

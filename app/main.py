@@ -1,0 +1,72 @@
+"""The Starlette application: routes, error shapes and the process's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.api.rest import gateway, me
+from app.api.rest.http import ApiError, JSONResponse, error_response
+from app.clock import Clock
+from app.ledger.writer import WriterClosed
+from app.runtime import Runtime
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def health(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = "not_found" if exc.status_code == 404 else "http_error"
+    return error_response(exc.status_code, str(exc.detail), code, dict(exc.headers or {}))
+
+
+async def _writer_closed(_request: Request, _exc: Exception) -> Response:
+    return error_response(503, "the server is shutting down; retry", "unavailable")
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings, clock)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    routes = [
+        Route("/healthz", health),
+        Route("/api/v1/authorize", gateway.authorize, methods=["POST"]),
+        Route("/api/v1/usage", gateway.record_usage, methods=["POST"]),
+        Route("/api/v1/me/account", me.account),
+        Route("/api/v1/me/usage", me.usage),
+        Route("/api/v1/me/billing/transactions", me.transactions),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            WriterClosed: _writer_closed,
+        },
+    )

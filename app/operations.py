@@ -1,0 +1,92 @@
+"""Administrative operations over a running process: the CLI, the demo and tests use these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app import audit
+from app.keys import service as keys
+from app.ledger.jobs import Posted, PostEntry
+from app.ledger.tables import EntryKind
+from app.orgs.service import OrgRef, create_org
+from app.runtime import Runtime
+
+
+async def create_organization(
+    rt: Runtime, *, slug: str, name: str | None = None, grant: int = 0, actor: str = "cli"
+) -> OrgRef:
+    """A new organization and wallet, with an opening grant when ``grant`` is positive."""
+    now = rt.clock.now()
+    async with rt.db.writer.begin() as conn:
+        org = await create_org(conn, slug=slug, name=name, now=now)
+        await audit.record(
+            conn,
+            organization_id=org.id,
+            actor=actor,
+            action="organization.create",
+            target=f"organization:{org.id}",
+            at=now,
+            after={"slug": org.slug, "name": org.name},
+        )
+    if grant:
+        await adjust(rt, org.id, grant, "opening grant", actor=actor)
+    return org
+
+
+async def adjust(
+    rt: Runtime,
+    organization_id: int,
+    amount: int,
+    reason: str,
+    *,
+    actor: str,
+    expires_at: datetime | None = None,
+) -> Posted:
+    """A manual adjustment with its reason: credits (a new lot) or debits (spent in order)."""
+    posted: Posted = await rt.writer.run(
+        PostEntry(
+            organization_id,
+            EntryKind.ADJUSTMENT,
+            amount,
+            f"adjustment:{actor}",
+            memo=reason,
+            expires_at=expires_at,
+        )
+    )
+    async with rt.db.writer.begin() as conn:
+        await audit.record(
+            conn,
+            organization_id=organization_id,
+            actor=actor,
+            action="wallet.adjust",
+            target=f"organization:{organization_id}",
+            at=rt.clock.now(),
+            after={"amount": amount, "reason": reason, "balance": posted.balance},
+        )
+    return posted
+
+
+async def create_api_key(
+    rt: Runtime,
+    organization_id: int,
+    name: str,
+    *,
+    actor: str = "cli",
+    group: str = "default",
+    owner: str | None = None,
+    caps: keys.Caps = keys.NO_CAPS,
+    expires_in_days: int | None = None,
+) -> keys.CreatedKey:
+    async with rt.db.writer.begin() as conn:
+        return await keys.create_key(
+            conn,
+            rt.vault,
+            organization_id=organization_id,
+            name=name,
+            actor=actor,
+            now=rt.clock.now(),
+            group=group,
+            owner=owner,
+            caps=caps,
+            expires_in_days=expires_in_days,
+        )

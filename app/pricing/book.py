@@ -1,0 +1,415 @@
+"""The price book: rate cards loaded from ``pricebook.toml`` and exact integer charges.
+
+Every amount in the file is a decimal string parsed with :func:`app.money.parse_usd`,
+so prices are stored as integer millionths of the card's unit (credits on a ``usd``
+card, plan-credit units on a ``credit`` card). A charge is computed as an exact
+integer fraction and rounded once, half-up, with :func:`app.money.div_round_half_up`.
+The file is validated completely at load; lookups afterwards are dictionary reads.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any, assert_never
+
+from app.money import CREDITS_PER_USD, MoneyError, div_round_half_up, parse_usd
+
+# Decimal strings (prices, units, percentages) are all parsed to integer millionths.
+SCALE = CREDITS_PER_USD
+TOKENS_PER_PRICE = 1_000_000  # token prices are per million tokens
+UNITS = ("usd", "credit")
+_SIZE_CLASS = re.compile(r"[1-9][0-9]*B")
+
+
+class PricingError(ValueError):
+    """Bad usage input, or a price book file that does not validate."""
+
+
+class UnknownModel(PricingError):
+    """The model (or its rate card) is not in the price book version in force."""
+
+    def __init__(self, card: str, model: str) -> None:
+        super().__init__(f"unknown model {model!r} on rate card {card!r}")
+        self.card = card
+        self.model = model
+
+
+class Mode(StrEnum):
+    """How a model is priced; see the header of ``pricebook.toml``."""
+
+    TOKENS = "tokens"
+    PER_UNIT = "per_unit"
+    PER_SECOND = "per_second"
+    PER_MINUTE = "per_minute"
+    PASSTHROUGH = "passthrough"
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """What one request used, as reported by the caller; validated on construction.
+
+    ``units`` is a non-negative decimal string with at most 6 decimals: seconds for
+    ``per_second`` and ``per_minute`` models, a count for ``per_unit`` models, where
+    ``"0"`` (the default) counts as one request. ``provider_cost`` is in credits and
+    is required by ``passthrough`` models.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    units: str = "0"
+    provider_cost: int | None = None
+
+    def __post_init__(self) -> None:
+        _count("prompt_tokens", self.prompt_tokens)
+        _count("completion_tokens", self.completion_tokens)
+        if self.provider_cost is not None:
+            _count("provider_cost", self.provider_cost)
+        _scaled_units(self.units)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """One model's row on a rate card. Prices are millionths of the card's unit."""
+
+    name: str
+    family: str
+    action: str
+    mode: Mode
+    input_per_mtok: int = 0
+    output_per_mtok: int = 0
+    per_unit: int = 0
+    per_minute: int = 0
+    per_second: int = 0  # the size class's price per second
+    size_class: str | None = None
+    params_b: int | None = None
+    fee_percent: int = 0  # passthrough: millionths of a percent (the model's, else the card's)
+
+    def charge(self, metered: Metered) -> int:
+        """The charge for ``metered``, rounded once half-up to an integer."""
+        match self.mode:
+            case Mode.TOKENS:
+                numerator = (
+                    metered.prompt_tokens * self.input_per_mtok
+                    + metered.completion_tokens * self.output_per_mtok
+                )
+                return div_round_half_up(numerator, TOKENS_PER_PRICE)
+            case Mode.PER_UNIT:
+                count = _scaled_units(metered.units) or SCALE  # "0" is one request
+                return div_round_half_up(count * self.per_unit, SCALE)
+            case Mode.PER_SECOND:
+                seconds = -(-_scaled_units(metered.units) // SCALE)  # whole seconds, up
+                return seconds * self.per_second
+            case Mode.PER_MINUTE:
+                return div_round_half_up(_scaled_units(metered.units) * self.per_minute, 60 * SCALE)
+            case Mode.PASSTHROUGH:
+                if metered.provider_cost is None:
+                    raise PricingError(f"model {self.name!r} is passthrough; give provider_cost")
+                return div_round_half_up(
+                    metered.provider_cost * (100 * SCALE + self.fee_percent), 100 * SCALE
+                )
+            case _:
+                assert_never(self.mode)
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    serves_all: bool
+    families: frozenset[str]
+
+
+# A version of the book: card name -> model name -> price.
+_Cards = dict[str, dict[str, ModelPrice]]
+
+
+class PriceBook:
+    """Versioned rate cards, actions and routing groups. Build it with :meth:`load`."""
+
+    def __init__(
+        self,
+        versions: list[tuple[date, _Cards]],
+        units: dict[str, str],
+        actions: dict[str, bool],
+        groups: dict[str, _Group],
+    ) -> None:
+        self._dates = [effective for effective, _ in versions]
+        self._versions = [cards for _, cards in versions]
+        self._units = units
+        self._critical = actions
+        self._groups = groups
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> PriceBook:
+        """Read and validate a price book file (default: the packaged ``pricebook.toml``)."""
+        if path is None:
+            source = "pricebook.toml"
+            text = resources.files("app.pricing").joinpath(source).read_text(encoding="utf-8")
+        else:
+            source, text = str(path), path.read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PricingError(f"{source}: not valid TOML: {exc}") from None
+        try:
+            return _parse(data)
+        except PricingError as exc:
+            raise PricingError(f"{source}: {exc}") from None
+
+    @property
+    def cards(self) -> tuple[str, ...]:
+        return tuple(self._units)
+
+    @property
+    def actions(self) -> frozenset[str]:
+        return frozenset(self._critical)
+
+    def unit(self, card: str) -> str:
+        """``"usd"`` (charges in credits) or ``"credit"`` (charges in plan-credit units)."""
+        try:
+            return self._units[card]
+        except KeyError:
+            raise PricingError(f"unknown rate card {card!r}") from None
+
+    def is_critical(self, action: str) -> bool:
+        """Whether the action keeps working when an account is paused; unknown is not."""
+        return self._critical.get(action, False)
+
+    def model(self, card: str, name: str, at: datetime) -> ModelPrice:
+        """The model's price in the version in force at ``at`` (an aware datetime)."""
+        if at.tzinfo is None:
+            raise PricingError("naive datetime given to the price book; use aware UTC")
+        index = bisect_right(self._dates, at.astimezone(UTC).date()) - 1
+        models = self._versions[max(index, 0)].get(card)
+        if models is None or name not in models:
+            raise UnknownModel(card, name)
+        return models[name]
+
+    def knows(self, card: str, name: str, at: datetime) -> bool:
+        try:
+            self.model(card, name, at)
+        except UnknownModel:
+            return False
+        return True
+
+    def cost(self, card: str, name: str, metered: Metered, at: datetime) -> int:
+        """The charge in millionths of the card's unit (credits on a ``usd`` card)."""
+        return self.model(card, name, at).charge(metered)
+
+    def max_cost(
+        self, card: str, name: str, max_prompt_tokens: int, max_completion_tokens: int, at: datetime
+    ) -> int:
+        """The cost of the given token maxima; only token-priced models have one."""
+        price = self.model(card, name, at)
+        if price.mode is not Mode.TOKENS:
+            raise PricingError(f"model {name!r} is not priced by tokens; give hold_usd")
+        return price.charge(Metered(max_prompt_tokens, max_completion_tokens))
+
+    def group_serves(self, group: str, card: str, model: str, at: datetime) -> bool:
+        """Whether keys in ``group`` may call ``model``; unknown groups and models: no."""
+        rule = self._groups.get(group)
+        if rule is None:
+            return False
+        try:
+            price = self.model(card, model, at)
+        except UnknownModel:
+            return False
+        return rule.serves_all or price.family in rule.families
+
+
+def _count(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PricingError(f"{field} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _scaled_units(units: object) -> int:
+    """``units`` as an exact integer of millionths."""
+    if isinstance(units, str):
+        try:
+            return parse_usd(units)
+        except MoneyError:
+            pass
+    raise PricingError(
+        f"units must be a non-negative decimal string with at most 6 decimals, got {units!r}"
+    )
+
+
+# Loading and validation. Errors name where in the file the problem is.
+
+_MODE_FIELDS: dict[Mode, tuple[frozenset[str], frozenset[str]]] = {  # required, optional
+    Mode.TOKENS: (frozenset({"input_per_mtok", "output_per_mtok"}), frozenset()),
+    Mode.PER_UNIT: (frozenset({"per_unit"}), frozenset()),
+    Mode.PER_SECOND: (frozenset({"size_class", "params_b"}), frozenset()),
+    Mode.PER_MINUTE: (frozenset({"per_minute"}), frozenset()),
+    Mode.PASSTHROUGH: (frozenset(), frozenset({"fee_percent"})),
+}
+_MODEL_FIELDS = frozenset({"family", "action", "mode"})
+_MODES = frozenset(mode.value for mode in Mode)
+
+
+def _table(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PricingError(f"{where}: must be a table")
+    return value
+
+
+def _check_keys(
+    table: dict[str, Any], where: str, required: Iterable[str], optional: Iterable[str] = ()
+) -> None:
+    required = set(required)
+    if missing := sorted(required - table.keys()):
+        raise PricingError(f"{where}: missing {', '.join(missing)}")
+    if unknown := sorted(table.keys() - required - set(optional)):
+        raise PricingError(f"{where}: unknown field {', '.join(unknown)}")
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise PricingError(f"{where}: must be a non-empty string")
+    return value
+
+
+def _amount(value: object, where: str) -> int:
+    if isinstance(value, float):
+        raise PricingError(f'{where}: {value!r} is a float; write amounts as strings like "0.25"')
+    if not isinstance(value, str):
+        raise PricingError(f"{where}: amounts must be decimal strings, got {value!r}")
+    try:
+        return parse_usd(value)
+    except MoneyError as exc:
+        raise PricingError(f"{where}: {exc}") from None
+
+
+def _parse(data: dict[str, Any]) -> PriceBook:
+    _check_keys(data, "top level", ("actions", "groups", "versions"))
+    actions: dict[str, bool] = {}
+    for name, entry in _table(data["actions"], "actions").items():
+        where = f"actions.{name}"
+        _check_keys(_table(entry, where), where, ("critical",))
+        if not isinstance(entry["critical"], bool):
+            raise PricingError(f"{where}.critical: must be true or false")
+        actions[name] = entry["critical"]
+
+    raw_versions = data["versions"]
+    if not isinstance(raw_versions, list) or not raw_versions:
+        raise PricingError("versions: must be a non-empty array of tables ([[versions]])")
+    versions: list[tuple[date, _Cards]] = []
+    units: dict[str, str] = {}
+    for index, raw in enumerate(raw_versions):
+        where = f"versions[{index}]"
+        version = _table(raw, where)
+        _check_keys(version, where, ("effective_from", "cards"))
+        effective = version["effective_from"]
+        if isinstance(effective, datetime) or not isinstance(effective, date):
+            raise PricingError(f"{where}.effective_from: must be a date like 2026-01-01")
+        if versions and effective <= versions[-1][0]:
+            raise PricingError(
+                f"{where}.effective_from: versions must be sorted by date, without duplicates"
+            )
+        cards: _Cards = {}
+        for card_name, card in _table(version["cards"], f"{where}.cards").items():
+            card_where = f"{where}.cards.{card_name}"
+            cards[card_name] = _parse_card(_table(card, card_where), card_where, actions)
+            unit = card["unit"]
+            if units.setdefault(card_name, unit) != unit:
+                raise PricingError(f"{card_where}.unit: a card cannot change its unit")
+        versions.append((effective, cards))
+
+    families = {
+        price.family
+        for _, cards in versions
+        for models in cards.values()
+        for price in models.values()
+    }
+    groups = {
+        name: _parse_group(entry, f"groups.{name}", families)
+        for name, entry in _table(data["groups"], "groups").items()
+    }
+    return PriceBook(versions, units, actions, groups)
+
+
+def _parse_card(
+    card: dict[str, Any], where: str, actions: dict[str, bool]
+) -> dict[str, ModelPrice]:
+    _check_keys(card, where, ("unit", "models"), ("fee_percent", "size_classes"))
+    unit = card["unit"]
+    if unit not in UNITS:
+        raise PricingError(f"{where}.unit: must be one of {', '.join(UNITS)}, got {unit!r}")
+    card_fee = (
+        _amount(card["fee_percent"], f"{where}.fee_percent") if "fee_percent" in card else None
+    )
+    size_classes: dict[str, int] = {}
+    for size, price in _table(card.get("size_classes", {}), f"{where}.size_classes").items():
+        if not _SIZE_CLASS.fullmatch(size):
+            raise PricingError(f'{where}.size_classes.{size}: names look like "7B"')
+        size_classes[size] = _amount(price, f"{where}.size_classes.{size}")
+
+    models: dict[str, ModelPrice] = {}
+    for name, raw in _table(card["models"], f"{where}.models").items():
+        model_where = f"{where}.models.{name}"
+        row = _table(raw, model_where)
+        mode_text = row.get("mode")
+        if not isinstance(mode_text, str) or mode_text not in _MODES:
+            raise PricingError(f"{model_where}.mode: unknown mode {mode_text!r}")
+        mode = Mode(mode_text)
+        required, optional = _MODE_FIELDS[mode]
+        _check_keys(row, model_where, _MODEL_FIELDS | required, optional)
+        action = _text(row["action"], f"{model_where}.action")
+        if action not in actions:
+            raise PricingError(f"{model_where}.action: unknown action {action!r}")
+        fields: dict[str, Any] = {}
+        for field in ("input_per_mtok", "output_per_mtok", "per_unit", "per_minute"):
+            if field in row:
+                fields[field] = _amount(row[field], f"{model_where}.{field}")
+        if mode is Mode.PER_SECOND:
+            fields.update(_size_fields(row, model_where, size_classes))
+        if mode is Mode.PASSTHROUGH:
+            if unit != "usd":
+                raise PricingError(f"{model_where}: passthrough needs a card whose unit is usd")
+            if "fee_percent" in row:
+                fields["fee_percent"] = _amount(row["fee_percent"], f"{model_where}.fee_percent")
+            elif card_fee is not None:
+                fields["fee_percent"] = card_fee
+            else:
+                raise PricingError(
+                    f"{model_where}: passthrough needs fee_percent here or on the card"
+                )
+        family = _text(row["family"], f"{model_where}.family")
+        models[name] = ModelPrice(name=name, family=family, action=action, mode=mode, **fields)
+    return models
+
+
+def _size_fields(row: dict[str, Any], where: str, size_classes: dict[str, int]) -> dict[str, Any]:
+    size = row["size_class"]
+    if not isinstance(size, str) or size not in size_classes:
+        raise PricingError(f"{where}.size_class: unknown size class {size!r}")
+    params = row["params_b"]
+    if isinstance(params, bool) or not isinstance(params, int) or params <= 0:
+        raise PricingError(f"{where}.params_b: must be a positive integer")
+    if params > int(size.removesuffix("B")):
+        raise PricingError(f"{where}.params_b: {params} is above size class {size}")
+    return {"size_class": size, "params_b": params, "per_second": size_classes[size]}
+
+
+def _parse_group(entry: object, where: str, families: set[str]) -> _Group:
+    group = _table(entry, where)
+    if "all" in group:
+        _check_keys(group, where, ("all",))
+        if group["all"] is not True:
+            raise PricingError(f"{where}.all: must be true (list families to serve fewer)")
+        return _Group(serves_all=True, families=frozenset())
+    _check_keys(group, where, ("families",))
+    listed = group["families"]
+    if not isinstance(listed, list) or not listed:
+        raise PricingError(f"{where}.families: must be a non-empty list of family names")
+    for family in listed:
+        if not isinstance(family, str) or family not in families:
+            raise PricingError(f"{where}.families: no model has family {family!r}")
+    return _Group(serves_all=False, families=frozenset(listed))

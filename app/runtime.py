@@ -1,0 +1,87 @@
+"""Everything one creditgraph process holds: engines, price book, bus, writer, directories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from app import maintenance
+from app.auth import Authenticator, jwt_secret
+from app.clock import Clock
+from app.db import Database
+from app.events import EventBus, InMemoryEventBus
+from app.keys.service import KeyDirectory, KeyVault
+from app.ledger.writer import Writer
+from app.migrate import upgrade
+from app.orgs.service import OrgDirectory
+from app.pricing.book import PriceBook
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    db: Database
+    prices: PriceBook
+    bus: EventBus
+    writer: Writer
+    orgs: OrgDirectory
+    keys: KeyDirectory
+    vault: KeyVault
+    auth: Authenticator
+    _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def hold_ttl(self) -> timedelta:
+        return timedelta(seconds=self.settings.hold_ttl_seconds)
+
+    @classmethod
+    async def start(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        clock = clock or Clock()
+        secret = jwt_secret(settings)  # refuses to start in production without one
+        prices = PriceBook.load(settings.price_book_path)
+        db = Database(settings)
+        if not settings.is_production:
+            # The embedded default migrates itself; production runs `creditgraph migrate`.
+            await upgrade(db.writer)
+        bus = InMemoryEventBus()
+        writer = Writer(db.writer, bus, clock, settings.writer_batch_max)
+        writer.start()
+        orgs, keys = OrgDirectory(db.reader), KeyDirectory(db.reader)
+        runtime = cls(
+            settings,
+            clock,
+            db,
+            prices,
+            bus,
+            writer,
+            orgs,
+            keys,
+            KeyVault(settings.key_encryption_key),
+            Authenticator(secret, orgs, keys),
+        )
+        if settings.run_jobs:
+            runtime._jobs = asyncio.create_task(runtime._run_jobs(), name="creditgraph-jobs")
+        return runtime
+
+    async def _run_jobs(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.jobs_interval_seconds)
+            try:
+                await maintenance.run_once(self)
+            except Exception:
+                log.exception("periodic jobs failed; retrying next interval")
+
+    async def stop(self) -> None:
+        if self._jobs is not None:
+            self._jobs.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._jobs
+        await self.writer.stop()  # finishes every write already submitted
+        await self.db.dispose()

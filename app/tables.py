@@ -1,0 +1,24 @@
+"""Every table, imported in one place so the metadata (and Alembic) sees them all."""
+
+from sqlmodel import SQLModel
+
+from app.audit import AuditEvent
+from app.keys.tables import ApiKey, SpendMark
+from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
+from app.orgs.tables import Organization
+from app.usage.tables import UsageRecord
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "CreditLot",
+    "Hold",
+    "LedgerEntry",
+    "Organization",
+    "SpendMark",
+    "UsageRecord",
+    "Wallet",
+    "metadata",
+]

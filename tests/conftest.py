@@ -1,0 +1,83 @@
+"""Shared fixtures: a real creditgraph app on a temporary SQLite database, driven over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from app.auth import Role, issue_token
+from app.clock import Clock
+from app.keys.service import NO_CAPS, Caps, CreatedKey
+from app.main import create_app
+from app.money import parse_usd
+from app.operations import create_api_key, create_organization
+from app.orgs.service import OrgRef
+from app.runtime import Runtime
+from app.settings import Settings
+
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'creditgraph.db'}",
+        state_dir=tmp_path / "state",
+        jwt_secret=JWT_SECRET,
+        run_jobs=False,
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@dataclass
+class Harness:
+    """The app, an HTTP client on it, and shortcuts to set up organizations and keys."""
+
+    runtime: Runtime
+    http: httpx.AsyncClient
+
+    async def org(self, slug: str = "acme", grant_usd: str = "0") -> OrgRef:
+        return await create_organization(self.runtime, slug=slug, grant=parse_usd(grant_usd))
+
+    async def key(
+        self, org: OrgRef, *, caps: Caps = NO_CAPS, group: str = "default", **kwargs: Any
+    ) -> CreatedKey:
+        return await create_api_key(
+            self.runtime, org.id, "test key", caps=caps, group=group, **kwargs
+        )
+
+    def token(self, org: OrgRef, role: Role = Role.SERVICE) -> dict[str, str]:
+        token = issue_token(
+            JWT_SECRET, org=org.slug, role=role, subject=f"{role}@test", ttl=timedelta(hours=1)
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def authorize(self, key: CreatedKey, request_id: str, **body: Any) -> httpx.Response:
+        payload = {"api_key": key.secret, "model": "claude-sonnet-4-6", "request_id": request_id}
+        return await self.http.post("/api/v1/authorize", json=payload | body)
+
+    async def usage(self, org: OrgRef, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        response = await self.http.post(
+            "/api/v1/usage", json={"events": list(events)}, headers=self.token(org)
+        )
+        assert response.status_code == 200, response.text
+        return cast(list[dict[str, Any]], response.json()["results"])
+
+
+@pytest.fixture
+async def harness(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
+    app = create_app(settings, clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield Harness(app.state.runtime, http)
