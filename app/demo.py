@@ -117,4 +117,3 @@ def _call(
         tags={"agent": rng.choice(["support-bot", "coder", "researcher"])},
     )
     return UsageJob(org.id, event, runtime.prices)
-
