@@ -10,10 +10,13 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from app.auth import Role, issue_token
 from app.clock import Clock
 from app.keys.service import NO_CAPS, Caps, CreatedKey
+from app.ledger.state import wallets
+from app.ledger.verify import verify
 from app.main import create_app
 from app.money import parse_usd
 from app.operations import create_api_key, create_organization
@@ -65,6 +68,23 @@ class Harness:
     async def authorize(self, key: CreatedKey, request_id: str, **body: Any) -> httpx.Response:
         payload = {"api_key": key.secret, "model": "claude-sonnet-4-6", "request_id": request_id}
         return await self.http.post("/api/v1/authorize", json=payload | body)
+
+    async def books(self) -> list[str]:
+        """Mismatches between stored counters and the ledger (``creditgraph verify``)."""
+        async with self.runtime.db.reader.connect() as conn:
+            return await verify(conn)
+
+    async def balance(self, org: OrgRef) -> tuple[int, int]:
+        """The wallet's (balance, held) in credits."""
+        async with self.runtime.db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(wallets.c.balance, wallets.c.held).where(
+                        wallets.c.organization_id == org.id
+                    )
+                )
+            ).one()
+        return row.balance, row.held
 
     async def usage(self, org: OrgRef, *events: dict[str, Any]) -> list[dict[str, Any]]:
         response = await self.http.post(

@@ -264,14 +264,11 @@ async def load_marks(
     result: dict[int, dict[Window, WindowMarks]] = {key_id: {} for key_id in key_ids}
     for window in WINDOWS:
         start = window_start(now_second, window)
-        newest = (
-            select(func.max(marks_t.c.second))
-            .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second <= start)
-            .scalar_subquery()
-        )
         baseline = (
             select(marks_t.c.cumulative)
-            .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second == newest)
+            .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second <= start)
+            .order_by(marks_t.c.second.desc())
+            .limit(1)
             .scalar_subquery()
         )
         first = (
