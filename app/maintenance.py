@@ -1,11 +1,17 @@
-"""Periodic work: expire lots past their expiry, release holds whose usage never came."""
+"""Periodic work: expire lots, release holds whose usage never came, prune spend marks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.keys.windows import LONGEST
 from app.ledger.jobs import ExpireHolds, ExpireLots, organizations_with_expired_lots, stale_hold_ids
+from app.ledger.state import marks_t
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -18,6 +24,7 @@ CHUNK = 500
 class Swept:
     lots_expired: int
     holds_expired: int
+    marks_pruned: int
 
 
 async def run_once(runtime: Runtime) -> Swept:
@@ -37,4 +44,20 @@ async def run_once(runtime: Runtime) -> Swept:
         holds += expired
         if expired == 0:
             break
-    return Swept(lots, holds)
+    async with runtime.db.writer.begin() as conn:
+        marks = await prune_spend_marks(conn, now)
+    return Swept(lots, holds, marks)
+
+
+async def prune_spend_marks(conn: AsyncConnection, now: datetime) -> int:
+    """Delete marks no window can need again: those older than each key's newest mark
+    at or before the start of the longest window (that one stays, as its baseline)."""
+    cutoff = int(now.timestamp()) - LONGEST
+    older = marks_t.alias("older")
+    newest_outside = (
+        select(func.max(older.c.second))
+        .where(older.c.api_key_id == marks_t.c.api_key_id, older.c.second <= cutoff)
+        .scalar_subquery()
+    )
+    result = await conn.execute(delete(marks_t).where(marks_t.c.second < newest_outside))
+    return int(result.rowcount)

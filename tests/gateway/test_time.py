@@ -102,7 +102,7 @@ async def test_expiring_lots_are_spent_first_and_the_rest_expires(harness: Harne
     frozen(harness).advance(timedelta(days=28))
     swept = await maintenance.run_once(harness.runtime)
     assert swept.lots_expired == 1
-    assert await maintenance.run_once(harness.runtime) == maintenance.Swept(0, 0)
+    assert await maintenance.run_once(harness.runtime) == maintenance.Swept(0, 0, 0)
 
     async with harness.runtime.db.reader.connect() as conn:
         last = (
@@ -126,4 +126,19 @@ async def test_unsettled_holds_expire_after_their_ttl(harness: Harness) -> None:
 
     assert await harness.balance(org) == (1_000_000, 0)
     assert (await harness.authorize(key, "next", hold_usd="0.01")).status_code == 200
+    assert await harness.books() == []
+
+
+async def test_old_spend_marks_are_pruned_and_windows_stay_exact(harness: Harness) -> None:
+    org = await harness.org(grant_usd="100")
+    key = await harness.key(org, caps=Caps(limit_7d=10_000))
+    key_id = (await harness.authorize(key, "probe")).json()["api_key_id"]
+    for n in range(3):  # spends at T0, T0 + 4d, T0 + 8d
+        await _bill(harness, key_id, org, f"spend-{n}")
+        frozen(harness).advance(timedelta(days=4))
+    # At T0 + 12d the marks of T0 and T0 + 4d are both outside 7 days; only the newer
+    # one is still needed, as the 7-day window's baseline.
+    assert (await maintenance.run_once(harness.runtime)).marks_pruned == 1
+    response = await harness.authorize(key, "check")
+    assert response.headers["X-RateLimit-Remaining"] == "0.007500"
     assert await harness.books() == []
