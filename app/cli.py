@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 
-from app.auth import TOKEN_ROLES, Role, issue_token, jwt_secret
+from app.auth import TOKEN_ROLES, ConfigurationError, Role, issue_token, jwt_secret
 from app.db import Database
 from app.ledger.verify import verify as verify_books
 from app.migrate import upgrade
@@ -27,15 +27,18 @@ T = TypeVar("T")
 console = Console(stderr=True, soft_wrap=True)
 
 
-def _usd(value: str, *, allow_negative: bool = False) -> int:
+def _usd(value: str, option: str, *, allow_negative: bool = False) -> int:
     try:
         return parse_usd(value, allow_negative=allow_negative)
     except MoneyError as error:
-        raise click.BadParameter(str(error)) from None
+        raise click.BadParameter(str(error), param_hint=option) from None
 
 
 async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    runtime = await Runtime.start(settings.model_copy(update={"run_jobs": False}))
+    try:
+        runtime = await Runtime.start(settings.model_copy(update={"run_jobs": False}))
+    except ConfigurationError as error:
+        raise click.ClickException(str(error)) from None
     try:
         return await work(runtime)
     finally:
@@ -60,6 +63,10 @@ def serve(host: str, port: int, demo: bool) -> None:
     from app.main import create_app
 
     settings = Settings()
+    try:
+        jwt_secret(settings)
+    except ConfigurationError as error:
+        raise click.ClickException(str(error)) from None
     if demo:
         _seed_demo(settings, host, port)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
@@ -118,7 +125,7 @@ def org() -> None:
 @click.option("--grant-usd", default="0", help="Opening credit, in USD (e.g. 25.00).")
 def org_create(slug: str, name: str | None, grant_usd: str) -> None:
     """Create an organization with its wallet."""
-    grant = _usd(grant_usd)
+    grant = _usd(grant_usd, "--grant-usd")
     try:
         created = asyncio.run(
             _with_runtime(
@@ -146,7 +153,7 @@ def token(slug: str, role: str, subject: str | None, ttl_hours: int) -> None:
         raise click.ClickException(f"no organization {slug!r}")
     click.echo(
         issue_token(
-            jwt_secret(settings),
+            jwt_secret(settings),  # Runtime.start has checked that one is configured
             org=slug,
             role=Role(role),
             subject=subject or f"cli-{role}",
@@ -178,7 +185,7 @@ def verify() -> None:
 @click.option("--reason", required=True, help="Why; kept on the ledger entry.")
 def adjust(slug: str, amount_usd: str, reason: str) -> None:
     """Post a manual adjustment to an organization's wallet."""
-    amount = _usd(amount_usd, allow_negative=True)
+    amount = _usd(amount_usd, "--amount-usd", allow_negative=True)
     if amount == 0:
         raise click.BadParameter("must not be zero", param_hint="--amount-usd")
 

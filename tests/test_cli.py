@@ -1,0 +1,153 @@
+"""The ``creditgraph`` console script, run as a real process on a temporary database."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "creditgraph"
+
+
+class Cli:
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = tmp_path / "cli.db"
+        self.state = tmp_path / "state"
+        self.env = {
+            key: value for key, value in os.environ.items() if not key.startswith("CREDITGRAPH_")
+        }
+        self.env |= {
+            "CREDITGRAPH_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}",
+            "CREDITGRAPH_STATE_DIR": str(self.state),
+        }
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), *args],
+            env=self.env | (env or {}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        return result.stdout
+
+    def fails(self, *args: str, env: dict[str, str] | None = None) -> str:
+        result = self(*args, env=env)
+        assert result.returncode != 0, result.stdout
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output, output
+        return output
+
+    def sql(self, statement: str) -> None:
+        with sqlite3.connect(self.db) as conn:
+            assert conn.execute(statement).rowcount == 1
+        conn.close()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    assert SCRIPT.exists()
+    return Cli(tmp_path)
+
+
+@pytest.fixture
+def acme(cli: Cli) -> Cli:
+    out = cli.ok("org", "create", "acme", "--grant-usd", "12.50")
+    assert "created organization acme" in out
+    return cli
+
+
+def test_token_is_a_signed_jwt_for_the_org_and_role(acme: Cli) -> None:
+    token = acme.ok("token", "--org", "acme", "--role", "owner").strip()
+    assert token.count(".") == 2
+    assert all(token.split("."))
+    secret = (acme.state / "jwt-secret").read_text().strip()
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    assert claims["org"] == "acme"
+    assert claims["role"] == "owner"
+    assert claims["sub"] == "cli-owner"
+    assert claims["exp"] - claims["iat"] == 24 * 3600
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, "another-secret-long-enough-for-hs256-use", algorithms=["HS256"])
+    # The development secret is kept: a second token verifies with the same one.
+    again = acme.ok("token", "--org", "acme", "--role", "service", "--subject", "gw").strip()
+    assert jwt.decode(again, secret, algorithms=["HS256"])["sub"] == "gw"
+
+
+def test_token_refuses_unknown_org_and_role(acme: Cli) -> None:
+    assert "no organization 'nope'" in acme.fails("token", "--org", "nope", "--role", "owner")
+    assert "--role" in acme.fails("token", "--org", "acme", "--role", "api_key")
+
+
+def test_token_in_production_needs_a_configured_secret(acme: Cli) -> None:
+    output = acme.fails(
+        "token", "--org", "acme", "--role", "owner", env={"CREDITGRAPH_ENVIRONMENT": "production"}
+    )
+    assert "CREDITGRAPH_JWT_SECRET" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("slug", ["Acme", "has space", "acme_1", "ümlaut", ""])
+def test_org_create_refuses_bad_slugs(cli: Cli, slug: str) -> None:
+    output = cli.fails("org", "create", slug)
+    assert "slug" in output
+
+
+def test_org_create_refuses_duplicates_and_bad_grants(acme: Cli) -> None:
+    assert "exists" in acme.fails("org", "create", "acme")
+    output = acme.fails("org", "create", "beta", "--grant-usd", "1.0000001")
+    assert "more than 6 decimal places" in output
+    for grant in ("-5", "abc", "1e3"):
+        assert "Invalid value" in acme.fails("org", "create", "beta", "--grant-usd", grant)
+    # None of the refused commands created anything.
+    assert "no organization 'beta'" in acme.fails("token", "--org", "beta", "--role", "owner")
+    with sqlite3.connect(acme.db) as conn:
+        assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (1,)
+        assert conn.execute("SELECT balance FROM wallets").fetchone() == (12_500_000,)
+    conn.close()
+
+
+def test_adjust_then_verify(acme: Cli) -> None:
+    out = acme.ok("adjust", "--org", "acme", "--amount-usd", "-2.5", "--reason", "test")
+    assert "10000000 credits" in out
+    assert acme.ok("verify").startswith("ok")
+    assert "no organization 'nope'" in acme.fails(
+        "adjust", "--org", "nope", "--amount-usd", "1", "--reason", "x"
+    )
+    for amount in ("0", "0.0000001", "1e2"):
+        acme.fails("adjust", "--org", "acme", "--amount-usd", amount, "--reason", "x")
+    with sqlite3.connect(acme.db) as conn:
+        assert conn.execute("SELECT balance FROM wallets").fetchone() == (10_000_000,)
+    conn.close()
+
+
+def test_verify_reports_a_corrupted_balance(acme: Cli) -> None:
+    acme.ok("adjust", "--org", "acme", "--amount-usd", "-2.5", "--reason", "test")
+    acme.sql("UPDATE wallets SET balance = balance + 1")
+    result = acme("verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "MISMATCH" in result.stdout
+    assert "balance 10.000001 USD, the ledger sums to 10.000000 USD" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_verify_reports_a_corrupted_lot(acme: Cli) -> None:
+    acme.sql("UPDATE credit_lots SET remaining = remaining - 7")
+    result = acme("verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    mismatches = [line for line in result.stdout.splitlines() if line.startswith("MISMATCH")]
+    assert any("lot" in line and "12499993 left" in line for line in mismatches), result.stdout
+    assert "Traceback" not in result.stderr
