@@ -114,13 +114,13 @@ async def create_key(
     }
     key_id = await conn.scalar(insert(keys_t).values(**values).returning(keys_t.c.id))
     assert key_id is not None
-    await audit.record(
+    await _audit(
         conn,
+        "api_key.create",
         organization_id=organization_id,
+        key_id=key_id,
         actor=actor,
-        action="api_key.create",
-        target=f"api_key:{key_id}",
-        at=now,
+        now=now,
         after=_public(values),
     )
     return CreatedKey(key_id, secret, prefix)
@@ -154,13 +154,13 @@ async def rotate_key(
         .where(keys_t.c.id == key_id)
         .values(prefix=prefix, secret_hash=hash_secret(secret), secret_encrypted=vault.seal(secret))
     )
-    await audit.record(
+    await _audit(
         conn,
+        "api_key.rotate",
         organization_id=organization_id,
+        key_id=key_id,
         actor=actor,
-        action="api_key.rotate",
-        target=f"api_key:{key_id}",
-        at=now,
+        now=now,
         before={"prefix": row.prefix},
         after={"prefix": prefix},
     )
@@ -174,13 +174,13 @@ async def revoke_key(
     if row.revoked_at is not None:
         return
     await conn.execute(update(keys_t).where(keys_t.c.id == key_id).values(revoked_at=now))
-    await audit.record(
+    await _audit(
         conn,
+        "api_key.revoke",
         organization_id=organization_id,
+        key_id=key_id,
         actor=actor,
-        action="api_key.revoke",
-        target=f"api_key:{key_id}",
-        at=now,
+        now=now,
         after={"revoked_at": now.isoformat()},
     )
 
@@ -198,13 +198,13 @@ async def set_caps(
     after = caps.columns()
     before = {column: getattr(row, column) for column in after}
     await conn.execute(update(keys_t).where(keys_t.c.id == key_id).values(**after))
-    await audit.record(
+    await _audit(
         conn,
+        "api_key.caps",
         organization_id=organization_id,
+        key_id=key_id,
         actor=actor,
-        action="api_key.caps",
-        target=f"api_key:{key_id}",
-        at=now,
+        now=now,
         before=before,
         after=after,
     )
@@ -223,15 +223,38 @@ async def reveal_key(
     row = await _get(conn, organization_id, key_id)
     if not vault.enabled or row.secret_encrypted is None:
         return None
+    await _audit(
+        conn,
+        "api_key.reveal",
+        organization_id=organization_id,
+        key_id=key_id,
+        actor=actor,
+        now=now,
+    )
+    return vault.open(row.secret_encrypted)
+
+
+async def _audit(
+    conn: AsyncConnection,
+    action: str,
+    *,
+    organization_id: int,
+    key_id: int,
+    actor: str,
+    now: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
     await audit.record(
         conn,
         organization_id=organization_id,
         actor=actor,
-        action="api_key.reveal",
+        action=action,
         target=f"api_key:{key_id}",
         at=now,
+        before=before,
+        after=after,
     )
-    return vault.open(row.secret_encrypted)
 
 
 def _public(values: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -112,24 +112,28 @@ def _decode_cursor(request: Request) -> tuple[datetime, int] | None:
         raise invalid("cursor: not a cursor this API returned") from None
 
 
-def _page(
-    statement: Select[Any], time_column: Any, id_column: Any, request: Request
-) -> Select[Any]:
+async def _paged(
+    request: Request,
+    statement: Select[Any],
+    time_column: Any,
+    id_column: Any,
+    render: Callable[[Any], dict[str, Any]],
+    headers: dict[str, str],
+) -> JSONResponse:
+    """One page, newest first, keyset-paginated on (time, id), and the cursor to the next."""
+    limit = _limit(request)
     cursor = _decode_cursor(request)
     if cursor is not None:
         at, row_id = cursor
         statement = statement.where(
             or_(time_column < at, and_(time_column == at, id_column < row_id))
         )
-    return statement.order_by(time_column.desc(), id_column.desc()).limit(_limit(request) + 1)
-
-
-def _page_response(
-    rows: Sequence[Any], limit: int, data: list[dict[str, Any]], headers: dict[str, str]
-) -> JSONResponse:
-    """One page of ``data`` (rendered from ``rows[:limit]``) and the cursor to the next."""
+    statement = statement.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
+    async with runtime(request).db.reader.connect() as conn:
+        rows = (await conn.execute(statement)).all()
     last = rows[limit - 1] if len(rows) > limit else None
     next_cursor = None if last is None else _encode_cursor(last.created_at, last.id)
+    data = [render(row) for row in rows[:limit]]
     return JSONResponse({"data": data, "next_cursor": next_cursor}, headers=headers)
 
 
@@ -149,30 +153,9 @@ async def usage(request: Request) -> Response:
         statement = statement.where(usage_t.c.created_at >= since)
     if until is not None:
         statement = statement.where(usage_t.c.created_at < until)
-    statement = _page(statement, usage_t.c.created_at, usage_t.c.id, request)
-    async with rt.db.reader.connect() as conn:
-        rows = (await conn.execute(statement)).all()
-    limit = _limit(request)
-    data = [
-        {
-            "id": to_global_id("UsageRecord", row.id),
-            "request_id": row.request_id,
-            "api_key_id": to_global_id("ApiKey", row.api_key_id),
-            "model": row.model,
-            "action": row.action,
-            "status": row.status,
-            "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens,
-            "units": row.units,
-            "credits": str(row.cost),
-            "cost": amount_json(row.cost),
-            "tags": row.tags,
-            "occurred_at": row.occurred_at.isoformat(),
-            "created_at": row.created_at.isoformat(),
-        }
-        for row in rows[:limit]
-    ]
-    return _page_response(rows, limit, data, headers)
+    return await _paged(
+        request, statement, usage_t.c.created_at, usage_t.c.id, _usage_json, headers
+    )
 
 
 async def transactions(request: Request) -> Response:
@@ -188,21 +171,38 @@ async def transactions(request: Request) -> Response:
             entries_t.c.kind != EntryKind.USAGE,
         )
     )
-    statement = _page(statement, entries_t.c.created_at, entries_t.c.id, request)
-    async with rt.db.reader.connect() as conn:
-        rows = (await conn.execute(statement)).all()
-    limit = _limit(request)
-    data = [
-        {
-            "id": to_global_id("LedgerEntry", row.id),
-            "kind": row.kind,
-            "status": "succeeded",
-            "amount": amount_json(row.amount),
-            "balance_after": amount_json(row.balance_after),
-            "reference": row.reference,
-            "memo": row.memo,
-            "created_at": row.created_at.isoformat(),
-        }
-        for row in rows[:limit]
-    ]
-    return _page_response(rows, limit, data, headers)
+    return await _paged(
+        request, statement, entries_t.c.created_at, entries_t.c.id, _entry_json, headers
+    )
+
+
+def _usage_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": to_global_id("UsageRecord", row.id),
+        "request_id": row.request_id,
+        "api_key_id": to_global_id("ApiKey", row.api_key_id),
+        "model": row.model,
+        "action": row.action,
+        "status": row.status,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "units": row.units,
+        "credits": str(row.cost),
+        "cost": amount_json(row.cost),
+        "tags": row.tags,
+        "occurred_at": row.occurred_at.isoformat(),
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def _entry_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": to_global_id("LedgerEntry", row.id),
+        "kind": row.kind,
+        "status": "succeeded",
+        "amount": amount_json(row.amount),
+        "balance_after": amount_json(row.balance_after),
+        "reference": row.reference,
+        "memo": row.memo,
+        "created_at": row.created_at.isoformat(),
+    }
