@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import table
@@ -130,6 +130,21 @@ class State:
         return statement.with_for_update() if self.lock else statement
 
 
+def _requests_filter(t: Table, pairs: list[tuple[int, str]]) -> ColumnElement[bool]:
+    """``(organization_id, request_id) in pairs``, written per organization so that SQLite
+    searches the (organization_id, request_id) unique index; a row-value IN scans."""
+    by_org: dict[int, list[str]] = {}
+    for organization_id, request_id in pairs:
+        by_org.setdefault(organization_id, []).append(request_id)
+    return or_(
+        false(),
+        *(
+            and_(t.c.organization_id == organization_id, t.c.request_id.in_(request_ids))
+            for organization_id, request_ids in by_org.items()
+        ),
+    )
+
+
 def _lot(row: Any) -> Lot:
     return Lot(row.id, row.source, row.original, row.remaining, row.expires_at, row.created_at)
 
@@ -141,7 +156,7 @@ async def load_state(
     state = State(now, {}, {}, {}, {}, lock)
     pairs = sorted(needs.requests)
     if pairs or needs.hold_ids:
-        by_request = tuple_(holds_t.c.organization_id, holds_t.c.request_id).in_(pairs)
+        by_request = _requests_filter(holds_t, pairs)
         rows = await conn.execute(
             state.locked(
                 select(holds_t).where(or_(holds_t.c.id.in_(sorted(needs.hold_ids)), by_request))
@@ -157,7 +172,7 @@ async def load_state(
         rows = await conn.execute(
             select(
                 usage_t.c.organization_id, usage_t.c.request_id, usage_t.c.status, usage_t.c.cost
-            ).where(tuple_(usage_t.c.organization_id, usage_t.c.request_id).in_(pairs))
+            ).where(_requests_filter(usage_t, pairs))
         )
         for row in rows:
             state.prior_usage[(row.organization_id, row.request_id)] = PriorUsage(

@@ -1,0 +1,1 @@
+"""Benchmarks for creditgraph's usage write path (see README.md)."""

@@ -1,0 +1,97 @@
+"""Shared setup for the benchmarks: a fresh SQLite database with an org, a key and a token."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from app.auth import Role, issue_token
+from app.ids import to_global_id
+from app.money import parse_usd
+from app.operations import create_api_key, create_organization
+from app.runtime import Runtime
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+JWT_SECRET = "benchmark-secret-that-is-long-enough-for-hs256"
+ORG_SLUG = "bench"
+GRANT_USD = "1000000"
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """What a benchmark needs to drive a prepared database."""
+
+    settings: Settings
+    env: dict[str, str]
+    organization_id: int
+    api_key_id: int
+    api_key_global_id: str
+    service_token: str
+
+
+def settings_for(db_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{db_path}",
+        state_dir=db_path.parent / "state",
+        jwt_secret=JWT_SECRET,
+        run_jobs=False,
+    )
+
+
+def env_for(db_path: Path) -> dict[str, str]:
+    """The CREDITGRAPH_* environment of a process using ``db_path``."""
+    return {
+        **os.environ,
+        "CREDITGRAPH_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+        "CREDITGRAPH_STATE_DIR": str(db_path.parent / "state"),
+        "CREDITGRAPH_JWT_SECRET": JWT_SECRET,
+        "CREDITGRAPH_RUN_JOBS": "false",
+    }
+
+
+async def prepare(db_path: Path) -> Fixture:
+    """Migrate a fresh database; create an org with a large grant, a key and a service JWT."""
+    settings = settings_for(db_path)
+    runtime = await Runtime.start(settings)
+    try:
+        org = await create_organization(runtime, slug=ORG_SLUG, grant=parse_usd(GRANT_USD))
+        key = await create_api_key(runtime, org.id, "benchmark key")
+    finally:
+        await runtime.stop()
+    token = issue_token(
+        JWT_SECRET, org=ORG_SLUG, role=Role.SERVICE, subject="bench", ttl=timedelta(hours=6)
+    )
+    return Fixture(
+        settings,
+        env_for(db_path),
+        org.id,
+        key.id,
+        to_global_id("ApiKey", key.id),
+        token,
+    )
+
+
+def verify(db_path: Path) -> bool:
+    """Run ``creditgraph verify`` on ``db_path``, print its output; True when it passes."""
+    cli = Path(sys.executable).parent / "creditgraph"
+    result = subprocess.run(
+        [str(cli), "verify"],
+        env=env_for(db_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).strip()
+    print(f"creditgraph verify ({db_path}): exit {result.returncode}: {output}")
+    return result.returncode == 0
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
