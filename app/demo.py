@@ -40,17 +40,13 @@ class Demo:
     keys: dict[str, CreatedKey]
 
 
-async def organization_exists(runtime: Runtime, slug: str) -> bool:
-    return await runtime.orgs.by_slug(slug) is not None
-
-
 async def seed(settings: Settings, progress: Callable[[int, int], None]) -> Demo | None:
     """Seed the demo organization unless it exists; ``progress(done, total)`` per day."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=DAYS)
     clock = FrozenClock(start)
     runtime = await Runtime.start(settings.model_copy(update={"run_jobs": False}), clock)
     try:
-        if await organization_exists(runtime, "demo"):
+        if await runtime.orgs.by_slug("demo") is not None:
             return None
         org = await create_organization(
             runtime, slug="demo", name="Demo AI Labs", grant=parse_usd("500")

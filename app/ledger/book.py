@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import BindParameter, Table, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -85,8 +85,8 @@ class Book:
         memo: str | None = None,
         lot: Lot | None = None,
         expires_at: datetime | None = None,
-    ) -> Lot | None:
-        """Append one ledger entry; a credit returns the lot it opened."""
+    ) -> None:
+        """Append one ledger entry; a credit opens a lot expiring at ``expires_at``."""
         assert amount != 0, "a ledger entry moves money"
         assert wallet.lots is not None, "the job must declare that it moves this wallet's money"
         if amount > 0:
@@ -118,13 +118,12 @@ class Book:
         change.delta += amount
         if kind not in change.reasons:
             change.reasons.append(kind)
-        return lot if amount > 0 else None
 
     # -- holds -------------------------------------------------------------------------
 
     def place_hold(
         self, wallet: WalletState, key: KeyState, request_id: str, amount: int, ttl: timedelta
-    ) -> HoldState:
+    ) -> None:
         hold = HoldState(
             None,
             wallet.organization_id,
@@ -139,7 +138,6 @@ class Book:
         self._new_holds.append(hold)
         self.state.holds[(wallet.organization_id, request_id)] = hold
         self._reserve(wallet, key, amount)
-        return hold
 
     def close_hold(self, hold: HoldState, status: HoldStatus) -> None:
         """Settle, release or expire an active hold: its amount is no longer reserved."""
@@ -258,75 +256,53 @@ class Book:
 
     async def _update_rows(self, conn: AsyncConnection) -> None:
         state = self.state
-        wallet_rows = [
-            {
-                "b_id": w.id,
-                "balance": w.balance,
-                "held": w.held,
-                "version": w.version,
-                "month": w.month,
-                "month_spent": w.month_spent,
-            }
-            for w in state.wallets.values()
-            if w.dirty
-        ]
-        if wallet_rows:
-            await conn.execute(
-                update(wallets)
-                .where(wallets.c.id == bindparam("b_id"))
-                .values(
-                    balance=bindparam("balance"),
-                    held=bindparam("held"),
-                    version=bindparam("version"),
-                    month=bindparam("month"),
-                    month_spent=bindparam("month_spent"),
-                ),
-                wallet_rows,
-            )
+        await _update_by_id(
+            conn,
+            wallets,
+            [
+                {
+                    "b_id": w.id,
+                    "balance": w.balance,
+                    "held": w.held,
+                    "version": w.version,
+                    "month": w.month,
+                    "month_spent": w.month_spent,
+                }
+                for w in state.wallets.values()
+                if w.dirty
+            ],
+        )
         # New lots were inserted with their final remaining amount.
         new_lots = {id(lot) for _, lot in self._new_lots}
-        lot_rows = [
-            {"b_id": lot.id, "remaining": lot.remaining}
-            for w in state.wallets.values()
-            for lot in w.lots or ()
-            if lot.dirty and id(lot) not in new_lots
-        ]
-        if lot_rows:
-            await conn.execute(
-                update(lots_t)
-                .where(lots_t.c.id == bindparam("b_id"))
-                .values(remaining=bindparam("remaining")),
-                lot_rows,
-            )
-        key_rows = [
-            {"b_id": k.id, "spent": k.spent, "held": k.held, "last_used_at": k.last_used_at}
-            for k in state.keys.values()
-            if k.dirty
-        ]
-        if key_rows:
-            # The writer owns these three columns; settings are changed elsewhere.
-            await conn.execute(
-                update(keys_t)
-                .where(keys_t.c.id == bindparam("b_id"))
-                .values(
-                    spent=bindparam("spent"),
-                    held=bindparam("held"),
-                    last_used_at=bindparam("last_used_at"),
-                ),
-                key_rows,
-            )
-        hold_rows = [
-            {"b_id": h.id, "status": h.status, "closed_at": h.closed_at}
-            for h in state.holds.values()
-            if h.dirty and h.id is not None
-        ]
-        if hold_rows:
-            await conn.execute(
-                update(holds_t)
-                .where(holds_t.c.id == bindparam("b_id"))
-                .values(status=bindparam("status"), closed_at=bindparam("closed_at")),
-                hold_rows,
-            )
+        await _update_by_id(
+            conn,
+            lots_t,
+            [
+                {"b_id": lot.id, "remaining": lot.remaining}
+                for w in state.wallets.values()
+                for lot in w.lots or ()
+                if lot.dirty and id(lot) not in new_lots
+            ],
+        )
+        # The writer owns these three key columns; settings are changed elsewhere.
+        await _update_by_id(
+            conn,
+            keys_t,
+            [
+                {"b_id": k.id, "spent": k.spent, "held": k.held, "last_used_at": k.last_used_at}
+                for k in state.keys.values()
+                if k.dirty
+            ],
+        )
+        await _update_by_id(
+            conn,
+            holds_t,
+            [
+                {"b_id": h.id, "status": h.status, "closed_at": h.closed_at}
+                for h in state.holds.values()
+                if h.dirty and h.id is not None
+            ],
+        )
 
     async def _write_marks(self, conn: AsyncConnection) -> None:
         second = int(self.now.timestamp())
@@ -346,3 +322,13 @@ class Book:
             ),
             rows,
         )
+
+
+async def _update_by_id(conn: AsyncConnection, t: Table, rows: list[dict[str, Any]]) -> None:
+    """One executemany UPDATE of the columns named in ``rows`` (all alike), keyed by ``b_id``."""
+    if not rows:
+        return
+    columns: dict[str, BindParameter[Any]] = {
+        name: bindparam(name) for name in rows[0] if name != "b_id"
+    }
+    await conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(columns), rows)

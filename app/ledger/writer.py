@@ -59,9 +59,6 @@ class Writer:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        # For metrics and the benchmark: how many transactions and jobs went through.
-        self.transactions = 0
-        self.jobs_applied = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="creditgraph-writer")
@@ -133,8 +130,6 @@ class Writer:
             book = Book(state)
             results = [job.apply(book) for job in jobs]
             await book.flush(conn)
-        self.transactions += 1
-        self.jobs_applied += len(jobs)
         if book.events:
             await self._bus.publish(book.events)
         return results
