@@ -51,7 +51,7 @@ class Runtime:
             # The embedded default migrates itself; production runs `creditgraph migrate`.
             await upgrade(db.writer)
         bus = InMemoryEventBus()
-        writer = Writer(db.writer, bus, clock, settings.writer_batch_max)
+        writer = Writer(db, bus, clock, settings.writer_batch_max)
         writer.start()
         orgs, keys = OrgDirectory(db.reader), KeyDirectory(db.reader)
         runtime = cls(

@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import BindParameter, Table, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
-from app.db import is_postgres, table
+from app.db import BulkInsert, driver_json, driver_time, is_postgres, table
 from app.events import BalanceChanged, Event, UsageRecorded
 from app.ledger.lots import Lot, consume, opening_remaining
 from app.ledger.state import (
@@ -37,8 +37,25 @@ from app.ledger.state import (
     wallets,
 )
 from app.ledger.tables import HoldStatus, LedgerEntry
+from app.usage.tables import UsageRow
 
 entries_t = table(LedgerEntry)
+
+_insert_entries = BulkInsert(
+    entries_t,
+    (
+        "wallet_id",
+        "version",
+        "kind",
+        "amount",
+        "balance_after",
+        "reference",
+        "lot_id",
+        "memo",
+        "created_at",
+    ),
+)
+_insert_usage = BulkInsert(usage_t, (*UsageRow._fields, "created_at"))
 
 
 @dataclass(slots=True)
@@ -69,7 +86,7 @@ class Book:
         self._entries: list[_Entry] = []
         self._new_lots: list[tuple[WalletState, Lot]] = []
         self._new_holds: list[HoldState] = []
-        self._usage: list[dict[str, Any]] = []
+        self._usage: list[UsageRow] = []
         self._changes: dict[int, _Change] = {}
         self.events: list[Event] = []
 
@@ -114,7 +131,9 @@ class Book:
         self._entries.append(
             _Entry(wallet, wallet.version, kind, amount, wallet.balance, reference, lot, memo)
         )
-        change = self._changes.setdefault(wallet.id, _Change(wallet, 0, []))
+        change = self._changes.get(wallet.id)
+        if change is None:
+            change = self._changes[wallet.id] = _Change(wallet, 0, [])
         change.delta += amount
         if kind not in change.reasons:
             change.reasons.append(kind)
@@ -154,26 +173,25 @@ class Book:
 
     # -- usage -------------------------------------------------------------------------
 
-    def bill(self, wallet: WalletState, key: KeyState, record: dict[str, Any]) -> None:
+    def bill(self, wallet: WalletState, key: KeyState, usage: UsageRow) -> None:
         """Store a usage record and charge its cost, even past zero: the call happened."""
-        cost: int = record["cost"]
-        record["created_at"] = self.now
-        self._usage.append(record)
+        self._usage.append(usage)
         key.last_used_at = self.now
         key.dirty = True
+        cost = usage.cost
         if cost > 0:
             key.spent += cost
             key.billed = True
             wallet.month_spent += cost
-            self.post(wallet, "usage", -cost, f"usage:{record['request_id']}")
+            self.post(wallet, "usage", -cost, f"usage:{usage.request_id}")
         self.events.append(
             UsageRecorded(
                 wallet.organization_id,
                 key.id,
-                record["request_id"],
-                record["model"],
-                record["action"],
-                record["status"],
+                usage.request_id,
+                usage.model,
+                usage.action,
+                usage.status,
                 cost,
                 self.now,
             )
@@ -181,10 +199,10 @@ class Book:
 
     # -- write back --------------------------------------------------------------------
 
-    async def flush(self, conn: AsyncConnection) -> None:
+    def flush(self, conn: Connection) -> None:
         """Write every change of the transaction in bulk, then queue the pushes."""
         if self._new_lots:
-            result = await conn.execute(
+            result = conn.execute(
                 insert(lots_t).returning(lots_t.c.id, sort_by_parameter_order=True),
                 [
                     {
@@ -200,29 +218,33 @@ class Book:
             )
             for (_, lot), (lot_id,) in zip(self._new_lots, result, strict=True):
                 lot.id = lot_id
-        if self._entries:
-            await conn.execute(
-                insert(entries_t),
-                [
-                    {
-                        "wallet_id": e.wallet.id,
-                        "version": e.version,
-                        "kind": e.kind,
-                        "amount": e.amount,
-                        "balance_after": e.balance_after,
-                        "reference": e.reference,
-                        "lot_id": e.lot.id if e.lot else None,
-                        "memo": e.memo,
-                        "created_at": self.now,
-                    }
-                    for e in self._entries
-                ],
-            )
-        if self._usage:
-            await conn.execute(insert(usage_t), self._usage)
-        await self._update_rows(conn)
+        to_driver = driver_time(conn)
+        now = to_driver(self.now)
+        _insert_entries.execute(
+            conn,
+            [
+                (
+                    e.wallet.id,
+                    e.version,
+                    e.kind,
+                    e.amount,
+                    e.balance_after,
+                    e.reference,
+                    e.lot.id if e.lot else None,
+                    e.memo,
+                    now,
+                )
+                for e in self._entries
+            ],
+        )
+        # The last two fields need converting for the driver; the rest go as they are.
+        _insert_usage.execute(
+            conn,
+            [(*u[:-2], driver_json(u.tags), to_driver(u.occurred_at), now) for u in self._usage],
+        )
+        self._update_rows(conn)
         if self._new_holds:
-            await conn.execute(
+            conn.execute(
                 insert(holds_t),
                 [
                     {
@@ -239,7 +261,7 @@ class Book:
                     for h in self._new_holds
                 ],
             )
-        await self._write_marks(conn)
+        self._write_marks(conn)
         for change in self._changes.values():
             wallet = change.wallet
             self.events.append(
@@ -254,9 +276,9 @@ class Book:
                 )
             )
 
-    async def _update_rows(self, conn: AsyncConnection) -> None:
+    def _update_rows(self, conn: Connection) -> None:
         state = self.state
-        await _update_by_id(
+        _update_by_id(
             conn,
             wallets,
             [
@@ -274,7 +296,7 @@ class Book:
         )
         # New lots were inserted with their final remaining amount.
         new_lots = {id(lot) for _, lot in self._new_lots}
-        await _update_by_id(
+        _update_by_id(
             conn,
             lots_t,
             [
@@ -285,7 +307,7 @@ class Book:
             ],
         )
         # The writer owns these three key columns; settings are changed elsewhere.
-        await _update_by_id(
+        _update_by_id(
             conn,
             keys_t,
             [
@@ -294,7 +316,7 @@ class Book:
                 if k.dirty
             ],
         )
-        await _update_by_id(
+        _update_by_id(
             conn,
             holds_t,
             [
@@ -304,7 +326,7 @@ class Book:
             ],
         )
 
-    async def _write_marks(self, conn: AsyncConnection) -> None:
+    def _write_marks(self, conn: Connection) -> None:
         second = int(self.now.timestamp())
         rows = [
             {"api_key_id": k.id, "second": second, "cumulative": k.spent}
@@ -315,7 +337,7 @@ class Book:
             return
         dialect_insert = postgresql.insert if is_postgres(conn) else sqlite.insert
         statement = dialect_insert(marks_t)
-        await conn.execute(
+        conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[marks_t.c.api_key_id, marks_t.c.second],
                 set_={"cumulative": statement.excluded.cumulative},
@@ -324,11 +346,11 @@ class Book:
         )
 
 
-async def _update_by_id(conn: AsyncConnection, t: Table, rows: list[dict[str, Any]]) -> None:
+def _update_by_id(conn: Connection, t: Table, rows: list[dict[str, Any]]) -> None:
     """One executemany UPDATE of the columns named in ``rows`` (all alike), keyed by ``b_id``."""
     if not rows:
         return
     columns: dict[str, BindParameter[Any]] = {
         name: bindparam(name) for name in rows[0] if name != "b_id"
     }
-    await conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(columns), rows)
+    conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(columns), rows)

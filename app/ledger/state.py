@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, and_, false, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
-from app.db import table
+from app.db import any_of, table
 from app.keys.tables import ApiKey, SpendMark
 from app.keys.windows import WINDOWS, Window, WindowMarks, window_start
 from app.ledger.lots import Lot
@@ -130,7 +130,9 @@ class State:
         return statement.with_for_update() if self.lock else statement
 
 
-def _requests_filter(t: Table, pairs: list[tuple[int, str]]) -> ColumnElement[bool]:
+def _requests_filter(
+    conn: Connection, t: Table, pairs: list[tuple[int, str]]
+) -> ColumnElement[bool]:
     """``(organization_id, request_id) in pairs``, written per organization so that SQLite
     searches the (organization_id, request_id) unique index; a row-value IN scans."""
     by_org: dict[int, list[str]] = {}
@@ -139,7 +141,7 @@ def _requests_filter(t: Table, pairs: list[tuple[int, str]]) -> ColumnElement[bo
     return or_(
         false(),
         *(
-            and_(t.c.organization_id == organization_id, t.c.request_id.in_(request_ids))
+            and_(t.c.organization_id == organization_id, any_of(conn, t.c.request_id, request_ids))
             for organization_id, request_ids in by_org.items()
         ),
     )
@@ -149,17 +151,17 @@ def _lot(row: Any) -> Lot:
     return Lot(row.id, row.source, row.original, row.remaining, row.expires_at, row.created_at)
 
 
-async def load_state(
-    conn: AsyncConnection, needs: Needs, now: datetime, *, lock: bool = True
-) -> State:
+def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = True) -> State:
     """Load what ``needs`` names; ``lock`` takes row locks (the writer), reads do not."""
     state = State(now, {}, {}, {}, {}, lock)
     pairs = sorted(needs.requests)
     if pairs or needs.hold_ids:
-        by_request = _requests_filter(holds_t, pairs)
-        rows = await conn.execute(
+        by_request = _requests_filter(conn, holds_t, pairs)
+        rows = conn.execute(
             state.locked(
-                select(holds_t).where(or_(holds_t.c.id.in_(sorted(needs.hold_ids)), by_request))
+                select(holds_t).where(
+                    or_(any_of(conn, holds_t.c.id, sorted(needs.hold_ids)), by_request)
+                )
             )
         )
         for row in rows:
@@ -169,31 +171,31 @@ async def load_state(
             needs.orgs.add(hold.organization_id)
             needs.keys.add(hold.api_key_id)
     if pairs:
-        rows = await conn.execute(
+        rows = conn.execute(
             select(
                 usage_t.c.organization_id, usage_t.c.request_id, usage_t.c.status, usage_t.c.cost
-            ).where(_requests_filter(usage_t, pairs))
+            ).where(_requests_filter(conn, usage_t, pairs))
         )
         for row in rows:
             state.prior_usage[(row.organization_id, row.request_id)] = PriorUsage(
                 row.status, row.cost
             )
-    await _load_wallets(conn, needs, state)
-    await _load_keys(conn, needs, state)
+    _load_wallets(conn, needs, state)
+    _load_keys(conn, needs, state)
     return state
 
 
-async def _load_wallets(conn: AsyncConnection, needs: Needs, state: State) -> None:
+def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
     if not needs.orgs:
         return
     month = month_of(state.now)
     statement = (
         select(wallets, orgs_t.c.spend_cap_monthly, orgs_t.c.rate_card)
         .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
-        .where(wallets.c.organization_id.in_(sorted(needs.orgs)))
+        .where(any_of(conn, wallets.c.organization_id, sorted(needs.orgs)))
         .order_by(wallets.c.id)
     )
-    rows = await conn.execute(statement.with_for_update(of=wallets) if state.lock else statement)
+    rows = conn.execute(statement.with_for_update(of=wallets) if state.lock else statement)
     for row in rows:
         wallet = WalletState(
             row.id,
@@ -215,10 +217,10 @@ async def _load_wallets(conn: AsyncConnection, needs: Needs, state: State) -> No
     if with_lots:
         for wallet in with_lots.values():
             wallet.lots = []
-        rows = await conn.execute(
+        rows = conn.execute(
             state.locked(
                 select(lots_t).where(
-                    lots_t.c.wallet_id.in_(sorted(with_lots)), lots_t.c.remaining > 0
+                    any_of(conn, lots_t.c.wallet_id, sorted(with_lots)), lots_t.c.remaining > 0
                 )
             )
         )
@@ -228,12 +230,14 @@ async def _load_wallets(conn: AsyncConnection, needs: Needs, state: State) -> No
             lots.append(_lot(row))
 
 
-async def _load_keys(conn: AsyncConnection, needs: Needs, state: State) -> None:
+def _load_keys(conn: Connection, needs: Needs, state: State) -> None:
     if not needs.keys:
         return
-    rows = await conn.execute(
+    rows = conn.execute(
         state.locked(
-            select(keys_t).where(keys_t.c.id.in_(sorted(needs.keys))).order_by(keys_t.c.id)
+            select(keys_t)
+            .where(any_of(conn, keys_t.c.id, sorted(needs.keys)))
+            .order_by(keys_t.c.id)
         )
     )
     for row in rows:
@@ -242,7 +246,7 @@ async def _load_keys(conn: AsyncConnection, needs: Needs, state: State) -> None:
         key_id for key_id in needs.window_keys if key_id in state.keys and state.keys[key_id].limits
     )
     if windowed:
-        marks = await load_marks(conn, windowed, int(state.now.timestamp()))
+        marks = load_marks(conn, windowed, int(state.now.timestamp()))
         for key_id, key_marks in marks.items():
             state.keys[key_id].marks = key_marks
 
@@ -269,8 +273,8 @@ def key_state(row: Any) -> KeyState:
     )
 
 
-async def load_marks(
-    conn: AsyncConnection, key_ids: list[int], now_second: int
+def load_marks(
+    conn: Connection, key_ids: list[int], now_second: int
 ) -> dict[int, dict[Window, WindowMarks]]:
     """Per key and window: lifetime spend at the window's start, and its first spend inside.
 
@@ -291,8 +295,8 @@ async def load_marks(
             .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second > start)
             .scalar_subquery()
         )
-        rows = await conn.execute(
-            select(keys_t.c.id, baseline, first).where(keys_t.c.id.in_(key_ids))
+        rows = conn.execute(
+            select(keys_t.c.id, baseline, first).where(any_of(conn, keys_t.c.id, key_ids))
         )
         for key_id, base, first_second in rows:
             result[key_id][window] = WindowMarks(base or 0, first_second)

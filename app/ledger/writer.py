@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Connection
 
 from app.clock import Clock
-from app.events import EventBus
+from app.db import Database
+from app.events import Event, EventBus
 from app.ledger.book import Book
 from app.ledger.state import Needs, load_state
 
@@ -51,8 +52,8 @@ class WriterClosed(RuntimeError):
 
 
 class Writer:
-    def __init__(self, engine: AsyncEngine, bus: EventBus, clock: Clock, max_batch: int) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, bus: EventBus, clock: Clock, max_batch: int) -> None:
+        self._db = db
         self._bus = bus
         self._clock = clock
         self._max_batch = max_batch
@@ -125,11 +126,15 @@ class Writer:
         needs = Needs()
         for job in jobs:
             job.needs(needs)
-        async with self._engine.begin() as conn:
-            state = await load_state(conn, needs, self._clock.now())
-            book = Book(state)
+        now = self._clock.now()
+
+        def work(conn: Connection) -> tuple[list[Any], list[Event]]:
+            book = Book(load_state(conn, needs, now))
             results = [job.apply(book) for job in jobs]
-            await book.flush(conn)
-        if book.events:
-            await self._bus.publish(book.events)
+            book.flush(conn)
+            return results, book.events
+
+        results, events = await self._db.transaction(work)
+        if events:
+            await self._bus.publish(events)
         return results

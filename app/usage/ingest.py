@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from app.ledger.book import Book
 from app.ledger.state import Needs, PriorUsage
 from app.ledger.tables import HoldStatus
 from app.pricing.book import Metered, PriceBook, PricingError, UnknownModel
-from app.usage.tables import UsageStatus
+from app.usage.tables import UsageRow, UsageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,21 +82,21 @@ class UsageJob:
         hold = state.holds.get(request)
         if hold is not None and hold.status == HoldStatus.ACTIVE:
             book.close_hold(hold, HoldStatus.SETTLED if succeeded else HoldStatus.RELEASED)
-        record: dict[str, Any] = {
-            "organization_id": self.organization_id,
-            "api_key_id": key.id,
-            "request_id": event.request_id,
-            "model": event.model,
-            "action": action,
-            "status": event.status,
-            "prompt_tokens": event.metered.prompt_tokens,
-            "completion_tokens": event.metered.completion_tokens,
-            "units": event.metered.units,
-            "provider_cost": event.metered.provider_cost,
-            "cost": cost,
-            "tags": event.tags,
-            "occurred_at": occurred_at,
-        }
-        book.bill(wallet, key, record)
+        row = UsageRow(
+            self.organization_id,
+            key.id,
+            event.request_id,
+            event.model,
+            action,
+            event.status,
+            event.metered.prompt_tokens,
+            event.metered.completion_tokens,
+            event.metered.units,
+            event.metered.provider_cost,
+            cost,
+            event.tags,
+            occurred_at,
+        )
+        book.bill(wallet, key, row)
         state.prior_usage[request] = PriorUsage(event.status, cost)
         return UsageOutcome(event.request_id, "billed" if succeeded else "not_billed", cost)

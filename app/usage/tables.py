@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -42,3 +42,22 @@ class UsageRecord(SQLModel, table=True):
     occurred_at: datetime = time_field()
     # When it was billed: the time rolling windows and the monthly cap count it at.
     created_at: datetime = time_field()
+
+
+class UsageRow(NamedTuple):
+    """A usage record as the writer inserts it, in column order; ``created_at`` is the
+    time of the transaction that bills it."""
+
+    organization_id: int
+    api_key_id: int
+    request_id: str
+    model: str
+    action: str
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    units: str
+    provider_cost: int | None
+    cost: int
+    tags: dict[str, str]
+    occurred_at: datetime

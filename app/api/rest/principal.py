@@ -39,7 +39,7 @@ async def key_headers(rt: Runtime, principal: Principal) -> dict[str, str]:
     needs.window_keys.add(principal.api_key_id)
     now = rt.clock.now()
     async with rt.db.reader.connect() as conn:
-        state = await load_state(conn, needs, now, lock=False)
+        state = await conn.run_sync(lambda sync: load_state(sync, needs, now, lock=False))
     key = state.keys[principal.api_key_id]
     if key.secret_hash != principal.secret_hash:
         raise ApiError(401, "the API key is not valid", code="invalid_api_key")
