@@ -13,6 +13,7 @@ statements. The rules for lots live here and only here:
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from app.db import BulkInsert, driver_json, driver_time, is_postgres, table
 from app.events import BalanceChanged, Event, UsageRecorded
-from app.ledger.lots import Lot, consume, opening_remaining
+from app.ledger.lots import Lot, consume, consumption_key, opening_remaining
 from app.ledger.state import (
     HoldState,
     KeyState,
@@ -117,7 +118,7 @@ class Book:
                 self.now,
                 dirty=True,
             )
-            wallet.lots.append(lot)
+            insort(wallet.lots, lot, key=consumption_key)
             self._new_lots.append((wallet, lot))
         elif lot is not None:
             assert -amount <= lot.remaining, "a targeted debit takes at most what the lot holds"
@@ -240,7 +241,15 @@ class Book:
         # The last two fields need converting for the driver; the rest go as they are.
         _insert_usage.execute(
             conn,
-            [(*u[:-2], driver_json(u.tags), to_driver(u.occurred_at), now) for u in self._usage],
+            [
+                (
+                    *u[:-2],
+                    driver_json(u.tags),
+                    now if u.occurred_at is self.now else to_driver(u.occurred_at),
+                    now,
+                )
+                for u in self._usage
+            ],
         )
         self._update_rows(conn)
         if self._new_holds:

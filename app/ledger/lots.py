@@ -10,6 +10,7 @@ pays that debt off before its lot has anything to spend.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,11 +35,18 @@ def consumption_key(lot: Lot) -> tuple[bool, datetime, datetime, int]:
     return (never, lot.expires_at or lot.created_at, lot.created_at, order)
 
 
+def in_consumption_order(lots: Iterable[Lot]) -> list[Lot]:
+    return sorted(lots, key=consumption_key)
+
+
 def consume(lots: list[Lot], amount: int) -> int:
-    """Take ``amount`` from ``lots`` in consumption order; returns what they could not cover."""
-    for lot in sorted((lot for lot in lots if lot.remaining > 0), key=consumption_key):
+    """Take ``amount`` from ``lots``, which are in consumption order (the writer keeps
+    them so); returns what they could not cover."""
+    for lot in lots:
         if amount == 0:
             break
+        if lot.remaining <= 0:
+            continue
         taken = min(lot.remaining, amount)
         lot.remaining -= taken
         lot.dirty = True

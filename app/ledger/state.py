@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from app.db import any_of, table
 from app.keys.tables import ApiKey, SpendMark
 from app.keys.windows import WINDOWS, Window, WindowMarks, window_start
-from app.ledger.lots import Lot
+from app.ledger.lots import Lot, consumption_key
 from app.ledger.tables import CreditLot, Hold, Wallet
 from app.orgs.tables import Organization
 from app.usage.tables import UsageRecord
@@ -47,7 +47,8 @@ class WalletState:
     month_spent: int
     spend_cap: int | None
     rate_card: str
-    lots: list[Lot] | None = None  # loaded only when a job moves money
+    # In consumption order; loaded only when a job moves money.
+    lots: list[Lot] | None = None
     dirty: bool = False
 
     @property
@@ -97,7 +98,7 @@ class HoldState:
     dirty: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PriorUsage:
     """A usage record already billed for a request id: a replay returns it unchanged."""
 
@@ -228,6 +229,9 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
             lots = with_lots[row.wallet_id].lots
             assert lots is not None
             lots.append(_lot(row))
+        for wallet in with_lots.values():
+            assert wallet.lots is not None
+            wallet.lots.sort(key=consumption_key)
 
 
 def _load_keys(conn: Connection, needs: Needs, state: State) -> None:

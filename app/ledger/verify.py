@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ledger.book import entries_t
-from app.ledger.lots import Lot, consume, opening_remaining
+from app.ledger.lots import Lot, consume, in_consumption_order, opening_remaining
 from app.ledger.state import holds_t, keys_t, lots_t, marks_t, month_of, usage_t, wallets
 from app.ledger.tables import EntryKind, HoldStatus
 from app.money import format_usd
@@ -92,7 +92,7 @@ async def _replay_wallet(conn: AsyncConnection, wallet: Any, where: str) -> list
             else:
                 target.remaining += entry.amount
         elif entry.amount < 0:
-            consume(list(replayed.values()), -entry.amount)
+            consume(in_consumption_order(replayed.values()), -entry.amount)
         balance += entry.amount
         if entry.balance_after != balance:
             problems.append(

@@ -143,6 +143,7 @@ class PriceBook:
         self._versions = [cards for _, cards in versions]
         self._units = units
         self._critical = actions
+        self.actions = frozenset(actions)
         self._groups = groups
 
     @classmethod
@@ -165,10 +166,6 @@ class PriceBook:
     @property
     def cards(self) -> tuple[str, ...]:
         return tuple(self._units)
-
-    @property
-    def actions(self) -> frozenset[str]:
-        return frozenset(self._critical)
 
     def unit(self, card: str) -> str:
         """``"usd"`` (charges in credits) or ``"credit"`` (charges in plan-credit units)."""

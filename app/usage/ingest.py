@@ -17,7 +17,7 @@ from app.pricing.book import Metered, PriceBook, PricingError, UnknownModel
 from app.usage.tables import UsageRow, UsageStatus
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageEvent:
     """A validated usage event (the shape checks happen at the API edge)."""
 
@@ -31,7 +31,7 @@ class UsageEvent:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageOutcome:
     request_id: str
     outcome: str  # billed | duplicate | not_billed | rejected

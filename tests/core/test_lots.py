@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.ledger.lots import Lot, consume, opening_remaining
+from app.ledger.lots import Lot, consume, in_consumption_order, opening_remaining
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -22,7 +22,8 @@ def test_soonest_expiring_first_then_oldest_then_never_expiring() -> None:
     late = lot(2, 100, expires_in_days=20)
     soon_new = lot(3, 100, expires_in_days=5, age_days=1)
     soon_old = lot(4, 100, expires_in_days=5, age_days=3)
-    lots = [forever_old, late, soon_new, soon_old]
+    lots = in_consumption_order([forever_old, late, soon_new, soon_old])
+    assert lots == [soon_old, soon_new, late, forever_old]
 
     assert consume(lots, 250) == 0
     assert [x.remaining for x in (soon_old, soon_new, late, forever_old)] == [0, 0, 50, 100]
@@ -31,7 +32,7 @@ def test_soonest_expiring_first_then_oldest_then_never_expiring() -> None:
 
 
 def test_debit_past_every_lot_returns_the_uncovered_part() -> None:
-    lots = [lot(1, 30, expires_in_days=None), lot(2, 20, expires_in_days=1)]
+    lots = in_consumption_order([lot(1, 30, expires_in_days=None), lot(2, 20, expires_in_days=1)])
     assert consume(lots, 80) == 30
     assert all(x.remaining == 0 for x in lots)
     assert all(x.dirty for x in lots)
@@ -39,7 +40,7 @@ def test_debit_past_every_lot_returns_the_uncovered_part() -> None:
 
 def test_untouched_lots_stay_clean() -> None:
     first, second = lot(1, 50, expires_in_days=1), lot(2, 50, expires_in_days=2)
-    consume([first, second], 10)
+    consume(in_consumption_order([second, first]), 10)
     assert first.dirty
     assert not second.dirty
 
@@ -58,7 +59,9 @@ def test_new_lot_pays_off_overdraft_first() -> None:
     st.integers(0, 200_000),
 )
 def test_consume_conserves_credits(rows: list[tuple[int, int | None]], amount: int) -> None:
-    lots = [lot(i, remaining, expires_in_days=days) for i, (remaining, days) in enumerate(rows)]
+    lots = in_consumption_order(
+        lot(i, remaining, expires_in_days=days) for i, (remaining, days) in enumerate(rows)
+    )
     before = sum(x.remaining for x in lots)
     uncovered = consume(lots, amount)
     after = sum(x.remaining for x in lots)
