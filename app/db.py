@@ -4,36 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import (
-    ARRAY,
+    JSON,
     BigInteger,
     ColumnElement,
     DateTime,
-    Select,
+    String,
     Table,
-    any_,
     bindparam,
     event,
     func,
     insert,
-    literal_column,
+    literal,
     select,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from app.settings import Settings
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -194,19 +196,61 @@ class BulkInsert:
         conn.exec_driver_sql(sql, list(rows))
 
 
-def any_of(
-    conn: Connection | AsyncConnection, column: ColumnClause[Any], values: Iterable[Any]
-) -> ColumnElement[bool]:
-    """``column IN values`` with a single bound parameter however many values there are.
+class JSONList(TypeDecorator[list[Any]]):
+    """A list bound as one JSON text parameter, whatever its length."""
 
-    The statement then compiles once and stays cached, and binding costs the same for
-    one value as for a thousand: an array on PostgreSQL, a JSON array read by
-    ``json_each`` on SQLite (which still searches the column's index).
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+
+def _json_rows(name: str, dialect: str) -> TableValuedAlias:
+    """The elements of the JSON array bound to ``name``, as rows with a ``value`` column."""
+    param = bindparam(name, type_=JSONList())
+    if dialect == "postgresql":
+        return func.json_array_elements(sql_cast(param, JSON)).table_valued("value")
+    return func.json_each(param).table_valued("value")
+
+
+def in_list(column: ColumnClause[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column IN`` the list bound to ``name``: one parameter for any number of values, so
+    the statement is built once and binding a thousand values costs what one does. The
+    column's index is still searched."""
+    rows = _json_rows(name, dialect)
+    if dialect == "postgresql":
+        return column.in_(select(sql_cast(rows.c.value.op("->>")(literal(0)), column.type)))
+    return column.in_(select(rows.c.value))
+
+
+def request_pairs(
+    name: str, dialect: str
+) -> tuple[TableValuedAlias, ColumnElement[Any], ColumnElement[Any]]:
+    """The ``[organization id, request id]`` pairs bound to ``name`` as rows, and their two
+    columns: join a table on both to search its (organization_id, request_id) index
+    (SQLite answers a row-value ``IN`` with a scan)."""
+    rows = _json_rows(name, dialect)
+    if dialect == "postgresql":
+        first = rows.c.value.op("->>")(literal(0))
+        return rows, sql_cast(first, BigInteger), rows.c.value.op("->>")(literal(1))
+    return rows, func.json_extract(rows.c.value, "$[0]"), func.json_extract(rows.c.value, "$[1]")
+
+
+class Prebuilt(Generic[S]):
+    """A statement built once per dialect and lock mode, then reused.
+
+    Building a Core statement (and its cache key) costs several times what SQLite
+    takes to run a small one; the writer runs a dozen per transaction.
     """
-    values = list(values)
-    if is_postgres(conn):
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    listed: Select[Any] = select(literal_column("value")).select_from(
-        func.json_each(bindparam(None, json.dumps(values)))
-    )
-    return column.in_(listed)
+
+    def __init__(self, build: Callable[[str, bool], S]) -> None:
+        self._build = build
+        self._built: dict[tuple[str, bool], S] = {}
+
+    def __call__(self, conn: Connection | AsyncConnection, lock: bool = False) -> S:
+        key = (conn.dialect.name, lock)
+        statement = self._built.get(key)
+        if statement is None:
+            statement = self._built[key] = self._build(*key)
+        return statement

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Table, bindparam, insert, update
+from sqlalchemy import BindParameter, Insert, Table, Update, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from app.db import BulkInsert, driver_json, driver_time, is_postgres, table
+from app.db import BulkInsert, Prebuilt, driver_json, driver_time, table
 from app.events import BalanceChanged, Event, UsageRecorded
 from app.ledger.lots import Lot, consume, consumption_key, opening_remaining
 from app.ledger.state import (
@@ -57,6 +57,32 @@ _insert_entries = BulkInsert(
     ),
 )
 _insert_usage = BulkInsert(usage_t, (*UsageRow._fields, "created_at"))
+_insert_lots = insert(lots_t).returning(lots_t.c.id, sort_by_parameter_order=True)
+_insert_holds = insert(holds_t)
+
+
+def _update_by_id(t: Table, *columns: str) -> Update:
+    """An UPDATE of ``columns`` for executemany, keyed by ``b_id``."""
+    values: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in columns}
+    return update(t).where(t.c.id == bindparam("b_id")).values(values)
+
+
+_update_wallets = _update_by_id(wallets, "balance", "held", "version", "month", "month_spent")
+_update_lots = _update_by_id(lots_t, "remaining")
+# The writer owns these three key columns; settings are changed elsewhere.
+_update_keys = _update_by_id(keys_t, "spent", "held", "last_used_at")
+_update_holds = _update_by_id(holds_t, "status", "closed_at")
+
+
+def _upsert_marks(dialect: str, _lock: bool) -> Insert:
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(marks_t)
+    return statement.on_conflict_do_update(
+        index_elements=[marks_t.c.api_key_id, marks_t.c.second],
+        set_={"cumulative": statement.excluded.cumulative},
+    )
+
+
+_write_marks = Prebuilt(_upsert_marks)
 
 
 @dataclass(slots=True)
@@ -204,7 +230,7 @@ class Book:
         """Write every change of the transaction in bulk, then queue the pushes."""
         if self._new_lots:
             result = conn.execute(
-                insert(lots_t).returning(lots_t.c.id, sort_by_parameter_order=True),
+                _insert_lots,
                 [
                     {
                         "wallet_id": wallet.id,
@@ -254,7 +280,7 @@ class Book:
         self._update_rows(conn)
         if self._new_holds:
             conn.execute(
-                insert(holds_t),
+                _insert_holds,
                 [
                     {
                         "organization_id": h.organization_id,
@@ -270,7 +296,13 @@ class Book:
                     for h in self._new_holds
                 ],
             )
-        self._write_marks(conn)
+        marks = [
+            {"api_key_id": k.id, "second": int(self.now.timestamp()), "cumulative": k.spent}
+            for k in self.state.keys.values()
+            if k.billed
+        ]
+        if marks:
+            conn.execute(_write_marks(conn), marks)
         for change in self._changes.values():
             wallet = change.wallet
             self.events.append(
@@ -287,79 +319,49 @@ class Book:
 
     def _update_rows(self, conn: Connection) -> None:
         state = self.state
-        _update_by_id(
-            conn,
-            wallets,
-            [
-                {
-                    "b_id": w.id,
-                    "balance": w.balance,
-                    "held": w.held,
-                    "version": w.version,
-                    "month": w.month,
-                    "month_spent": w.month_spent,
-                }
-                for w in state.wallets.values()
-                if w.dirty
-            ],
-        )
         # New lots were inserted with their final remaining amount.
         new_lots = {id(lot) for _, lot in self._new_lots}
-        _update_by_id(
-            conn,
-            lots_t,
-            [
-                {"b_id": lot.id, "remaining": lot.remaining}
-                for w in state.wallets.values()
-                for lot in w.lots or ()
-                if lot.dirty and id(lot) not in new_lots
-            ],
-        )
-        # The writer owns these three key columns; settings are changed elsewhere.
-        _update_by_id(
-            conn,
-            keys_t,
-            [
-                {"b_id": k.id, "spent": k.spent, "held": k.held, "last_used_at": k.last_used_at}
-                for k in state.keys.values()
-                if k.dirty
-            ],
-        )
-        _update_by_id(
-            conn,
-            holds_t,
-            [
-                {"b_id": h.id, "status": h.status, "closed_at": h.closed_at}
-                for h in state.holds.values()
-                if h.dirty and h.id is not None
-            ],
-        )
-
-    def _write_marks(self, conn: Connection) -> None:
-        second = int(self.now.timestamp())
-        rows = [
-            {"api_key_id": k.id, "second": second, "cumulative": k.spent}
-            for k in self.state.keys.values()
-            if k.billed
-        ]
-        if not rows:
-            return
-        dialect_insert = postgresql.insert if is_postgres(conn) else sqlite.insert
-        statement = dialect_insert(marks_t)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[marks_t.c.api_key_id, marks_t.c.second],
-                set_={"cumulative": statement.excluded.cumulative},
+        for statement, rows in (
+            (
+                _update_wallets,
+                [
+                    {
+                        "b_id": w.id,
+                        "balance": w.balance,
+                        "held": w.held,
+                        "version": w.version,
+                        "month": w.month,
+                        "month_spent": w.month_spent,
+                    }
+                    for w in state.wallets.values()
+                    if w.dirty
+                ],
             ),
-            rows,
-        )
-
-
-def _update_by_id(conn: Connection, t: Table, rows: list[dict[str, Any]]) -> None:
-    """One executemany UPDATE of the columns named in ``rows`` (all alike), keyed by ``b_id``."""
-    if not rows:
-        return
-    columns: dict[str, BindParameter[Any]] = {
-        name: bindparam(name) for name in rows[0] if name != "b_id"
-    }
-    conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(columns), rows)
+            (
+                _update_lots,
+                [
+                    {"b_id": lot.id, "remaining": lot.remaining}
+                    for w in state.wallets.values()
+                    for lot in w.lots or ()
+                    if lot.dirty and id(lot) not in new_lots
+                ],
+            ),
+            (
+                _update_keys,
+                [
+                    {"b_id": k.id, "spent": k.spent, "held": k.held, "last_used_at": k.last_used_at}
+                    for k in state.keys.values()
+                    if k.dirty
+                ],
+            ),
+            (
+                _update_holds,
+                [
+                    {"b_id": h.id, "status": h.status, "closed_at": h.closed_at}
+                    for h in state.holds.values()
+                    if h.dirty and h.id is not None
+                ],
+            ),
+        ):
+            if rows:
+                conn.execute(statement, rows)

@@ -7,14 +7,15 @@ objects, then writes the changes back in bulk (``ledger.book``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, false, func, or_, select
+from sqlalchemy import BindParameter, Select, Table, and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
-from app.db import any_of, table
+from app.db import Prebuilt, in_list, request_pairs, table
 from app.keys.tables import ApiKey, SpendMark
 from app.keys.windows import WINDOWS, Window, WindowMarks, window_start
 from app.ledger.lots import Lot, consumption_key
@@ -127,25 +128,87 @@ class State:
     prior_usage: dict[tuple[int, str], PriorUsage]
     lock: bool = True
 
-    def locked(self, statement: Select[Any]) -> Select[Any]:
-        return statement.with_for_update() if self.lock else statement
+
+# The loader's statements, built once (``Prebuilt``). The writer locks what it loads
+# (FOR UPDATE on PostgreSQL, in id order; SQLite's writer holds the database lock).
 
 
-def _requests_filter(
-    conn: Connection, t: Table, pairs: list[tuple[int, str]]
-) -> ColumnElement[bool]:
-    """``(organization_id, request_id) in pairs``, written per organization so that SQLite
-    searches the (organization_id, request_id) unique index; a row-value IN scans."""
-    by_org: dict[int, list[str]] = {}
-    for organization_id, request_id in pairs:
-        by_org.setdefault(organization_id, []).append(request_id)
-    return or_(
-        false(),
-        *(
-            and_(t.c.organization_id == organization_id, any_of(conn, t.c.request_id, request_ids))
-            for organization_id, request_ids in by_org.items()
-        ),
+def _locked(statement: Select[Any], lock: bool, of: Table) -> Select[Any]:
+    return statement.with_for_update(of=of) if lock else statement
+
+
+def _by_request(t: Table, columns: Sequence[Any], dialect: str) -> Select[Any]:
+    pairs, organization_id, request_id = request_pairs("pairs", dialect)
+    on = and_(t.c.organization_id == organization_id, t.c.request_id == request_id)
+    return select(*columns).select_from(pairs.join(t, on))
+
+
+_holds_by_request = Prebuilt(
+    lambda dialect, lock: _locked(_by_request(holds_t, [holds_t], dialect), lock, holds_t)
+)
+_holds_by_id = Prebuilt(
+    lambda dialect, lock: _locked(
+        select(holds_t).where(in_list(holds_t.c.id, "ids", dialect)), lock, holds_t
     )
+)
+_usage_by_request = Prebuilt(
+    lambda dialect, _lock: _by_request(
+        usage_t,
+        [usage_t.c.organization_id, usage_t.c.request_id, usage_t.c.status, usage_t.c.cost],
+        dialect,
+    )
+)
+_wallets = Prebuilt(
+    lambda dialect, lock: _locked(
+        select(wallets, orgs_t.c.spend_cap_monthly, orgs_t.c.rate_card)
+        .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
+        .where(in_list(wallets.c.organization_id, "ids", dialect))
+        .order_by(wallets.c.id),
+        lock,
+        wallets,
+    )
+)
+_open_lots = Prebuilt(
+    lambda dialect, lock: _locked(
+        select(lots_t)
+        .where(in_list(lots_t.c.wallet_id, "ids", dialect), lots_t.c.remaining > 0)
+        .order_by(lots_t.c.id),
+        lock,
+        lots_t,
+    )
+)
+_keys = Prebuilt(
+    lambda dialect, lock: _locked(
+        select(keys_t).where(in_list(keys_t.c.id, "ids", dialect)).order_by(keys_t.c.id),
+        lock,
+        keys_t,
+    )
+)
+
+
+def _marks_statement(dialect: str, _lock: bool) -> Select[Any]:
+    """Per key, for each window starting after second ``:start_<window>``: the newest mark
+    at or before the start, and the first second inside with spend. Two index seeks per
+    key and window on the (key, second) primary key, never a scan."""
+    columns: list[Any] = [keys_t.c.id]
+    for window in WINDOWS:
+        start: BindParameter[int] = bindparam(f"start_{window.name}")
+        columns.append(
+            select(marks_t.c.cumulative)
+            .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second <= start)
+            .order_by(marks_t.c.second.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        columns.append(
+            select(func.min(marks_t.c.second))
+            .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second > start)
+            .scalar_subquery()
+        )
+    return select(*columns).where(in_list(keys_t.c.id, "ids", dialect))
+
+
+_marks = Prebuilt(_marks_statement)
 
 
 def _lot(row: Any) -> Lot:
@@ -155,29 +218,20 @@ def _lot(row: Any) -> Lot:
 def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = True) -> State:
     """Load what ``needs`` names; ``lock`` takes row locks (the writer), reads do not."""
     state = State(now, {}, {}, {}, {}, lock)
-    pairs = sorted(needs.requests)
-    if pairs or needs.hold_ids:
-        by_request = _requests_filter(conn, holds_t, pairs)
-        rows = conn.execute(
-            state.locked(
-                select(holds_t).where(
-                    or_(any_of(conn, holds_t.c.id, sorted(needs.hold_ids)), by_request)
-                )
-            )
-        )
-        for row in rows:
-            hold = _hold(row)
-            state.holds[(hold.organization_id, hold.request_id)] = hold
-            # Closing a hold changes its wallet and key, whichever job closes it.
-            needs.orgs.add(hold.organization_id)
-            needs.keys.add(hold.api_key_id)
+    pairs = [[organization_id, request_id] for organization_id, request_id in needs.requests]
+    hold_rows: list[Any] = []
     if pairs:
-        rows = conn.execute(
-            select(
-                usage_t.c.organization_id, usage_t.c.request_id, usage_t.c.status, usage_t.c.cost
-            ).where(_requests_filter(conn, usage_t, pairs))
-        )
-        for row in rows:
+        hold_rows += conn.execute(_holds_by_request(conn, lock), {"pairs": pairs})
+    if needs.hold_ids:
+        hold_rows += conn.execute(_holds_by_id(conn, lock), {"ids": sorted(needs.hold_ids)})
+    for row in hold_rows:
+        hold = _hold(row)
+        state.holds[(hold.organization_id, hold.request_id)] = hold
+        # Closing a hold changes its wallet and key, whichever job closes it.
+        needs.orgs.add(hold.organization_id)
+        needs.keys.add(hold.api_key_id)
+    if pairs:
+        for row in conn.execute(_usage_by_request(conn), {"pairs": pairs}):
             state.prior_usage[(row.organization_id, row.request_id)] = PriorUsage(
                 row.status, row.cost
             )
@@ -190,14 +244,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
     if not needs.orgs:
         return
     month = month_of(state.now)
-    statement = (
-        select(wallets, orgs_t.c.spend_cap_monthly, orgs_t.c.rate_card)
-        .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
-        .where(any_of(conn, wallets.c.organization_id, sorted(needs.orgs)))
-        .order_by(wallets.c.id)
-    )
-    rows = conn.execute(statement.with_for_update(of=wallets) if state.lock else statement)
-    for row in rows:
+    for row in conn.execute(_wallets(conn, state.lock), {"ids": sorted(needs.orgs)}):
         wallet = WalletState(
             row.id,
             row.organization_id,
@@ -218,14 +265,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
     if with_lots:
         for wallet in with_lots.values():
             wallet.lots = []
-        rows = conn.execute(
-            state.locked(
-                select(lots_t).where(
-                    any_of(conn, lots_t.c.wallet_id, sorted(with_lots)), lots_t.c.remaining > 0
-                )
-            )
-        )
-        for row in rows:
+        for row in conn.execute(_open_lots(conn, state.lock), {"ids": sorted(with_lots)}):
             lots = with_lots[row.wallet_id].lots
             assert lots is not None
             lots.append(_lot(row))
@@ -237,14 +277,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
 def _load_keys(conn: Connection, needs: Needs, state: State) -> None:
     if not needs.keys:
         return
-    rows = conn.execute(
-        state.locked(
-            select(keys_t)
-            .where(any_of(conn, keys_t.c.id, sorted(needs.keys)))
-            .order_by(keys_t.c.id)
-        )
-    )
-    for row in rows:
+    for row in conn.execute(_keys(conn, state.lock), {"ids": sorted(needs.keys)}):
         state.keys[row.id] = key_state(row)
     windowed = sorted(
         key_id for key_id in needs.window_keys if key_id in state.keys and state.keys[key_id].limits
@@ -280,30 +313,16 @@ def key_state(row: Any) -> KeyState:
 def load_marks(
     conn: Connection, key_ids: list[int], now_second: int
 ) -> dict[int, dict[Window, WindowMarks]]:
-    """Per key and window: lifetime spend at the window's start, and its first spend inside.
-
-    Two index seeks per key and window on the (key, second) primary key, never a scan.
-    """
-    result: dict[int, dict[Window, WindowMarks]] = {key_id: {} for key_id in key_ids}
+    """Per key and window: lifetime spend at the window's start, and its first spend inside."""
+    params: dict[str, Any] = {"ids": key_ids}
     for window in WINDOWS:
-        start = window_start(now_second, window)
-        baseline = (
-            select(marks_t.c.cumulative)
-            .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second <= start)
-            .order_by(marks_t.c.second.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        first = (
-            select(func.min(marks_t.c.second))
-            .where(marks_t.c.api_key_id == keys_t.c.id, marks_t.c.second > start)
-            .scalar_subquery()
-        )
-        rows = conn.execute(
-            select(keys_t.c.id, baseline, first).where(any_of(conn, keys_t.c.id, key_ids))
-        )
-        for key_id, base, first_second in rows:
-            result[key_id][window] = WindowMarks(base or 0, first_second)
+        params[f"start_{window.name}"] = window_start(now_second, window)
+    result: dict[int, dict[Window, WindowMarks]] = {}
+    for key_id, *values in conn.execute(_marks(conn), params):
+        result[key_id] = {
+            window: WindowMarks(values[2 * i] or 0, values[2 * i + 1])
+            for i, window in enumerate(WINDOWS)
+        }
     return result
 
 
