@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -174,7 +174,7 @@ def driver_time(conn: Connection) -> Callable[[datetime], Any]:
 
 def driver_json(value: Any) -> str:
     """A JSON column's value as the driver takes it, on both engines."""
-    return json.dumps(value) if value else "{}"
+    return orjson.dumps(value).decode() if value else "{}"
 
 
 class BulkInsert:
@@ -203,7 +203,7 @@ class JSONList(TypeDecorator[list[Any]]):
     cache_ok = True
 
     def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> str | None:
-        return None if value is None else json.dumps(value)
+        return None if value is None else orjson.dumps(value).decode()
 
 
 def _json_rows(name: str, dialect: str) -> TableValuedAlias:

@@ -8,7 +8,7 @@ lot and the key, then inserts the usage rows and ledger entries and updates the
 wallet, the lot and the key, and upserts the key's spend mark. Runs alternate
 creditgraph, sqlite3, ... and the medians are reported.
 
-    .venv/bin/python -m benchmarks.ingest_batch --events 50000 --batch 1000 --rounds 3
+    .venv/bin/python -m benchmarks.ingest_batch --events 100000 --batch 1000 --rounds 3
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def checkpoint(db_path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=50_000, help="events per run")
+    parser.add_argument("--events", type=int, default=100_000, help="events per run")
     parser.add_argument("--batch", type=int, default=1000, help="events per transaction")
     parser.add_argument("--rounds", type=int, default=3, help="creditgraph+sqlite3 pairs")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
