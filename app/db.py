@@ -206,11 +206,13 @@ class JSONList(TypeDecorator[list[Any]]):
         return None if value is None else orjson.dumps(value).decode()
 
 
-def _json_rows(name: str, dialect: str) -> TableValuedAlias:
-    """The elements of the JSON array bound to ``name``, as rows with a ``value`` column."""
+def _json_rows(name: str, dialect: str, *, as_text: bool = False) -> TableValuedAlias:
+    """The elements of the JSON array bound to ``name``, as rows with a ``value`` column
+    (on PostgreSQL json, or text with ``as_text``; on SQLite the element itself)."""
     param = bindparam(name, type_=JSONList())
     if dialect == "postgresql":
-        return func.json_array_elements(sql_cast(param, JSON)).table_valued("value")
+        elements = func.json_array_elements_text if as_text else func.json_array_elements
+        return elements(sql_cast(param, JSON)).table_valued("value")
     return func.json_each(param).table_valued("value")
 
 
@@ -218,9 +220,9 @@ def in_list(column: ColumnClause[Any], name: str, dialect: str) -> ColumnElement
     """``column IN`` the list bound to ``name``: one parameter for any number of values, so
     the statement is built once and binding a thousand values costs what one does. The
     column's index is still searched."""
-    rows = _json_rows(name, dialect)
+    rows = _json_rows(name, dialect, as_text=True)
     if dialect == "postgresql":
-        return column.in_(select(sql_cast(rows.c.value.op("->>")(literal(0)), column.type)))
+        return column.in_(select(sql_cast(rows.c.value, column.type)))
     return column.in_(select(rows.c.value))
 
 
