@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -97,6 +98,19 @@ def _seed_demo(settings: Settings, host: str, port: int) -> None:
     else:
         for name, key in seeded.keys.items():
             console.print(f"  API key {name:<14} {key.secret}  (shown once)")
+
+
+@main.command("schema")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Default: standard output.")
+def export_schema(output: str | None) -> None:
+    """Print the GraphQL schema (SDL); the repository keeps it as schema.graphql."""
+    from app.graphql.schema import schema
+
+    sdl = schema.as_str() + "\n"
+    if output is None:
+        click.echo(sdl, nl=False)
+    else:
+        Path(output).write_text(sdl, encoding="utf-8")
 
 
 @main.command()

@@ -10,8 +10,8 @@ def to_global_id(type_name: str, id_: int) -> str:
     return base64.b64encode(f"{type_name}:{id_}".encode()).decode()
 
 
-def from_global_id(value: object, type_name: str) -> int | None:
-    """The database id inside ``value`` if it is a global id of ``type_name``, else None."""
+def parse_global_id(value: object) -> tuple[str, int] | None:
+    """The type name and database id inside a global id, or None if it is not one."""
     if not isinstance(value, str) or len(value) > 100:
         return None
     try:
@@ -19,6 +19,12 @@ def from_global_id(value: object, type_name: str) -> int | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     kind, _, raw = decoded.partition(":")
-    if kind != type_name or not raw.isdigit() or len(raw) > 18:
+    if not raw.isdigit() or len(raw) > 18:
         return None
-    return int(raw)
+    return kind, int(raw)
+
+
+def from_global_id(value: object, type_name: str) -> int | None:
+    """The database id inside ``value`` if it is a global id of ``type_name``, else None."""
+    parsed = parse_global_id(value)
+    return parsed[1] if parsed is not None and parsed[0] == type_name else None

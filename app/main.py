@@ -10,11 +10,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from app.api.rest import gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
 from app.clock import Clock
+from app.graphql.schema import schema
+from app.graphql.view import GraphQLView
 from app.ledger.writer import WriterClosed
 from app.runtime import Runtime
 from app.settings import Settings
@@ -53,8 +55,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         finally:
             await runtime.stop()
 
+    graphql = GraphQLView(schema)
     routes = [
         Route("/healthz", health),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
         Route("/api/v1/authorize", gateway.authorize, methods=["POST"]),
         Route("/api/v1/usage", gateway.record_usage, methods=["POST"]),
         Route("/api/v1/me/account", me.account),

@@ -86,6 +86,16 @@ class Harness:
             ).one()
         return row.balance, row.held
 
+    async def graphql(
+        self, query: str, headers: dict[str, str] | None = None, **variables: Any
+    ) -> dict[str, Any]:
+        """POST a GraphQL operation; the whole response body (``data`` and ``errors``)."""
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers or {}
+        )
+        assert response.status_code in (200, 400), response.text
+        return cast(dict[str, Any], response.json())
+
     async def usage(self, org: OrgRef, *events: dict[str, Any]) -> list[dict[str, Any]]:
         response = await self.http.post(
             "/api/v1/usage", json={"events": list(events)}, headers=self.token(org)

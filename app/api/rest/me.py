@@ -6,13 +6,11 @@ Lists are newest first with keyset cursors (opaque), never offsets.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, select
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,8 +23,9 @@ from app.ledger.state import keys_t, usage_t, wallets
 from app.ledger.tables import EntryKind
 from app.money import format_usd
 from app.orgs.service import orgs_t
+from app.pages import MAX_PAGE, CursorError, encode_cursor, newest_first
 
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+DEFAULT_LIMIT = 20
 
 
 async def account(request: Request) -> Response:
@@ -79,8 +78,8 @@ async def account(request: Request) -> Response:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise invalid(f"limit: must be an integer from 1 to {MAX_LIMIT}")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise invalid(f"limit: must be an integer from 1 to {MAX_PAGE}")
     return int(raw)
 
 
@@ -97,21 +96,6 @@ def _time_param(request: Request, name: str) -> datetime | None:
     return at
 
 
-def _encode_cursor(at: datetime, row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
-
-
-def _decode_cursor(request: Request) -> tuple[datetime, int] | None:
-    raw = request.query_params.get("cursor")
-    if raw is None:
-        return None
-    try:
-        at, _, row_id = base64.urlsafe_b64decode(raw.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), int(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid("cursor: not a cursor this API returned") from None
-
-
 async def _paged(
     request: Request,
     statement: Select[Any],
@@ -120,20 +104,18 @@ async def _paged(
     render: Callable[[Any], dict[str, Any]],
     headers: dict[str, str],
 ) -> JSONResponse:
-    """One page, newest first, keyset-paginated on (time, id), and the cursor to the next."""
+    """One page, newest first, and the cursor to the next."""
     limit = _limit(request)
-    cursor = _decode_cursor(request)
-    if cursor is not None:
-        at, row_id = cursor
-        statement = statement.where(
-            or_(time_column < at, and_(time_column == at, id_column < row_id))
-        )
-    statement = statement.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
-    async with runtime(request).db.reader.connect() as conn:
-        rows = (await conn.execute(statement)).all()
-    last = rows[limit - 1] if len(rows) > limit else None
-    next_cursor = None if last is None else _encode_cursor(last.created_at, last.id)
-    data = [render(row) for row in rows[:limit]]
+    try:
+        async with runtime(request).db.reader.connect() as conn:
+            page = await newest_first(
+                conn, statement, time_column, id_column, limit, request.query_params.get("cursor")
+            )
+    except CursorError as error:
+        raise invalid(f"cursor: {error}") from None
+    last = page.rows[-1] if page.has_next else None
+    next_cursor = None if last is None else encode_cursor(last.created_at, last.id)
+    data = [render(row) for row in page.rows]
     return JSONResponse({"data": data, "next_cursor": next_cursor}, headers=headers)
 
 

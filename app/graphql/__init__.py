@@ -1,0 +1,1 @@
+"""The GraphQL API: schema, types and the ASGI view mounted at ``/graphql``."""

@@ -1,0 +1,179 @@
+"""The caller, its organization and the organization's wallet: balance, lots, ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from app.auth import Role
+from app.graphql.context import Info
+from app.graphql.errors import Code, error
+from app.graphql.money import Amount, amount
+from app.graphql.relay import Connection, Node, connection, page_size
+from app.ids import to_global_id
+from app.ledger import reads
+from app.ledger.book import entries_t
+from app.ledger.state import lots_t, month_of
+from app.ledger.tables import EntryKind
+from app.orgs.service import OrgRef
+from app.pages import CursorError, newest_first
+
+strawberry.enum(
+    Role,
+    name="ViewerRole",
+    description="What the caller may do: dashboard roles, the gateway's service role, an API key.",
+)
+strawberry.enum(EntryKind, name="LedgerEntryKind", description="Why a ledger entry moved money.")
+
+
+async def _page(
+    info: Info, statement: Any, time_column: Any, id_column: Any, first: int, after: str | None
+) -> tuple[Any, int]:
+    async with info.context.runtime.db.reader.connect() as conn:
+        try:
+            page = await newest_first(
+                conn, statement, time_column, id_column, page_size(first), after
+            )
+        except CursorError as exc:
+            raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
+        return page, await reads.count(conn, statement)
+
+
+@strawberry.type(
+    description="Credits granted together, with one expiry; spent soonest-expiring first."
+)
+class CreditLot(Node):
+    source: EntryKind = strawberry.field(description="The kind of entry that granted it.")
+    original: Amount = strawberry.field(description="What the lot granted.")
+    remaining: Amount = strawberry.field(description="What is left to spend.")
+    expires_at: datetime | None = strawberry.field(description="UTC; null: never expires.")
+    created_at: datetime = strawberry.field(description="UTC.")
+
+    @classmethod
+    def of(cls, row: Any) -> CreditLot:
+        return cls(
+            id=strawberry.ID(to_global_id("CreditLot", row.id)),
+            source=EntryKind(row.source),
+            original=Amount.of(row.original),
+            remaining=Amount.of(row.remaining),
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type(description="An append-only movement of credits; never changed, never deleted.")
+class LedgerEntry(Node):
+    kind: EntryKind
+    amount: Amount = strawberry.field(description="Positive adds credits, negative takes them.")
+    balance_after: Amount = strawberry.field(description="The wallet's balance right after it.")
+    reference: str = strawberry.field(
+        description='What caused it: "usage:<request id>", "lot:<id>", "adjustment", ...'
+    )
+    memo: str | None = strawberry.field(description="A person's reason, for adjustments.")
+    created_at: datetime = strawberry.field(description="UTC.")
+
+    @classmethod
+    def of(cls, row: Any) -> LedgerEntry:
+        return cls(
+            id=strawberry.ID(to_global_id("LedgerEntry", row.id)),
+            kind=EntryKind(row.kind),
+            amount=Amount.of(row.amount),
+            balance_after=Amount.of(row.balance_after),
+            reference=row.reference,
+            memo=row.memo,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type(
+    description="The organization's prepaid credits; the balance is the sum of its ledger."
+)
+class Wallet(Node):
+    balance: Amount = strawberry.field(
+        description="Can go below zero: a completed call always bills."
+    )
+    held: Amount = strawberry.field(description="Reserved by authorized calls still in flight.")
+    available: Amount = strawberry.field(description="Balance minus held: what new calls can use.")
+    _wallet_id: strawberry.Private[int]
+
+    @strawberry.field(
+        description="Credit lots, newest first; by default only those with credits left."
+    )
+    async def lots(
+        self, info: Info, first: int = 50, after: str | None = None, include_spent: bool = False
+    ) -> Connection[CreditLot]:
+        statement = reads.lots_of(self._wallet_id, include_spent=include_spent)
+        page, total = await _page(info, statement, lots_t.c.created_at, lots_t.c.id, first, after)
+        return connection(page, total, CreditLot.of)
+
+    @strawberry.field(description="The ledger, newest first.")
+    async def entries(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> Connection[LedgerEntry]:
+        statement = reads.entries_of(self._wallet_id)
+        page, total = await _page(
+            info, statement, entries_t.c.created_at, entries_t.c.id, first, after
+        )
+        return connection(page, total, LedgerEntry.of)
+
+
+@strawberry.type(description="The organization's hard cap on usage per calendar month (UTC).")
+class SpendCap:
+    monthly_limit: Amount | None = strawberry.field(description="Null: no cap.")
+    spent_this_month: Amount = strawberry.field(description="Usage billed since the month began.")
+
+
+def wallet_node(row: Any) -> Wallet:
+    return Wallet(
+        id=strawberry.ID(to_global_id("Wallet", row.id)),
+        balance=Amount.of(row.balance),
+        held=Amount.of(row.held),
+        available=Amount.of(row.balance - row.held),
+        _wallet_id=row.id,
+    )
+
+
+@strawberry.type(description="A customer of the platform: one wallet, its keys, its settings.")
+class Organization(Node):
+    slug: str = strawberry.field(description="Unique, URL-safe name.")
+    name: str
+    _org_id: strawberry.Private[int]
+
+    @classmethod
+    def of(cls, org: OrgRef) -> Organization:
+        return cls(
+            id=strawberry.ID(to_global_id("Organization", org.id)),
+            slug=org.slug,
+            name=org.name,
+            _org_id=org.id,
+        )
+
+    @strawberry.field(description="The organization's wallet.")
+    async def wallet(self, info: Info) -> Wallet:
+        async with info.context.runtime.db.reader.connect() as conn:
+            return wallet_node(await reads.wallet_of(conn, self._org_id))
+
+    @strawberry.field(description="The monthly spend cap and what counts against it.")
+    async def spend_cap(self, info: Info) -> SpendCap:
+        async with info.context.runtime.db.reader.connect() as conn:
+            row = await reads.wallet_of(conn, self._org_id)
+        this_month = month_of(info.context.runtime.clock.now())
+        return SpendCap(
+            monthly_limit=amount(row.spend_cap_monthly),
+            spent_this_month=Amount.of(row.month_spent if row.month == this_month else 0),
+        )
+
+
+@strawberry.type(description="Who is calling, and in which organization.")
+class Viewer:
+    id: strawberry.ID = strawberry.field(
+        description='The caller: the token\'s subject, or "api_key:<id>" for an API key.'
+    )
+    role: Role
+    _org_id: strawberry.Private[int]
+
+    @strawberry.field(description="The caller's organization; every query is scoped to it.")
+    async def organization(self, info: Info) -> Organization:
+        return Organization.of(await info.context.runtime.orgs.by_id(self._org_id))

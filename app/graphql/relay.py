@@ -1,0 +1,66 @@
+"""Relay conventions: the ``Node`` interface and keyset cursor connections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from app.graphql.errors import Code, error
+from app.pages import MAX_PAGE, Page, encode_cursor
+
+N = TypeVar("N")
+
+
+@strawberry.interface(description="An object with an opaque global ID, fetchable by node(id:).")
+class Node:
+    id: strawberry.ID = strawberry.field(description="Opaque global ID; stable across APIs.")
+
+
+@strawberry.type(description="Where a page sits in its list.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether a later page exists.")
+    has_previous_page: bool = strawberry.field(
+        description="Always false: pages go forward from `after`."
+    )
+    start_cursor: str | None = strawberry.field(description="Cursor of the first edge.")
+    end_cursor: str | None = strawberry.field(
+        description="Cursor of the last edge: pass it as `after` for the next page."
+    )
+
+
+@strawberry.type(description="One item of a page and its cursor.")
+class Edge(Generic[N]):
+    cursor: str = strawberry.field(description="Opaque; pass as `after` to start after it.")
+    node: N
+
+
+@strawberry.type(description="A page of a list, newest first, with keyset cursors.")
+class Connection(Generic[N]):
+    edges: list[Edge[N]]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="Items in the whole list, all pages.")
+
+
+def page_size(first: int) -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise error(Code.BAD_USER_INPUT, f"first: must be from 1 to {MAX_PAGE}")
+    return first
+
+
+def connection(page: Page, total: int, node: Callable[[Any], N]) -> Connection[N]:
+    """A connection over rows with ``created_at`` and ``id``, as ``pages.newest_first`` gives."""
+    edges = [
+        Edge(cursor=encode_cursor(row.created_at, row.id), node=node(row)) for row in page.rows
+    ]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=False,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=total,
+    )

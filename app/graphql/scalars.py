@@ -1,0 +1,54 @@
+"""The money scalars: exact amounts as JSON strings, never GraphQL's 32-bit Int."""
+
+from __future__ import annotations
+
+import re
+from typing import NewType
+
+import strawberry
+from strawberry.types.scalar import ScalarDefinition
+
+from app.money import MAX_CREDITS
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_DECIMAL = re.compile(r"-?[0-9]{1,16}(\.[0-9]{1,18})?")
+
+
+def _parse_credits(value: object) -> int:
+    if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+        raise ValueError('Credits must be a string of an integer, such as "2500000"')
+    credits = int(value)
+    if abs(credits) > MAX_CREDITS:
+        raise ValueError("Credits is out of range")
+    return credits
+
+
+def _parse_decimal(value: object) -> str:
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
+        raise ValueError('Decimal must be a string of a decimal number, such as "99.99"')
+    return value
+
+
+Credits = NewType("Credits", int)
+Decimal = NewType("Decimal", str)
+
+SCALARS: dict[object, ScalarDefinition] = {
+    Credits: strawberry.scalar(
+        name="Credits",
+        description=(
+            "A whole number of credits (1 USD = 1,000,000 credits), as a JSON string so that "
+            'amounts past 32 bits stay exact: "2500000" is 2.50 USD.'
+        ),
+        serialize=str,
+        parse_value=_parse_credits,
+    ),
+    Decimal: strawberry.scalar(
+        name="Decimal",
+        description=(
+            'An exact decimal number as a JSON string, such as "99.99". USD amounts take at '
+            "most 6 decimals (one credit); floats are never used."
+        ),
+        serialize=str,
+        parse_value=_parse_decimal,
+    ),
+}

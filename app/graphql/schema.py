@@ -1,0 +1,66 @@
+"""The schema: root types, limits and caches. ``schema.graphql`` is exported from here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from app.graphql.context import Info
+from app.graphql.errors import is_fault
+from app.graphql.nodes import resolve_node
+from app.graphql.org import Viewer
+from app.graphql.relay import Node
+from app.graphql.scalars import SCALARS
+
+# Dashboards' deepest contract operation nests 8 levels; a little room beyond that.
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 5000
+CACHE_SIZE = 256
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="Who is calling; null is never returned, unauthenticated calls fail."
+    )
+    def viewer(self, info: Info) -> Viewer:
+        principal = info.context.caller()
+        return Viewer(
+            id=strawberry.ID(principal.actor),
+            role=principal.role,
+            _org_id=principal.organization_id,
+        )
+
+    @strawberry.field(
+        description="Any object by its global ID; null when it does not exist or is not yours."
+    )
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return await resolve_node(info, id)
+
+
+def build_schema() -> strawberry.Schema:
+    # Factories: each request gets fresh extension instances; the caches are shared.
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        lambda: MaskErrors(should_mask_error=is_fault, error_message="Internal server error"),
+    ]
+    config = StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True)
+    return strawberry.Schema(query=Query, extensions=extensions, config=config)
+
+
+schema = build_schema()

@@ -1,0 +1,35 @@
+"""Read-only queries over wallets, lots and entries, for the APIs (never the writer's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.ledger.book import entries_t
+from app.ledger.state import lots_t, orgs_t, wallets
+
+
+async def wallet_of(conn: AsyncConnection, organization_id: int) -> Any:
+    """The organization's wallet row, with the org's monthly spend cap."""
+    statement = (
+        select(wallets, orgs_t.c.spend_cap_monthly)
+        .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
+        .where(wallets.c.organization_id == organization_id)
+    )
+    return (await conn.execute(statement)).one()
+
+
+def lots_of(wallet_id: int, *, include_spent: bool) -> Select[Any]:
+    statement = select(lots_t).where(lots_t.c.wallet_id == wallet_id)
+    return statement if include_spent else statement.where(lots_t.c.remaining > 0)
+
+
+def entries_of(wallet_id: int) -> Select[Any]:
+    return select(entries_t).where(entries_t.c.wallet_id == wallet_id)
+
+
+async def count(conn: AsyncConnection, statement: Select[Any]) -> int:
+    total = await conn.scalar(select(func.count()).select_from(statement.subquery()))
+    return int(total or 0)
