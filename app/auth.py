@@ -31,10 +31,11 @@ TOKEN_ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER, Role.SERVICE)
 class AuthError(Exception):
     """The request carries no usable credentials (401) or is not allowed (403)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
 
 
 class ConfigurationError(RuntimeError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 MAX_PAGE = 100
@@ -32,6 +32,12 @@ def decode_cursor(raw: str) -> tuple[datetime, int]:
         return datetime.fromisoformat(at), int(row_id)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise CursorError("not a cursor this API returned") from None
+
+
+async def count(conn: AsyncConnection, statement: Select[Any]) -> int:
+    """How many rows ``statement`` gives: a list's ``totalCount``."""
+    total = await conn.scalar(select(func.count()).select_from(statement.subquery()))
+    return int(total or 0)
 
 
 @dataclass(frozen=True, slots=True)

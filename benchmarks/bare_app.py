@@ -1,7 +1,8 @@
-"""A bare Starlette app with the same POST /api/v1/usage shape: the HTTP baseline.
+"""A bare Starlette app with creditgraph's HTTP shapes: the HTTP benchmarks' baseline.
 
-It parses the JSON body, checks the events list and answers a small JSON result per
-event, like creditgraph, but touches no database.
+``POST /api/v1/usage`` parses the JSON body, checks the events list and answers a small
+JSON result per event; ``POST /graphql`` parses the body and answers the benchmark's
+operations with fixed documents of the same shape. Neither touches a database.
 """
 
 from __future__ import annotations
@@ -43,9 +44,66 @@ async def record_usage(request: Request) -> Response:
     return JSONResponse({"results": results})
 
 
+# What creditgraph answers to the GraphQL benchmark's operations, as fixed documents.
+GRAPHQL_ANSWERS: dict[str, Any] = {
+    "Viewer": {
+        "viewer": {
+            "id": "bench",
+            "role": "VIEWER",
+            "organization": {"id": "T3JnYW5pemF0aW9uOjE=", "slug": "bench", "name": "bench"},
+        }
+    },
+    "WalletOverview": {
+        "viewer": {
+            "organization": {
+                "id": "T3JnYW5pemF0aW9uOjE=",
+                "wallet": {
+                    "id": "V2FsbGV0OjE=",
+                    "balance": {"credits": "1000000000000", "usd": "1000000.000000"},
+                    "lots": {
+                        "edges": [
+                            {
+                                "node": {
+                                    "id": "Q3JlZGl0TG90OjE=",
+                                    "source": "ADJUSTMENT",
+                                    "original": {
+                                        "credits": "1000000000000",
+                                        "usd": "1000000.000000",
+                                    },
+                                    "remaining": {
+                                        "credits": "1000000000000",
+                                        "usd": "1000000.000000",
+                                    },
+                                    "expiresAt": None,
+                                    "createdAt": "2026-11-23T00:00:00+00:00",
+                                }
+                            }
+                        ]
+                    },
+                },
+                "spendCap": {
+                    "monthlyLimit": None,
+                    "spentThisMonth": {"credits": "0", "usd": "0.000000"},
+                },
+            }
+        }
+    },
+}
+
+
+async def graphql(request: Request) -> Response:
+    """Parses the body as a GraphQL server must, answers a fixed document per operation."""
+    body = orjson.loads(await request.body())
+    name = body.get("operationName") if isinstance(body, dict) else None
+    if name not in GRAPHQL_ANSWERS:
+        return JSONResponse({"errors": [{"message": "unknown operation"}]}, status_code=400)
+    return JSONResponse({"data": GRAPHQL_ANSWERS[name]})
+
+
 app = Starlette(
     routes=[
         Route("/healthz", health),
         Route("/api/v1/usage", record_usage, methods=["POST"]),
+        Route("/graphql", graphql, methods=["POST"]),
     ]
 )

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from benchmarks.common import ROOT, Fixture, median, prepare, verify
+from benchmarks.common import Fixture, prepare, verify
+from benchmarks.load import (
+    WRK_DONE,
+    Result,
+    describe,
+    free_port,
+    print_medians,
+    run,
+    start_server,
+    stop_server,
+    wrk_command,
+)
 
 WRK_SCRIPT = """
 local tag = "{tag}"
@@ -51,69 +55,7 @@ function request()
     tag, tid, counter, key)
   return wrk.format(nil, "/api/v1/usage", nil, body)
 end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'LOADJSON {{"requests":%d,"duration_us":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d,'
-    .. '"status_errors":%d,"socket_errors":%d}}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
-end
 """
-
-
-@dataclass(frozen=True)
-class Result:
-    server: str
-    requests: int
-    seconds: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    errors: int
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_server(
-    target: str, port: int, env: dict[str, str], factory: bool
-) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", "1", "--log-level", "warning"]
-    if factory:
-        command.append("--factory")
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"{target} exited with {process.returncode}")
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"{target} did not come up on port {port}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def drive(
@@ -125,38 +67,17 @@ def drive(
     if wrk is not None:
         script = workdir / f"{tag}.lua"
         script.write_text(
-            WRK_SCRIPT.format(
+            (WRK_SCRIPT + WRK_DONE).format(
                 tag=tag, api_key_id=fixture.api_key_global_id, token=fixture.service_token
             )
         )
-        threads = min(2, connections)
-        command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s"]
-        command += ["-s", str(script), url]
+        command = wrk_command(wrk, url, str(script), connections, duration)
     else:
         command = [sys.executable, "-m", "benchmarks.httpx_load", "--url", url]
         command += ["--token", fixture.service_token, "--api-key-id", fixture.api_key_global_id]
         command += ["--tag", tag, "--connections", str(connections)]
         command += ["--duration", str(duration)]
-    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    line = next(line for line in output.splitlines() if line.startswith("LOADJSON "))
-    data = json.loads(line.removeprefix("LOADJSON "))
-    return Result(
-        name,
-        data["requests"],
-        data["duration_us"] / 1e6,
-        data["p50_us"] / 1000,
-        data["p95_us"] / 1000,
-        data["p99_us"] / 1000,
-        data["status_errors"] + data["socket_errors"],
-    )
-
-
-def describe(result: Result) -> str:
-    return (
-        f"{result.server:<12} {result.rps:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
-        f"p95 {result.p95_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-        f"({result.requests} requests, {result.errors} errors)"
-    )
+    return run(command, name)
 
 
 def main() -> None:
@@ -196,17 +117,8 @@ def main() -> None:
         stop_server(bare)
 
     print("\nmedians of the alternating runs:")
-    summary: dict[str, tuple[float, float, float]] = {}
-    for name, runs in results.items():
-        summary[name] = (
-            median([r.rps for r in runs]),
-            median([r.p50_ms for r in runs]),
-            median([r.p95_ms for r in runs]),
-        )
-        rps, p50, p95 = summary[name]
-        print(f"{name:<12} {rps:9.1f} req/s  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms")
-    ratio = summary["creditgraph"][0] / summary["bare"][0]
-    print(f"ratio creditgraph/bare: {ratio:.2f}x (target >= 0.5x)")
+    rates = print_medians(results)
+    print(f"ratio creditgraph/bare: {rates['creditgraph'] / rates['bare']:.2f}x (target >= 0.5x)")
 
     with sqlite3.connect(db_path) as conn:
         (records,) = conn.execute("SELECT count(*) FROM usage_records").fetchone()

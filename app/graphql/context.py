@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
 
 from app.auth import AuthError, Principal, Role
 from app.graphql.errors import Code, error
 from app.runtime import Runtime
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 # Roles that may change things; viewers and API keys only read.
 WRITERS = (Role.OWNER, Role.ADMIN, Role.MEMBER)
@@ -28,6 +33,17 @@ class Context:
     auth_error: AuthError | None = None
     # Set by the WebSocket handler from the connection_init payload.
     connection_params: dict[str, Any] | None = field(default=None)
+    _loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+
+    def loader(
+        self, name: str, load: Callable[[list[K]], Awaitable[Sequence[V]]]
+    ) -> DataLoader[K, V]:
+        """The request's DataLoader called ``name``: the lookups that a query's fields make
+        one by one (a key per usage row, say) are batched into one call of ``load``."""
+        loader = self._loaders.get(name)
+        if loader is None:
+            loader = self._loaders[name] = DataLoader(load_fn=load)
+        return cast(DataLoader[K, V], loader)
 
     def caller(self, *roles: Role) -> Principal:
         """The signed-in caller, if its role is among ``roles`` (any role when none given)."""

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.graphql.context import Info
+from app.graphql.keys import api_key_node
 from app.graphql.org import CreditLot, LedgerEntry, Organization, wallet_node
 from app.graphql.relay import Node
 from app.ids import parse_global_id
@@ -61,6 +62,7 @@ LOADERS: dict[str, Loader] = {
     "Wallet": _wallet_node,
     "LedgerEntry": _entry,
     "CreditLot": _lot,
+    "ApiKey": api_key_node,  # an API key finds only itself
 }
 
 

@@ -7,38 +7,17 @@ from typing import Any
 
 import strawberry
 
-from app.auth import Role
 from app.graphql.context import Info
-from app.graphql.errors import Code, error
+from app.graphql.enums import EntryKind, Role
+from app.graphql.keys import ApiKey, api_key_connection, visible_keys
 from app.graphql.money import Amount, amount
-from app.graphql.relay import Connection, Node, connection, page_size
+from app.graphql.relay import After, Connection, First, Node, connection, load_page
+from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
 from app.ledger import reads
 from app.ledger.book import entries_t
-from app.ledger.state import lots_t, month_of
-from app.ledger.tables import EntryKind
+from app.ledger.state import keys_t, lots_t, month_of
 from app.orgs.service import OrgRef
-from app.pages import CursorError, newest_first
-
-strawberry.enum(
-    Role,
-    name="ViewerRole",
-    description="What the caller may do: dashboard roles, the gateway's service role, an API key.",
-)
-strawberry.enum(EntryKind, name="LedgerEntryKind", description="Why a ledger entry moved money.")
-
-
-async def _page(
-    info: Info, statement: Any, time_column: Any, id_column: Any, first: int, after: str | None
-) -> tuple[Any, int]:
-    async with info.context.runtime.db.reader.connect() as conn:
-        try:
-            page = await newest_first(
-                conn, statement, time_column, id_column, page_size(first), after
-            )
-        except CursorError as exc:
-            raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
-        return page, await reads.count(conn, statement)
 
 
 @strawberry.type(
@@ -102,18 +81,20 @@ class Wallet(Node):
         description="Credit lots, newest first; by default only those with credits left."
     )
     async def lots(
-        self, info: Info, first: int = 50, after: str | None = None, include_spent: bool = False
+        self, info: Info, first: First = 50, after: After = None, include_spent: bool = False
     ) -> Connection[CreditLot]:
         statement = reads.lots_of(self._wallet_id, include_spent=include_spent)
-        page, total = await _page(info, statement, lots_t.c.created_at, lots_t.c.id, first, after)
+        page, total = await load_page(
+            info, statement, lots_t.c.created_at, lots_t.c.id, first, after
+        )
         return connection(page, total, CreditLot.of)
 
     @strawberry.field(description="The ledger, newest first.")
     async def entries(
-        self, info: Info, first: int = 50, after: str | None = None
+        self, info: Info, first: First = 50, after: After = None
     ) -> Connection[LedgerEntry]:
         statement = reads.entries_of(self._wallet_id)
-        page, total = await _page(
+        page, total = await load_page(
             info, statement, entries_t.c.created_at, entries_t.c.id, first, after
         )
         return connection(page, total, LedgerEntry.of)
@@ -123,6 +104,16 @@ class Wallet(Node):
 class SpendCap:
     monthly_limit: Amount | None = strawberry.field(description="Null: no cap.")
     spent_this_month: Amount = strawberry.field(description="Usage billed since the month began.")
+
+
+async def spend_cap_of(info: Info, organization_id: int) -> SpendCap:
+    async with info.context.runtime.db.reader.connect() as conn:
+        row = await reads.wallet_of(conn, organization_id)
+    this_month = month_of(info.context.runtime.clock.now())
+    return SpendCap(
+        monthly_limit=amount(row.spend_cap_monthly),
+        spent_this_month=Amount.of(row.month_spent if row.month == this_month else 0),
+    )
 
 
 def wallet_node(row: Any) -> Wallet:
@@ -157,13 +148,36 @@ class Organization(Node):
 
     @strawberry.field(description="The monthly spend cap and what counts against it.")
     async def spend_cap(self, info: Info) -> SpendCap:
-        async with info.context.runtime.db.reader.connect() as conn:
-            row = await reads.wallet_of(conn, self._org_id)
-        this_month = month_of(info.context.runtime.clock.now())
-        return SpendCap(
-            monthly_limit=amount(row.spend_cap_monthly),
-            spent_this_month=Amount.of(row.month_spent if row.month == this_month else 0),
+        return await spend_cap_of(info, self._org_id)
+
+    @strawberry.field(
+        description="The per-call usage log, newest first by billing time. An API key "
+        "sees only its own calls."
+    )
+    async def usage(
+        self,
+        info: Info,
+        filter: UsageFilterInput | None = None,
+        first: First = 50,
+        after: After = None,
+    ) -> Connection[UsageRecord]:
+        return await usage_page(info, self._org_id, filter, first, after)
+
+    @strawberry.field(
+        description="API keys, newest first. Every role sees all of the organization's keys "
+        "but an API key, which sees only itself. Secrets are never listed."
+    )
+    async def api_keys(
+        self,
+        info: Info,
+        first: First = 50,
+        after: After = None,
+    ) -> Connection[ApiKey]:
+        statement = visible_keys(self._org_id, info.context.caller())
+        page, total = await load_page(
+            info, statement, keys_t.c.created_at, keys_t.c.id, first, after
         )
+        return await api_key_connection(info, page, total)
 
 
 @strawberry.type(description="Who is calling, and in which organization.")

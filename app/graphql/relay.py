@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 
+from app.graphql.context import Info
 from app.graphql.errors import Code, error
-from app.pages import MAX_PAGE, Page, encode_cursor
+from app.pages import MAX_PAGE, CursorError, Page, count, encode_cursor, newest_first
 
 N = TypeVar("N")
+
+
+# The arguments of every list: a page size and the cursor to start after.
+First = Annotated[int, strawberry.argument(description="Items per page: 1 to 100.")]
+After = Annotated[
+    str | None,
+    strawberry.argument(description="The endCursor of the page before; null for the first page."),
+]
 
 
 @strawberry.interface(description="An object with an opaque global ID, fetchable by node(id:).")
@@ -47,6 +56,20 @@ def page_size(first: int) -> int:
     if not 1 <= first <= MAX_PAGE:
         raise error(Code.BAD_USER_INPUT, f"first: must be from 1 to {MAX_PAGE}")
     return first
+
+
+async def load_page(
+    info: Info, statement: Any, time_column: Any, id_column: Any, first: int, after: str | None
+) -> tuple[Page, int]:
+    """One page of ``statement`` newest first (``pages``), and the whole list's count."""
+    async with info.context.runtime.db.reader.connect() as conn:
+        try:
+            page = await newest_first(
+                conn, statement, time_column, id_column, page_size(first), after
+            )
+        except CursorError as exc:
+            raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
+        return page, await count(conn, statement)
 
 
 def connection(page: Page, total: int, node: Callable[[Any], N]) -> Connection[N]:

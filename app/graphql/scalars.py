@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import NewType
 
 import strawberry
@@ -14,13 +15,18 @@ _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _DECIMAL = re.compile(r"-?[0-9]{1,16}(\.[0-9]{1,18})?")
 
 
-def _parse_credits(value: object) -> int:
-    if not isinstance(value, str) or not _INTEGER.fullmatch(value):
-        raise ValueError('Credits must be a string of an integer, such as "2500000"')
-    credits = int(value)
-    if abs(credits) > MAX_CREDITS:
-        raise ValueError("Credits is out of range")
-    return credits
+def _integer(name: str) -> Callable[[object], int]:
+    """The parser of a 64-bit integer scalar sent as a JSON string."""
+
+    def parse(value: object) -> int:
+        if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+            raise ValueError(f'{name} must be a string of an integer, such as "2500000"')
+        number = int(value)
+        if abs(number) > MAX_CREDITS:
+            raise ValueError(f"{name} is out of range")
+        return number
+
+    return parse
 
 
 def _parse_decimal(value: object) -> str:
@@ -31,6 +37,7 @@ def _parse_decimal(value: object) -> str:
 
 Credits = NewType("Credits", int)
 Decimal = NewType("Decimal", str)
+BigInt = NewType("BigInt", int)
 
 SCALARS: dict[object, ScalarDefinition] = {
     Credits: strawberry.scalar(
@@ -40,7 +47,16 @@ SCALARS: dict[object, ScalarDefinition] = {
             'amounts past 32 bits stay exact: "2500000" is 2.50 USD.'
         ),
         serialize=str,
-        parse_value=_parse_credits,
+        parse_value=_integer("Credits"),
+    ),
+    BigInt: strawberry.scalar(
+        name="BigInt",
+        description=(
+            "A 64-bit integer that is not money (a version, a count that can pass 32 bits), "
+            'as a JSON string: "4294967296".'
+        ),
+        serialize=str,
+        parse_value=_integer("BigInt"),
     ),
     Decimal: strawberry.scalar(
         name="Decimal",

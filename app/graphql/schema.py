@@ -17,10 +17,14 @@ from strawberry.schema.config import StrawberryConfig
 
 from app.graphql.context import Info
 from app.graphql.errors import is_fault
+from app.graphql.key_mutations import KeyMutations
 from app.graphql.nodes import resolve_node
 from app.graphql.org import Viewer
 from app.graphql.relay import Node
 from app.graphql.scalars import SCALARS
+from app.graphql.spend_cap import SpendCapMutations
+from app.graphql.subscriptions import Subscription, WebSocketOnly
+from app.graphql.usage import UsageMutations
 
 # Dashboards' deepest contract operation nests 8 levels; a little room beyond that.
 MAX_DEPTH = 12
@@ -49,6 +53,15 @@ class Query:
         return await resolve_node(info, id)
 
 
+@strawberry.type(
+    description="Every change. Expected failures (not allowed, not found, bad input) are "
+    "the payload's userErrors and change nothing; not signed in is UNAUTHENTICATED."
+)
+class Mutation(KeyMutations, SpendCapMutations, UsageMutations):
+    # One mixin per domain: each adds its mutations by being listed as a base.
+    pass
+
+
 def build_schema() -> strawberry.Schema:
     # Factories: each request gets fresh extension instances; the caches are shared.
     extensions: list[Any] = [
@@ -58,9 +71,16 @@ def build_schema() -> strawberry.Schema:
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
         lambda: MaskErrors(should_mask_error=is_fault, error_message="Internal server error"),
+        WebSocketOnly,
     ]
     config = StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True)
-    return strawberry.Schema(query=Query, extensions=extensions, config=config)
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=config,
+    )
 
 
 schema = build_schema()

@@ -11,9 +11,18 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
-from app.auth import AuthError
+from app.auth import AuthError, Principal
 from app.graphql.context import Context
+from app.keys.access import caller_key
 from app.runtime import Runtime
+
+
+async def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
+    """The caller of ``authorization``; an API key is re-checked against its row."""
+    principal = await runtime.auth.authenticate(authorization)
+    if principal.api_key_id is not None:
+        await caller_key(runtime, principal)
+    return principal
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -26,7 +35,7 @@ class GraphQLView(GraphQL[Context, None]):
             authorization = request.headers.get("authorization")
             if authorization:
                 try:
-                    context.principal = await runtime.auth.authenticate(authorization)
+                    context.principal = await authenticate(runtime, authorization)
                 except AuthError as exc:
                     context.auth_error = exc
         return context
@@ -36,8 +45,8 @@ class GraphQLView(GraphQL[Context, None]):
         params: dict[str, Any] = context.connection_params or {}
         authorization = params.get("authorization") or params.get("Authorization")
         try:
-            context.principal = await context.runtime.auth.authenticate(
-                authorization if isinstance(authorization, str) else None
+            context.principal = await authenticate(
+                context.runtime, authorization if isinstance(authorization, str) else None
             )
         except AuthError as exc:
             raise ConnectionRejectionError({"message": exc.message}) from None

@@ -126,7 +126,8 @@ async def create_key(
     return CreatedKey(key_id, secret, prefix)
 
 
-async def _get(conn: AsyncConnection, organization_id: int, key_id: int) -> Any:
+async def get_key(conn: AsyncConnection, organization_id: int, key_id: int) -> Any:
+    """The key's row, if it is the organization's; else UnknownKey."""
     row = (
         await conn.execute(
             select(keys_t).where(keys_t.c.id == key_id, keys_t.c.organization_id == organization_id)
@@ -147,7 +148,7 @@ async def rotate_key(
     now: datetime,
 ) -> CreatedKey:
     """Replace the secret; the old one stops working at once. Caps and spend stay."""
-    row = await _get(conn, organization_id, key_id)
+    row = await get_key(conn, organization_id, key_id)
     secret, prefix = new_secret()
     await conn.execute(
         update(keys_t)
@@ -170,7 +171,7 @@ async def rotate_key(
 async def revoke_key(
     conn: AsyncConnection, *, organization_id: int, key_id: int, actor: str, now: datetime
 ) -> None:
-    row = await _get(conn, organization_id, key_id)
+    row = await get_key(conn, organization_id, key_id)
     if row.revoked_at is not None:
         return
     await conn.execute(update(keys_t).where(keys_t.c.id == key_id).values(revoked_at=now))
@@ -194,7 +195,7 @@ async def set_caps(
     actor: str,
     now: datetime,
 ) -> None:
-    row = await _get(conn, organization_id, key_id)
+    row = await get_key(conn, organization_id, key_id)
     after = caps.columns()
     before = {column: getattr(row, column) for column in after}
     await conn.execute(update(keys_t).where(keys_t.c.id == key_id).values(**after))
@@ -220,7 +221,7 @@ async def reveal_key(
     now: datetime,
 ) -> str | None:
     """The secret again (owners only; the caller checks the role), or None if not kept."""
-    row = await _get(conn, organization_id, key_id)
+    row = await get_key(conn, organization_id, key_id)
     if not vault.enabled or row.secret_encrypted is None:
         return None
     await _audit(

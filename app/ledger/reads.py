@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ledger.book import entries_t
@@ -28,8 +28,3 @@ def lots_of(wallet_id: int, *, include_spent: bool) -> Select[Any]:
 
 def entries_of(wallet_id: int) -> Select[Any]:
     return select(entries_t).where(entries_t.c.wallet_id == wallet_id)
-
-
-async def count(conn: AsyncConnection, statement: Select[Any]) -> int:
-    total = await conn.scalar(select(func.count()).select_from(statement.subquery()))
-    return int(total or 0)

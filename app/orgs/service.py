@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, insert, select
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app import audit
 from app.db import table
 from app.ledger.tables import Wallet
 from app.orgs.tables import Organization
@@ -45,6 +46,33 @@ async def create_org(
     assert org_id is not None
     await conn.execute(insert(wallets_t).values(organization_id=org_id))
     return OrgRef(org_id, slug, name)
+
+
+async def set_spend_cap(
+    conn: AsyncConnection,
+    *,
+    organization_id: int,
+    monthly_limit: int | None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Set the monthly spend cap in credits (None: no cap), recorded in the audit log.
+
+    Nothing caches it: the writer reads it with the wallet in every transaction.
+    """
+    where = orgs_t.c.id == organization_id
+    before = await conn.scalar(select(orgs_t.c.spend_cap_monthly).where(where))
+    await conn.execute(update(orgs_t).where(where).values(spend_cap_monthly=monthly_limit))
+    await audit.record(
+        conn,
+        organization_id=organization_id,
+        actor=actor,
+        action="organization.spend_cap",
+        target=f"organization:{organization_id}",
+        at=now,
+        before={"spend_cap_monthly": before},
+        after={"spend_cap_monthly": monthly_limit},
+    )
 
 
 class OrgDirectory:

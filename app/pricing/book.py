@@ -167,6 +167,11 @@ class PriceBook:
     def cards(self) -> tuple[str, ...]:
         return tuple(self._units)
 
+    @property
+    def groups(self) -> frozenset[str]:
+        """The routing groups a key may be in; any other group serves nothing."""
+        return frozenset(self._groups)
+
     def unit(self, card: str) -> str:
         """``"usd"`` (charges in credits) or ``"credit"`` (charges in plan-credit units)."""
         try:

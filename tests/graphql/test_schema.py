@@ -23,25 +23,16 @@ CONTRACT = ROOT / "frontend-examples" / "operations" / "dashboard.graphql"
 # validate, so this list shrinks as they are built and cannot go stale.
 PENDING = {
     "WalletOverview": "purchasedLast28Days, subscription, autoReload, entitlement: plans, payments",
-    "ApiKeys": "the GraphQL API issue, in progress",
-    "CreateApiKey": "the GraphQL API issue, in progress",
-    "UpdateApiKeyCaps": "the GraphQL API issue, in progress",
-    "RotateApiKey": "the GraphQL API issue, in progress",
-    "RevokeApiKey": "the GraphQL API issue, in progress",
     "Plans": "plans",
     "TopUpQuote": "payments",
     "CreateTopUp": "payments",
     "BillingTransactions": "payments",
     "UpdateAutoReload": "payments",
-    "SetSpendCap": "the GraphQL API issue, in progress",
-    "Usage": "the GraphQL API issue, in progress",
     "UsageSummary": "alerts and analytics",
     "Alerts": "alerts and analytics",
     "CreateAlertRule": "alerts and analytics",
-    "BalanceChanged": "the GraphQL API issue, in progress",
     "AlertFired": "alerts and analytics",
     "TopUpUpdated": "payments",
-    "RecordUsage": "the GraphQL API issue, in progress",
 }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.auth import Role
 from app.ids import to_global_id
+from app.keys.service import revoke_key
 from app.operations import adjust
 from tests.conftest import Harness
 
@@ -191,3 +192,23 @@ async def test_spend_cap_shows_the_limit_and_this_months_usage(harness: Harness)
     body = await harness.graphql(query, headers=harness.token(org, Role.MEMBER))
     cap = body["data"]["viewer"]["organization"]["spendCap"]
     assert cap == {"monthlyLimit": None, "spentThisMonth": {"credits": "6000"}}
+
+
+async def test_an_api_key_reads_until_it_is_revoked(harness: Harness) -> None:
+    org = await harness.org("acme", grant_usd="1")
+    key = await harness.key(org)
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    body = await harness.graphql(VIEWER, headers=headers)
+    assert body["data"]["viewer"]["role"] == "API_KEY"
+
+    async with harness.runtime.db.writer.begin() as conn:
+        await revoke_key(
+            conn,
+            organization_id=org.id,
+            key_id=key.id,
+            actor="test",
+            now=harness.runtime.clock.now(),
+        )
+    body = await harness.graphql(VIEWER, headers=headers)
+    assert codes(body) == ["UNAUTHENTICATED"]
+    assert body["errors"][0]["message"] == "the API key is revoked"

@@ -24,6 +24,7 @@ from app.ledger.tables import EntryKind
 from app.money import format_usd
 from app.orgs.service import orgs_t
 from app.pages import MAX_PAGE, CursorError, encode_cursor, newest_first
+from app.usage.reads import UsageFilter, usage_of
 
 DEFAULT_LIMIT = 20
 
@@ -123,18 +124,16 @@ async def usage(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request)
     headers = await key_headers(rt, principal)
-    statement = select(usage_t).where(usage_t.c.organization_id == principal.organization_id)
-    if principal.api_key_id is not None:
-        statement = statement.where(usage_t.c.api_key_id == principal.api_key_id)
-    for name in ("request_id", "model"):
-        value = request.query_params.get(name)
-        if value is not None:
-            statement = statement.where(usage_t.c[name] == value)
-    since, until = _time_param(request, "since"), _time_param(request, "until")
-    if since is not None:
-        statement = statement.where(usage_t.c.created_at >= since)
-    if until is not None:
-        statement = statement.where(usage_t.c.created_at < until)
+    statement = usage_of(
+        principal.organization_id,
+        UsageFilter(
+            api_key_id=principal.api_key_id,
+            model=request.query_params.get("model"),
+            request_id=request.query_params.get("request_id"),
+            since=_time_param(request, "since"),
+            until=_time_param(request, "until"),
+        ),
+    )
     return await _paged(
         request, statement, usage_t.c.created_at, usage_t.c.id, _usage_json, headers
     )

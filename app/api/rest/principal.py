@@ -8,8 +8,8 @@ from starlette.requests import Request
 
 from app.api.rest.http import ApiError
 from app.auth import AuthError, Principal, Role
+from app.keys.access import caller_key
 from app.keys.caps import envelope
-from app.ledger.state import Needs, load_state
 from app.runtime import Runtime
 
 
@@ -35,15 +35,8 @@ async def key_headers(rt: Runtime, principal: Principal) -> dict[str, str]:
     """
     if principal.api_key_id is None:
         return {}
-    needs = Needs(orgs={principal.organization_id}, keys={principal.api_key_id})
-    needs.window_keys.add(principal.api_key_id)
-    now = rt.clock.now()
-    async with rt.db.reader.connect() as conn:
-        state = await conn.run_sync(lambda sync: load_state(sync, needs, now, lock=False))
-    key = state.keys[principal.api_key_id]
-    if key.secret_hash != principal.secret_hash:
-        raise ApiError(401, "the API key is not valid", code="invalid_api_key")
-    status = key.status(now)
-    if status != "active":
-        raise ApiError(401, f"the API key is {status}", code=f"api_key_{status}")
-    return envelope(state.wallets[principal.organization_id], key, now).headers()
+    try:
+        wallet, key = await caller_key(rt, principal)
+    except AuthError as error:
+        raise ApiError(error.status, error.message, code=error.code) from None
+    return envelope(wallet, key, rt.clock.now()).headers()

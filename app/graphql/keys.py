@@ -1,0 +1,159 @@
+"""API keys as the dashboards see them: status, lifetime quota and rolling windows.
+
+Amounts that count against a cap (``spent``) include the holds of calls still in
+flight, as the gateway counts them, so ``remaining = limit - spent`` (never below 0)
+is exactly what new calls may still use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.auth import Principal
+from app.graphql.context import Info
+from app.graphql.enums import KeyStatus, Window
+from app.graphql.money import Amount, amount
+from app.graphql.relay import Connection, Node, connection
+from app.ids import to_global_id
+from app.keys.windows import WindowMarks, resets_at, spent_in_window
+from app.ledger.state import key_state, keys_t, load_marks
+from app.pages import Page
+
+
+@strawberry.type(description="The key's lifetime quota: what it may spend over its whole life.")
+class KeyQuota:
+    limit: Amount | None = strawberry.field(description="Null: the key has no lifetime quota.")
+    spent: Amount = strawberry.field(
+        description="Billed over the key's life, plus holds of calls still in flight."
+    )
+    remaining: Amount | None = strawberry.field(
+        description="limit - spent, never below 0 (a completed call always bills, even past "
+        "the limit); null when there is no quota."
+    )
+
+
+@strawberry.type(description="One rolling-window spend limit of a key.")
+class KeyWindow:
+    window: Window = strawberry.field(description="Which window this row is about.")
+    limit: Amount = strawberry.field(description="The most the key may spend in the window.")
+    spent: Amount = strawberry.field(
+        description="Billed within the window, plus holds of calls still in flight."
+    )
+    remaining: Amount = strawberry.field(description="limit - spent, never below 0.")
+    resets_at: datetime | None = strawberry.field(
+        description="UTC: when the oldest billed spend in the window leaves it and frees "
+        "room; null when nothing billed is in the window."
+    )
+
+
+@strawberry.type(description="A secret that calls the gateway and spends the org's credits.")
+class ApiKey(Node):
+    name: str = strawberry.field(description="A label for people; not unique.")
+    prefix: str = strawberry.field(
+        description='The public part of the secret "sk-<prefix>-...": tells keys apart '
+        "in lists; changes when the key is rotated. The secret itself is never listed."
+    )
+    group: str = strawberry.field(
+        description="Routing group from the price book: which models the key may call."
+    )
+    status: KeyStatus = strawberry.field(description="Computed now: revoked wins over expired.")
+    created_at: datetime = strawberry.field(description="UTC.")
+    expires_at: datetime | None = strawberry.field(description="UTC; null: never expires.")
+    last_used_at: datetime | None = strawberry.field(
+        description="UTC, of the last billed call; null: never used."
+    )
+    owner: str | None = strawberry.field(
+        description="The token subject of the person who owns the key (who created it in "
+        "the dashboard); members manage only their own. Null: an organization key, "
+        "managed by owners and admins."
+    )
+    quota: KeyQuota = strawberry.field(
+        description="Lifetime quota and spend; present (with a null limit) when there is none."
+    )
+    windows: list[KeyWindow] = strawberry.field(
+        description="One row per window the key has a limit for, shortest first; "
+        "empty when it has none."
+    )
+
+    @classmethod
+    def of(cls, row: Any, marks: dict[Window, WindowMarks], now: datetime) -> ApiKey:
+        key = key_state(row)
+        used = key.spent + key.held
+        windows = []
+        for window, limit in key.limits.items():
+            spent = spent_in_window(key.spent, marks[window]) + key.held
+            reset = resets_at(marks[window], window)
+            windows.append(
+                KeyWindow(
+                    window=window,
+                    limit=Amount.of(limit),
+                    spent=Amount.of(spent),
+                    remaining=Amount.of(max(limit - spent, 0)),
+                    resets_at=None if reset is None else datetime.fromtimestamp(reset, UTC),
+                )
+            )
+        return cls(
+            id=strawberry.ID(to_global_id("ApiKey", row.id)),
+            name=row.name,
+            prefix=row.prefix,
+            group=row.group,
+            status=KeyStatus(key.status(now)),
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            last_used_at=row.last_used_at,
+            owner=row.owner,
+            quota=KeyQuota(
+                limit=amount(key.quota),
+                spent=Amount.of(used),
+                remaining=None if key.quota is None else Amount.of(max(key.quota - used, 0)),
+            ),
+            windows=windows,
+        )
+
+
+def visible_keys(organization_id: int, principal: Principal) -> Select[Any]:
+    """The organization's keys the caller may see: an API key sees only itself."""
+    statement = select(keys_t).where(keys_t.c.organization_id == organization_id)
+    if principal.api_key_id is not None:
+        statement = statement.where(keys_t.c.id == principal.api_key_id)
+    return statement
+
+
+async def api_keys(conn: AsyncConnection, rows: Sequence[Any], now: datetime) -> list[ApiKey]:
+    """``rows`` of the keys table as ApiKeys: the window marks of all in one query."""
+    windowed = [row.id for row in rows if key_state(row).limits]
+    marks: dict[int, dict[Window, WindowMarks]] = {}
+    if windowed:
+        second = int(now.timestamp())
+        marks = await conn.run_sync(lambda sync: load_marks(sync, windowed, second))
+    return [ApiKey.of(row, marks.get(row.id, {}), now) for row in rows]
+
+
+async def api_key_connection(info: Info, page: Page, total: int) -> Connection[ApiKey]:
+    async with info.context.runtime.db.reader.connect() as conn:
+        keys = await api_keys(conn, page.rows, info.context.runtime.clock.now())
+    by_row = {row.id: key for row, key in zip(page.rows, keys, strict=True)}
+    return connection(page, total, lambda row: by_row[row.id])
+
+
+async def api_keys_by_id(
+    info: Info, conn: AsyncConnection, organization_id: int, key_ids: list[int]
+) -> list[ApiKey]:
+    """Those of ``key_ids`` the caller may see, in one query (and one for their windows)."""
+    statement = visible_keys(organization_id, info.context.caller()).where(keys_t.c.id.in_(key_ids))
+    rows = (await conn.execute(statement)).all()
+    return await api_keys(conn, rows, info.context.runtime.clock.now())
+
+
+async def api_key_node(
+    info: Info, conn: AsyncConnection, organization_id: int, key_id: int
+) -> ApiKey | None:
+    """The key if the caller may see it (``node(id:)``, and mutations' answers)."""
+    keys = await api_keys_by_id(info, conn, organization_id, [key_id])
+    return keys[0] if keys else None

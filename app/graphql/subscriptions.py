@@ -1,0 +1,189 @@
+"""Live pushes over WebSocket: the wallet's balance and usage records, as they commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterator
+from datetime import datetime
+
+import strawberry
+from graphql import ExecutionResult
+from starlette.requests import Request
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from app.auth import Principal
+from app.events import QUEUE_SIZE, BalanceChanged, UsageRecorded
+from app.graphql.context import Info
+from app.graphql.enums import UsageStatus
+from app.graphql.errors import Code, error
+from app.graphql.money import Amount
+from app.graphql.scalars import BigInt
+from app.ids import to_global_id
+from app.ledger import reads
+from app.runtime import Runtime
+
+CURRENT = "current"
+
+
+@strawberry.type(description='The wallet\'s balance after a commit, or as it stands ("current").')
+class BalanceChange:
+    wallet_id: strawberry.ID = strawberry.field(description="The wallet's global ID.")
+    balance: Amount = strawberry.field(
+        description="The balance right after the change; can be below zero."
+    )
+    delta: Amount = strawberry.field(
+        description='What the commit moved: negative when spending; zero for "current".'
+    )
+    reason: str = strawberry.field(
+        description=(
+            'The kinds of the commit\'s entries, comma-separated: "usage", "adjustment", '
+            '"usage,adjustment", ... "current": the balance as it stands, sent first on '
+            "subscribing and again after pushes were dropped for a subscriber falling behind."
+        )
+    )
+    version: BigInt = strawberry.field(
+        description=(
+            "The wallet's version after the change (one per ledger entry, so past 32 bits in "
+            "time); it only grows. Drop a push whose version is not above the last one "
+            "applied: it is stale."
+        )
+    )
+    at: datetime = strawberry.field(
+        description='When it committed (UTC); for "current", when the balance was read.'
+    )
+
+    @classmethod
+    def of(cls, event: BalanceChanged) -> BalanceChange:
+        return cls(
+            wallet_id=strawberry.ID(to_global_id("Wallet", event.wallet_id)),
+            balance=Amount.of(event.balance),
+            delta=Amount.of(event.delta),
+            reason=event.reason,
+            version=BigInt(event.version),
+            at=event.at,
+        )
+
+
+@strawberry.type(description="A usage record, pushed as it commits.")
+class RecordedUsage:
+    request_id: str = strawberry.field(description="The gateway's idempotency key.")
+    api_key_id: strawberry.ID = strawberry.field(description="The global ID of the key billed.")
+    model: str = strawberry.field(description="The model called, as the gateway named it.")
+    action: str = strawberry.field(description='The billed action, such as "llm_inference".')
+    status: UsageStatus
+    cost: Amount = strawberry.field(description="What the call was charged; zero when it failed.")
+    at: datetime = strawberry.field(description="When it was billed (UTC).")
+
+    @classmethod
+    def of(cls, event: UsageRecorded) -> RecordedUsage:
+        return cls(
+            request_id=event.request_id,
+            api_key_id=strawberry.ID(to_global_id("ApiKey", event.api_key_id)),
+            model=event.model,
+            action=event.action,
+            status=UsageStatus(event.status),
+            cost=Amount.of(event.cost),
+            at=event.at,
+        )
+
+
+async def _current(runtime: Runtime, organization_id: int) -> BalanceChange:
+    async with runtime.db.reader.connect() as conn:
+        row = await reads.wallet_of(conn, organization_id)
+    return BalanceChange(
+        wallet_id=strawberry.ID(to_global_id("Wallet", row.id)),
+        balance=Amount.of(row.balance),
+        delta=Amount.of(0),
+        reason=CURRENT,
+        version=BigInt(row.version),
+        at=runtime.clock.now(),
+    )
+
+
+async def balance_changes(
+    runtime: Runtime, organization_id: int
+) -> AsyncGenerator[BalanceChange, None]:
+    """The balance as it stands, then each later change."""
+    # Subscribed before reading, so a commit between the read and the first push is
+    # queued rather than missed; the version read drops queued ones it already counts.
+    subscription = runtime.bus.subscribe(organization_id)
+    try:
+        current = await _current(runtime, organization_id)
+        yield current
+        seen: int = current.version
+        async for event in subscription:
+            if subscription.lagged:
+                # Pushes were dropped: their deltas are gone, so restate the balance.
+                subscription.lagged = False
+                current = await _current(runtime, organization_id)
+                yield current
+                seen = current.version
+            if isinstance(event, BalanceChanged) and event.version > seen:
+                seen = event.version
+                yield BalanceChange.of(event)
+    finally:
+        runtime.bus.unsubscribe(subscription)
+
+
+async def usage_records(
+    runtime: Runtime, principal: Principal
+) -> AsyncGenerator[RecordedUsage, None]:
+    """Each usage record of the caller's organization; an API key sees only its own."""
+    subscription = runtime.bus.subscribe(principal.organization_id)
+    try:
+        async for event in subscription:
+            if subscription.lagged:
+                # Records were dropped and cannot be restated: end with an error, so the
+                # client resubscribes and reads the gap from the usage log.
+                raise error(
+                    Code.RATE_LIMITED,
+                    f"more than {QUEUE_SIZE} records waited for this subscriber and the oldest "
+                    "were dropped: subscribe again and read the usage log for the gap",
+                )
+            if not isinstance(event, UsageRecorded):
+                continue
+            if principal.api_key_id is None or principal.api_key_id == event.api_key_id:
+                yield RecordedUsage.of(event)
+    finally:
+        runtime.bus.unsubscribe(subscription)
+
+
+@strawberry.type
+class Subscription:
+    # The resolvers check the caller before returning the stream, so a refusal is an
+    # error of the subscribe itself rather than of its first push.
+    @strawberry.subscription(
+        description=(
+            'The caller\'s wallet balance: first as it stands (reason "current"), then after '
+            "every commit that changes it. Any signed-in role."
+        )
+    )
+    async def balance_changed(self, info: Info) -> AsyncGenerator[BalanceChange, None]:
+        principal = info.context.caller()
+        return balance_changes(info.context.runtime, principal.organization_id)
+
+    @strawberry.subscription(
+        description=(
+            "Each usage record of the caller's organization as it is billed; an API key "
+            "receives only its own. Nothing is sent for records billed before subscribing."
+        )
+    )
+    async def usage_recorded(self, info: Info) -> AsyncGenerator[RecordedUsage, None]:
+        principal = info.context.caller()
+        return usage_records(info.context.runtime, principal)
+
+
+class WebSocketOnly(SchemaExtension):
+    """Refuses a subscription sent over HTTP, which would otherwise fail as a fault.
+
+    Strawberry admits subscriptions on HTTP for its multipart and SSE transports, which
+    this API does not offer; executed as a plain request, the stream cannot be returned.
+    """
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        http = isinstance(execution.context.request, Request)
+        if http and execution.operation_type is OperationType.SUBSCRIPTION:
+            message = "subscriptions run over a WebSocket at /graphql (graphql-transport-ws)"
+            execution.result = ExecutionResult(None, [error(Code.BAD_USER_INPUT, message)])
+        yield

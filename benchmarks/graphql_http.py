@@ -1,0 +1,156 @@
+"""GraphQL benchmark: the dashboards' Viewer and WalletOverview queries on creditgraph
+versus a bare Starlette JSON endpoint answering the same documents.
+
+Both servers run as uvicorn subprocesses (one worker); wrk drives each operation with a
+viewer's JWT, runs alternate bare, creditgraph, ... and the medians are reported.
+WalletOverview is the contract operation's wallet and spend-cap part: its plan,
+auto-reload and unlock-tier fields arrive with later issues.
+
+    .venv/bin/python -m benchmarks.graphql_http --connections 64 --duration 10 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from app.auth import Role, issue_token
+from benchmarks.common import JWT_SECRET, ORG_SLUG, prepare
+from benchmarks.load import (
+    WRK_DONE,
+    Result,
+    describe,
+    free_port,
+    print_medians,
+    run,
+    start_server,
+    stop_server,
+    wrk_command,
+)
+
+OPERATIONS = {
+    "Viewer": (
+        "query Viewer { viewer { id role organization { id slug name } } }",
+        0.4,
+    ),
+    "WalletOverview": (
+        """query WalletOverview { viewer { organization { id
+          wallet { id balance { credits usd }
+            lots(first: 50) { edges { node {
+              id source original { credits usd } remaining { credits usd } expiresAt createdAt
+            } } } }
+          spendCap { monthlyLimit { credits usd } spentThisMonth { credits usd } } } } }""",
+        0.2,
+    ),
+}
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+wrk.body = [[{body}]]
+"""
+
+
+def _shape(value: object) -> object:
+    """The keys of a JSON document, recursively: what both servers must agree on."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return None
+
+
+def check(name: str, query: str, token: str, bare_port: int, cg_port: int) -> None:
+    """Both servers answer the operation with documents of the same shape, without errors."""
+    answers = []
+    for port in (bare_port, cg_port):
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": query, "operationName": name},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        body = response.json()
+        if response.status_code != 200 or "errors" in body:
+            sys.exit(f"{name} on port {port}: {response.status_code} {body}")
+        answers.append(_shape(body))
+    if answers[0] != answers[1]:
+        sys.exit(f"{name}: the servers' answers differ in shape: {answers}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", "-c", type=int, default=64)
+    parser.add_argument("--duration", "-d", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=2, help="bare+creditgraph pairs")
+    parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    args = parser.parse_args()
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="creditgraph-bench-graphql-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    fixture = asyncio.run(prepare(workdir / "creditgraph.db"))
+    token = issue_token(
+        JWT_SECRET, org=ORG_SLUG, role=Role.VIEWER, subject="bench", ttl=timedelta(hours=6)
+    )
+    scripts = {}
+    for name, (query, _target) in OPERATIONS.items():
+        body = json.dumps({"query": query, "operationName": name})
+        scripts[name] = workdir / f"{name}.lua"
+        scripts[name].write_text(WRK_SCRIPT.format(token=token, body=body) + WRK_DONE)
+
+    bare_port, cg_port = free_port(), free_port()
+    bare = start_server("benchmarks.bare_app:app", bare_port, fixture.env, factory=False)
+    try:
+        cg = start_server("app.main:create_app", cg_port, fixture.env, factory=True)
+    except Exception:
+        stop_server(bare)
+        raise
+    ok = True
+    try:
+        for name, (query, target) in OPERATIONS.items():
+            check(name, query, token, bare_port, cg_port)
+            results: dict[str, list[Result]] = {"bare": [], "creditgraph": []}
+            print(f"\n{name}: {args.connections} connections, {args.duration:g} s per run")
+            for server, port in (("bare", bare_port), ("creditgraph", cg_port)):  # warm-up
+                run(
+                    wrk_command(
+                        wrk,
+                        f"http://127.0.0.1:{port}/graphql",
+                        str(scripts[name]),
+                        args.connections,
+                        2,
+                    ),
+                    server,
+                )
+            for _ in range(args.rounds):
+                for server, port in (("bare", bare_port), ("creditgraph", cg_port)):
+                    url = f"http://127.0.0.1:{port}/graphql"
+                    command = wrk_command(
+                        wrk, url, str(scripts[name]), args.connections, args.duration
+                    )
+                    result = run(command, server)
+                    results[server].append(result)
+                    print(describe(result), flush=True)
+                    ok = ok and result.errors == 0
+            rates = print_medians(results)
+            ratio = rates["creditgraph"] / rates["bare"]
+            print(f"ratio creditgraph/bare: {ratio:.2f}x (target >= {target}x)")
+    finally:
+        stop_server(cg)
+        stop_server(bare)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""Subscriptions over real WebSockets against a real uvicorn server: auth, pushes, scoping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from graphql import GraphQLError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from app.auth import Role
+from app.clock import Clock
+from app.events import QUEUE_SIZE, BalanceChanged, UsageRecorded
+from app.graphql.context import Context
+from app.graphql.schema import schema
+from app.graphql.subscriptions import balance_changes, usage_records
+from app.ids import to_global_id
+from app.ledger import reads
+from app.main import create_app
+from app.operations import adjust
+from app.orgs.service import OrgRef
+from app.runtime import Runtime
+from app.settings import Settings
+from tests.conftest import Harness
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+# Only to notice a hang or confirm an absence; never a bound on how fast anything is.
+WAIT = 10
+QUIET = 0.5
+
+BALANCE = """
+subscription BalanceChanged {
+  balanceChanged { walletId balance { credits usd } delta { credits usd } reason version at }
+}
+"""
+USAGE = """
+subscription { usageRecorded { requestId apiKeyId model action status cost { credits usd } at } }
+"""
+
+
+def _listening_socket() -> socket.socket:
+    # Bound here and handed to uvicorn, so no other process can take the port between.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+async def server(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
+    """A uvicorn server in this process; the harness's client speaks HTTP to it over TCP."""
+    app = create_app(settings, clock)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning")
+    uvicorn_server = uvicorn.Server(config)
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(uvicorn_server.serve(sockets=[sock]))
+    async with asyncio.timeout(WAIT):
+        while not uvicorn_server.started:
+            if task.done():
+                task.result()  # raises the startup failure
+            await asyncio.sleep(0.01)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base_url, trust_env=False) as http:
+            yield Harness(app.state.runtime, http)
+    finally:
+        uvicorn_server.should_exit = True
+        await task
+        sock.close()
+
+
+def _ws_url(harness: Harness) -> str:
+    return str(harness.http.base_url.copy_with(scheme="ws", path="/graphql"))
+
+
+async def _open(harness: Harness, protocol: str = TRANSPORT_WS) -> ClientConnection:
+    return await connect(_ws_url(harness), subprotocols=[Subprotocol(protocol)], proxy=None)
+
+
+async def _send(ws: ClientConnection, message: dict[str, Any]) -> None:
+    await ws.send(json.dumps(message))
+
+
+async def _receive(ws: ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+    return message
+
+
+async def _close_code(ws: ClientConnection) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), WAIT)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+def _bearer(headers: dict[str, str]) -> dict[str, str]:
+    """Harness headers as a connection_init payload."""
+    return {"authorization": headers["Authorization"]}
+
+
+async def _signed_in(harness: Harness, authorization: dict[str, str]) -> ClientConnection:
+    ws = await _open(harness)
+    await _send(ws, {"type": "connection_init", "payload": _bearer(authorization)})
+    assert (await _receive(ws))["type"] == "connection_ack"
+    return ws
+
+
+async def _subscribe(ws: ClientConnection, query: str, id_: str = "1") -> None:
+    await _send(ws, {"id": id_, "type": "subscribe", "payload": {"query": query}})
+
+
+async def _next(ws: ClientConnection) -> dict[str, Any]:
+    message = await _receive(ws)
+    assert message["type"] == "next", message
+    assert "errors" not in message["payload"], message
+    data: dict[str, Any] = message["payload"]["data"]
+    return data
+
+
+def _call(key_id: int, request_id: str) -> dict[str, Any]:
+    """A usage event that costs 6,000 credits (0.006 USD)."""
+    return {
+        "request_id": request_id,
+        "api_key_id": to_global_id("ApiKey", key_id),
+        "model": "claude-sonnet-4-6",
+        "prompt_tokens": 1000,
+        "completion_tokens": 200,
+    }
+
+
+async def _wallet_id(runtime: Runtime, org: OrgRef) -> int:
+    async with runtime.db.reader.connect() as conn:
+        return int((await reads.wallet_of(conn, org.id)).id)
+
+
+def _subscribers(runtime: Runtime, org: OrgRef) -> int:
+    # The in-memory bus keeps no public count; peeking is how to see a leak.
+    return len(runtime.bus._subscribers.get(org.id, ()))
+
+
+async def _until_subscribers(runtime: Runtime, org: OrgRef, count: int) -> None:
+    async with asyncio.timeout(WAIT):
+        while _subscribers(runtime, org) != count:  # noqa: ASYNC110 - the bus signals nothing
+            await asyncio.sleep(0.01)
+
+
+# -- the graphql-transport-ws handshake --------------------------------------------------
+
+
+async def test_a_valid_token_is_acknowledged(server: Harness) -> None:
+    org = await server.org("acme")
+    async with await _open(server) as ws:
+        await _send(ws, {"type": "connection_init", "payload": _bearer(server.token(org))})
+        assert (await _receive(ws))["type"] == "connection_ack"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"authorization": "Bearer not-a-token"}, {"authorization": "Basic dXNlcjpwYXNz"}],
+)
+async def test_no_token_or_a_bad_one_closes_with_4403(
+    server: Harness, payload: dict[str, str]
+) -> None:
+    async with await _open(server) as ws:
+        await _send(ws, {"type": "connection_init", "payload": payload})
+        assert await _close_code(ws) == 4403
+
+
+async def test_subscribing_before_the_ack_closes_with_4401(server: Harness) -> None:
+    async with await _open(server) as ws:
+        await _subscribe(ws, BALANCE)
+        assert await _close_code(ws) == 4401
+
+
+# -- balanceChanged ------------------------------------------------------------------------
+
+
+async def test_balance_starts_with_the_current_one_then_follows_each_commit(
+    server: Harness,
+) -> None:
+    org = await server.org("acme", grant_usd="5000.000001")
+    key = await server.key(org)
+    wallet = to_global_id("Wallet", await _wallet_id(server.runtime, org))
+    async with await _signed_in(server, server.token(org, Role.VIEWER)) as ws:
+        await _subscribe(ws, BALANCE)
+        first = (await _next(ws))["balanceChanged"]
+        assert first["walletId"] == wallet
+        assert first["balance"] == {"credits": "5000000001", "usd": "5000.000001"}
+        assert first["delta"] == {"credits": "0", "usd": "0.000000"}
+        assert first["reason"] == "current"
+        assert datetime.fromisoformat(first["at"]).utcoffset() == timedelta(0)
+
+        await server.usage(org, _call(key.id, "r1"))
+        pushed = (await _next(ws))["balanceChanged"]
+        assert pushed["walletId"] == wallet
+        assert pushed["balance"] == {"credits": "4999994001", "usd": "4999.994001"}
+        assert pushed["delta"] == {"credits": "-6000", "usd": "-0.006000"}
+        assert pushed["reason"] == "usage"
+        assert pushed["version"] > first["version"]
+
+        await server.usage(org, _call(key.id, "r2"))
+        again = (await _next(ws))["balanceChanged"]
+        assert again["balance"]["credits"] == "4999988001"
+        assert again["version"] > pushed["version"]
+
+
+async def test_another_organizations_subscriber_receives_nothing(server: Harness) -> None:
+    acme = await server.org("acme", grant_usd="10")
+    other = await server.org("other", grant_usd="10")
+    key = await server.key(acme)
+    async with (
+        await _signed_in(server, server.token(acme, Role.VIEWER)) as mine,
+        await _signed_in(server, server.token(other, Role.OWNER)) as theirs,
+    ):
+        await _subscribe(mine, BALANCE)
+        await _subscribe(theirs, BALANCE)
+        assert (await _next(mine))["balanceChanged"]["reason"] == "current"
+        assert (await _next(theirs))["balanceChanged"]["balance"]["credits"] == "10000000"
+
+        await server.usage(acme, _call(key.id, "r1"))
+        # acme's push is proof the commit was published, to every subscriber at once.
+        assert (await _next(mine))["balanceChanged"]["delta"]["credits"] == "-6000"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(theirs.recv(), QUIET)
+
+
+async def test_closing_the_socket_or_completing_unsubscribes_from_the_bus(
+    server: Harness,
+) -> None:
+    org = await server.org("acme", grant_usd="1")
+    async with await _signed_in(server, server.token(org, Role.VIEWER)) as ws:
+        await _subscribe(ws, BALANCE, "a")
+        await _subscribe(ws, BALANCE, "b")
+        await _next(ws)
+        await _next(ws)
+        assert _subscribers(server.runtime, org) == 2
+        await _send(ws, {"id": "a", "type": "complete"})
+        await _until_subscribers(server.runtime, org, 1)
+    await _until_subscribers(server.runtime, org, 0)
+
+
+# -- usageRecorded -------------------------------------------------------------------------
+
+
+async def test_usage_records_reach_the_org_and_only_the_key_they_billed(
+    server: Harness,
+) -> None:
+    org = await server.org("acme", grant_usd="10")
+    billed, idle = await server.key(org), await server.key(org)
+    key_auth = {"Authorization": f"Bearer {billed.secret}"}
+    idle_auth = {"Authorization": f"Bearer {idle.secret}"}
+    async with (
+        await _signed_in(server, server.token(org, Role.VIEWER)) as viewer,
+        await _signed_in(server, key_auth) as by_key,
+        await _signed_in(server, idle_auth) as other_key,
+    ):
+        for ws in (viewer, by_key, other_key):
+            await _subscribe(ws, USAGE)
+        # No first message to wait for: the bus shows when all three listen.
+        await _until_subscribers(server.runtime, org, 3)
+
+        await server.usage(org, _call(billed.id, "r1"))
+        expected = {
+            "requestId": "r1",
+            "apiKeyId": to_global_id("ApiKey", billed.id),
+            "model": "claude-sonnet-4-6",
+            "action": "llm_inference",
+            "status": "SUCCEEDED",
+            "cost": {"credits": "6000", "usd": "0.006000"},
+        }
+        for ws in (viewer, by_key):
+            record = (await _next(ws))["usageRecorded"]
+            assert datetime.fromisoformat(record.pop("at")).utcoffset() == timedelta(0)
+            assert record == expected
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(other_key.recv(), QUIET)
+
+
+# -- the legacy graphql-ws protocol: offered, with the same authentication ---------------
+
+
+async def test_legacy_protocol_rejects_a_missing_or_bad_token(server: Harness) -> None:
+    for payload in (None, {"authorization": "Bearer not-a-token"}):
+        async with await _open(server, LEGACY_WS) as ws:
+            assert ws.subprotocol == LEGACY_WS
+            await _send(ws, {"type": "connection_init", "payload": payload})
+            message = await _receive(ws)
+            assert message["type"] == "connection_error"
+            assert await _close_code(ws) == 1011
+
+
+async def test_legacy_protocol_refuses_a_start_before_the_ack(server: Harness) -> None:
+    async with await _open(server, LEGACY_WS) as ws:
+        await _send(ws, {"id": "1", "type": "start", "payload": {"query": BALANCE}})
+        assert await _close_code(ws) == 4401
+
+
+async def test_legacy_protocol_serves_a_signed_in_caller(server: Harness) -> None:
+    org = await server.org("acme", grant_usd="2")
+    async with await _open(server, LEGACY_WS) as ws:
+        init = {"type": "connection_init", "payload": _bearer(server.token(org, Role.VIEWER))}
+        await _send(ws, init)
+        assert (await _receive(ws))["type"] == "connection_ack"
+        await _send(ws, {"id": "1", "type": "start", "payload": {"query": BALANCE}})
+        message = await _receive(ws)
+        assert message["type"] == "data"
+        assert message["payload"]["data"]["balanceChanged"]["balance"]["credits"] == "2000000"
+
+
+# -- outside the WebSocket -----------------------------------------------------------------
+
+
+async def test_a_subscription_over_http_is_a_clear_error(harness: Harness) -> None:
+    org = await harness.org("acme", grant_usd="1")
+    body = await harness.graphql(BALANCE, headers=harness.token(org, Role.VIEWER))
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "WebSocket" in error["message"]
+
+
+async def test_an_unauthenticated_subscribe_is_refused(harness: Harness) -> None:
+    # The WebSocket handshake already refuses such a caller; the resolvers check anyway.
+    for query in (BALANCE, USAGE):
+        context = Context(harness.runtime, request=None, response=None)
+        results = await schema.subscribe(query, context_value=context)
+        first = await anext(results)
+        await results.aclose()
+        assert first.errors is not None
+        assert [e.extensions for e in first.errors] == [{"code": "UNAUTHENTICATED"}]
+
+
+async def test_commits_around_the_first_read_are_neither_lost_nor_repeated(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await harness.org("acme", grant_usd="1")
+    read = reads.wallet_of
+
+    async def read_between_commits(conn: Any, organization_id: int) -> Any:
+        await adjust(harness.runtime, org.id, -100, "before the read", actor="test")
+        row = await read(conn, organization_id)
+        await adjust(harness.runtime, org.id, -200, "after the read", actor="test")
+        return row
+
+    monkeypatch.setattr(reads, "wallet_of", read_between_commits)
+    stream = balance_changes(harness.runtime, org.id)
+    first = await anext(stream)
+    assert (first.balance.credits, first.reason) == (999_900, "current")
+    # The first commit is in the balance read, so its push is dropped; the second's comes.
+    pushed = await asyncio.wait_for(anext(stream), WAIT)
+    assert (pushed.balance.credits, pushed.delta.credits) == (999_700, -200)
+    assert pushed.version > first.version
+    await stream.aclose()
+
+
+# -- a subscriber falling behind -------------------------------------------------------------
+
+
+async def test_a_lagging_balance_subscriber_gets_the_balance_restated(harness: Harness) -> None:
+    org = await harness.org("acme", grant_usd="3")
+    wallet_id = await _wallet_id(harness.runtime, org)
+    stream = balance_changes(harness.runtime, org.id)
+    current = await anext(stream)
+    at = harness.runtime.clock.now()
+    flood = [
+        BalanceChanged(org.id, wallet_id, 1, 1, "usage", current.version + n, at)
+        for n in range(1, QUEUE_SIZE + 2)
+    ]
+    await harness.runtime.bus.publish(flood)  # one more than the queue holds
+
+    restated = await anext(stream)
+    assert restated.reason == "current"
+    assert restated.balance.credits == 3_000_000
+    # The oldest push was dropped; those after it still come, in order.
+    assert (await anext(stream)).version == current.version + 2
+    await stream.aclose()
+    assert _subscribers(harness.runtime, org) == 0
+
+
+async def test_a_lagging_usage_subscriber_is_told_and_ended(harness: Harness) -> None:
+    org = await harness.org("acme")
+    principal = await harness.runtime.auth.authenticate(
+        harness.token(org, Role.VIEWER)["Authorization"]
+    )
+    stream = usage_records(harness.runtime, principal)
+    pending = asyncio.ensure_future(anext(stream))
+    await _until_subscribers(harness.runtime, org, 1)
+    at = harness.runtime.clock.now()
+    flood = [
+        UsageRecorded(org.id, 1, f"r{n}", "m", "llm_inference", "succeeded", 1, at)
+        for n in range(QUEUE_SIZE + 1)
+    ]
+    await harness.runtime.bus.publish(flood)  # one more than the queue holds
+    with pytest.raises(GraphQLError, match="dropped") as refused:
+        await pending
+    assert refused.value.extensions == {"code": "RATE_LIMITED"}
+    assert _subscribers(harness.runtime, org) == 0
