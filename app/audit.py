@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, insert
+from sqlalchemy import JSON, Column, Index, Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
@@ -53,3 +53,22 @@ async def record(
             created_at=at,
         )
     )
+
+
+def events_of(
+    organization_id: int,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+) -> Select[Any]:
+    """The organization's audit events, narrowed by what is given (page them with ``pages``)."""
+    statement = select(audit_t).where(audit_t.c.organization_id == organization_id)
+    for column, value in (
+        (audit_t.c.action, action),
+        (audit_t.c.actor, actor),
+        (audit_t.c.target, target),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    return statement

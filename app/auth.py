@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from app.keys.service import KeyDirectory
 from app.orgs.service import OrgDirectory
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.oidc import Oidc
 
 
 class Role(StrEnum):
@@ -76,15 +80,70 @@ def issue_token(secret: str, *, org: str, role: Role, subject: str, ttl: timedel
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a verified JWT says about its caller, whichever issuer signed it."""
+
+    subject: object
+    org: object
+    role: object
+    expires: int
+
+
+def decode(
+    token: str,
+    key: Any,
+    algorithms: list[str],
+    required: list[str],
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> dict[str, Any]:
+    """``jwt.decode``, its failures as 401s saying what is wrong. The signature is checked
+    before any claim, so only a genuinely signed token learns about its claims."""
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            options={"require": required},
+            issuer=issuer,
+            audience=audience,
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError(401, "the token has expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthError(401, f"the token has no {exc.claim!r} claim") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError(401, f"the token's issuer is not {issuer!r}") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError(401, f"the token's audience does not include {audience!r}") from None
+    except jwt.InvalidAlgorithmError:
+        if jwt.get_unverified_header(token).get("alg") in algorithms:
+            raise AuthError(401, "the token's algorithm does not match its signing key") from None
+        raise AuthError(401, f"the token is not signed with {' or '.join(algorithms)}") from None
+    except jwt.InvalidTokenError:
+        raise AuthError(401, "the token is not valid") from None
+
+
 class Authenticator:
-    """Turns an ``Authorization`` header into a Principal; JWTs are cached after one check."""
+    """Turns an ``Authorization`` header into a Principal; JWTs are cached after one check.
+
+    A JWT whose header says HS256 is checked against the shared secret; with an OIDC
+    provider configured, any other is the provider's (``app.oidc``). Each path accepts
+    only its own algorithms, so the unsigned header choosing the path gains a forger
+    nothing.
+    """
 
     CACHE_SIZE = 10_000
 
-    def __init__(self, secret: str, orgs: OrgDirectory, keys: KeyDirectory) -> None:
+    def __init__(
+        self, secret: str, orgs: OrgDirectory, keys: KeyDirectory, oidc: Oidc | None = None
+    ) -> None:
         self._secret = secret
         self._orgs = orgs
         self._keys = keys
+        self._oidc = oidc
         self._tokens: dict[str, tuple[Principal, int]] = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
@@ -113,27 +172,25 @@ class Authenticator:
         if cached is not None and cached[1] > now:
             return cached[0]
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                options={"require": ["sub", "org", "role", "exp"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthError(401, "the token has expired") from None
+            header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise AuthError(401, "the token is not valid") from None
-        try:
-            role = Role(claims["role"])
-        except ValueError:
-            raise AuthError(401, f"unknown role {claims['role']!r}") from None
-        if role not in TOKEN_ROLES or not isinstance(claims["org"], str):
-            raise AuthError(401, "the token is not valid")
-        org = await self._orgs.by_slug(claims["org"])
-        if org is None:
-            raise AuthError(401, f"unknown organization {claims['org']!r}")
-        principal = Principal(org.id, org.slug, role, str(claims["sub"]))
+        if self._oidc is not None and header.get("alg") != "HS256":
+            claims = await self._oidc.verify(token, header)
+        else:
+            found = decode(token, self._secret, ["HS256"], ["sub", "org", "role", "exp"])
+            claims = Claims(found["sub"], found["org"], found["role"], int(found["exp"]))
+        principal = await self._principal(claims)
         if len(self._tokens) >= self.CACHE_SIZE:
             self._tokens.clear()
-        self._tokens[token] = (principal, int(claims["exp"]))
+        self._tokens[token] = (principal, claims.expires)
         return principal
+
+    async def _principal(self, claims: Claims) -> Principal:
+        if not isinstance(claims.role, str) or claims.role not in TOKEN_ROLES:
+            roles = ", ".join(TOKEN_ROLES)
+            raise AuthError(401, f"unknown role {claims.role!r}: a token's role is one of {roles}")
+        org = await self._orgs.by_slug(claims.org) if isinstance(claims.org, str) else None
+        if org is None:
+            raise AuthError(401, f"unknown organization {claims.org!r}")
+        return Principal(org.id, org.slug, Role(claims.role), str(claims.subject))

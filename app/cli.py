@@ -18,6 +18,7 @@ from app.db import Database
 from app.ledger.verify import verify as verify_books
 from app.migrate import upgrade
 from app.money import MoneyError, parse_usd
+from app.oidc import Oidc
 from app.operations import adjust as adjust_wallet
 from app.operations import create_organization
 from app.orgs.service import OrgError
@@ -66,6 +67,7 @@ def serve(host: str, port: int, demo: bool) -> None:
     settings = Settings()
     try:
         jwt_secret(settings)
+        Oidc.from_settings(settings)  # a configuration error shows here, not in uvicorn
     except ConfigurationError as error:
         raise click.ClickException(str(error)) from None
     if demo:

@@ -99,15 +99,51 @@ def _create_engine(settings: Settings, *, for_writes: bool) -> AsyncEngine:
     return engine
 
 
-class Database:
-    """The engines of one process: on SQLite a writer and a reader, elsewhere one engine.
+class _SyncSQLite:
+    """Synchronous SQLite connections, each used by one thread of a small pool.
 
-    ``transaction`` runs the ledger writer's work. On SQLite the whole transaction runs
-    in one thread with its own synchronous connection: through aiosqlite every
-    statement is several hops between the event loop and the driver's thread, which
-    costs more than SQLite takes to do the work; here a batch is one hop. Elsewhere it
-    runs on the async engine (``run_sync``), so the work is written once, synchronously.
+    Through aiosqlite every statement is several hops between the event loop and the
+    driver's thread, which cost more than SQLite takes to do the work. Work given here
+    runs whole in a pool thread on that thread's own connection: one hop per call.
     """
+
+    def __init__(self, settings: Settings, *, for_writes: bool, threads: int) -> None:
+        url = make_url(settings.database_url).set(drivername="sqlite")
+        # One connection per thread; closed from the event loop's thread at shutdown.
+        self.engine = create_engine(
+            url,
+            poolclass=SingletonThreadPool,
+            pool_size=threads,
+            connect_args={"check_same_thread": False},
+        )
+        _sqlite_setup(self.engine, for_writes=for_writes)
+        role = "writer" if for_writes else "reader"
+        self.threads = ThreadPoolExecutor(threads, thread_name_prefix=f"creditgraph-{role}")
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.threads, self._run, work)
+
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    def close(self) -> None:
+        self.threads.shutdown()
+        self.engine.dispose()
+
+
+class Database:
+    """The engines of one process.
+
+    ``transaction`` runs the ledger writer's work, ``read`` the APIs' reads: each a
+    synchronous function given a connection, run in one transaction. On SQLite they run
+    in threads with their own synchronous connections (one writer, a few readers; see
+    ``_SyncSQLite``); elsewhere on the async engine through ``run_sync``, so the work is
+    written once, synchronously. ``writer`` and ``reader`` stay for migrations, the CLI
+    and the occasional write outside the ledger.
+    """
+
+    READER_THREADS = 4
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -115,34 +151,39 @@ class Database:
         self.reader = (
             _create_engine(settings, for_writes=False) if settings.is_sqlite else self.writer
         )
-        self._sync_writer: Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._sync_writer: _SyncSQLite | None = None
+        self._sync_readers: _SyncSQLite | None = None
         if settings.is_sqlite:
-            url = make_url(settings.database_url).set(drivername="sqlite")
-            self._sync_writer = create_engine(url, poolclass=SingletonThreadPool)
-            _sqlite_setup(self._sync_writer, for_writes=True)
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="creditgraph-sqlite-writer")
+            self._sync_writer = _SyncSQLite(settings, for_writes=True, threads=1)
+            self._sync_readers = _SyncSQLite(
+                settings, for_writes=False, threads=self.READER_THREADS
+            )
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
         """``work`` within one write transaction, committed when it returns."""
-        if self._thread is None:
-            async with self.writer.begin() as conn:
-                return await conn.run_sync(work)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._run_sync, work)
+        if self._sync_writer is not None:
+            return await self._sync_writer.run(work)
+        async with self.writer.begin() as conn:
+            return await conn.run_sync(work)
 
-    def _run_sync(self, work: Callable[[Connection], T]) -> T:
-        assert self._sync_writer is not None
-        with self._sync_writer.begin() as conn:
-            return work(conn)
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """``work`` within one read transaction: its queries see one snapshot."""
+        if self._sync_readers is not None:
+            return await self._sync_readers.run(work)
+        async with self.reader.begin() as conn:
+            return await conn.run_sync(work)
+
+    @property
+    def read_engine(self) -> Engine:
+        """The engine ``read`` runs on (for instrumentation: metrics, statement counts)."""
+        if self._sync_readers is not None:
+            return self._sync_readers.engine
+        return self.reader.sync_engine
 
     async def dispose(self) -> None:
-        if self._thread is not None and self._sync_writer is not None:
-            # The thread's connection can only be closed from that thread.
-            await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._sync_writer.dispose
-            )
-            self._thread.shutdown()
+        for pool in (self._sync_writer, self._sync_readers):
+            if pool is not None:
+                pool.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

@@ -10,11 +10,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from app.api.rest import gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
 from app.clock import Clock
+from app.graphql import ide
 from app.graphql.schema import schema
 from app.graphql.view import GraphQLView
 from app.ledger.writer import WriterClosed
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/healthz", health),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        Mount(ide.PREFIX, ide.Assets()),
         Route("/api/v1/authorize", gateway.authorize, methods=["POST"]),
         Route("/api/v1/usage", gateway.record_usage, methods=["POST"]),
         Route("/api/v1/me/account", me.account),

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from app import audit
 from app.keys import service as keys
-from app.ledger.jobs import Posted, PostEntry
+from app.ledger.jobs import Adjust, Posted, PostEntry
 from app.ledger.tables import EntryKind
 from app.orgs.service import OrgRef, create_org
 from app.runtime import Runtime
@@ -42,27 +42,18 @@ async def adjust(
     actor: str,
     expires_at: datetime | None = None,
 ) -> Posted:
-    """A manual adjustment with its reason: credits (a new lot) or debits (spent in order)."""
-    posted: Posted = await rt.writer.run(
-        PostEntry(
-            organization_id,
-            EntryKind.ADJUSTMENT,
-            amount,
-            f"adjustment:{actor}",
-            memo=reason,
-            expires_at=expires_at,
-        )
+    """A manual adjustment with its reason: credits (a new lot) or debits (spent in order).
+
+    The entry and its audit record commit together, in the writer's transaction."""
+    entry = PostEntry(
+        organization_id,
+        EntryKind.ADJUSTMENT,
+        amount,
+        f"adjustment:{actor}",
+        memo=reason,
+        expires_at=expires_at,
     )
-    async with rt.db.writer.begin() as conn:
-        await audit.record(
-            conn,
-            organization_id=organization_id,
-            actor=actor,
-            action="wallet.adjust",
-            target=f"organization:{organization_id}",
-            at=rt.clock.now(),
-            after={"amount": amount, "reason": reason, "balance": posted.balance},
-        )
+    posted: Posted = await rt.writer.run(Adjust(entry, actor))
     return posted
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 MAX_PAGE = 100
 
@@ -34,9 +34,9 @@ def decode_cursor(raw: str) -> tuple[datetime, int]:
         raise CursorError("not a cursor this API returned") from None
 
 
-async def count(conn: AsyncConnection, statement: Select[Any]) -> int:
+def count(conn: Connection, statement: Select[Any]) -> int:
     """How many rows ``statement`` gives: a list's ``totalCount``."""
-    total = await conn.scalar(select(func.count()).select_from(statement.subquery()))
+    total = conn.scalar(select(func.count()).select_from(statement.subquery()))
     return int(total or 0)
 
 
@@ -46,8 +46,8 @@ class Page:
     has_next: bool
 
 
-async def newest_first(
-    conn: AsyncConnection,
+def newest_first(
+    conn: Connection,
     statement: Select[Any],
     time_column: Any,
     id_column: Any,
@@ -61,5 +61,5 @@ async def newest_first(
             or_(time_column < at, and_(time_column == at, id_column < row_id))
         )
     statement = statement.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
-    rows = list((await conn.execute(statement)).all())
+    rows = list(conn.execute(statement).all())
     return Page(rows[:limit], len(rows) > limit)

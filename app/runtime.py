@@ -17,6 +17,7 @@ from app.events import EventBus, InMemoryEventBus
 from app.keys.service import KeyDirectory, KeyVault
 from app.ledger.writer import Writer
 from app.migrate import upgrade
+from app.oidc import Oidc
 from app.orgs.service import OrgDirectory
 from app.pricing.book import PriceBook
 from app.settings import Settings
@@ -46,6 +47,7 @@ class Runtime:
     async def start(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or Clock()
         secret = jwt_secret(settings)  # refuses to start in production without one
+        oidc = Oidc.from_settings(settings)
         prices = PriceBook.load(settings.price_book_path)
         db = Database(settings)
         if not settings.is_production:
@@ -65,7 +67,7 @@ class Runtime:
             orgs,
             keys,
             KeyVault(settings.key_encryption_key),
-            Authenticator(secret, orgs, keys),
+            Authenticator(secret, orgs, keys, oidc),
         )
         if settings.run_jobs:
             runtime._jobs = asyncio.create_task(runtime._run_jobs(), name="creditgraph-jobs")

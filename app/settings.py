@@ -23,6 +23,16 @@ class Settings(BaseSettings):
     # A Fernet key; when set, API key secrets are also kept encrypted so owners can reveal them.
     key_encryption_key: str | None = None
     price_book_path: Path | None = None
+    # An OIDC provider whose RS256/ES256 JWTs are accepted besides our HS256 ones
+    # (app/oidc.py): its issuer, the audience its tokens must name, and its JWKS from a
+    # URL or a file (one of the two). Its claims naming the org slug and the role differ
+    # between providers, hence configurable.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_org_claim: str = "org"
+    oidc_role_claim: str = "role"
 
     # Unsettled holds are released after this long.
     hold_ttl_seconds: int = Field(default=600, gt=0)

@@ -107,7 +107,8 @@ def main() -> None:
     for name, (query, _target) in OPERATIONS.items():
         body = json.dumps({"query": query, "operationName": name})
         scripts[name] = workdir / f"{name}.lua"
-        scripts[name].write_text(WRK_SCRIPT.format(token=token, body=body) + WRK_DONE)
+        script = WRK_SCRIPT.replace("{token}", token).replace("{body}", body)
+        scripts[name].write_text(script + WRK_DONE.format())  # WRK_DONE is a template
 
     bare_port, cg_port = free_port(), free_port()
     bare = start_server("benchmarks.bare_app:app", bare_port, fixture.env, factory=False)

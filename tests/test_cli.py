@@ -151,3 +151,13 @@ def test_verify_reports_a_corrupted_lot(acme: Cli) -> None:
     mismatches = [line for line in result.stdout.splitlines() if line.startswith("MISMATCH")]
     assert any("lot" in line and "12499993 left" in line for line in mismatches), result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_partial_sso_configuration_before_starting(cli: Cli) -> None:
+    output = cli.fails("serve", env={"CREDITGRAPH_OIDC_ISSUER": "https://sso.example"})
+    assert "CREDITGRAPH_OIDC_AUDIENCE" in output
+
+
+def test_schema_prints_the_exported_schema(cli: Cli) -> None:
+    exported = (Path(__file__).resolve().parents[1] / "schema.graphql").read_text()
+    assert cli.ok("schema") == exported

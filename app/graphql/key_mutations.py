@@ -177,11 +177,6 @@ async def _managed(conn: AsyncConnection, principal: Principal, global_id: str) 
     return row
 
 
-async def _answer(info: Info, principal: Principal, key_id: int) -> ApiKey | None:
-    async with info.context.runtime.db.reader.connect() as conn:
-        return await api_key_node(info, conn, principal.organization_id, key_id)
-
-
 @strawberry.type
 class KeyMutations:
     @strawberry.mutation(
@@ -213,7 +208,7 @@ class KeyMutations:
                 expires_in_days=input.expires_in_days,
             )
         return CreateApiKeyPayload(
-            api_key=await _answer(info, principal, created.id), secret=created.secret
+            api_key=await api_key_node(info, created.id), secret=created.secret
         )
 
     @strawberry.mutation(
@@ -247,7 +242,7 @@ class KeyMutations:
                 )
         except Refused as refusal:
             return UpdateApiKeyCapsPayload(user_errors=refusal.errors)
-        return UpdateApiKeyCapsPayload(api_key=await _answer(info, principal, row.id))
+        return UpdateApiKeyCapsPayload(api_key=await api_key_node(info, row.id))
 
     @strawberry.mutation(
         description="Give an active key a new secret; the old one stops working at once. "
@@ -277,9 +272,7 @@ class KeyMutations:
                 )
         except Refused as refusal:
             return RotateApiKeyPayload(user_errors=refusal.errors)
-        return RotateApiKeyPayload(
-            api_key=await _answer(info, principal, row.id), secret=rotated.secret
-        )
+        return RotateApiKeyPayload(api_key=await api_key_node(info, row.id), secret=rotated.secret)
 
     @strawberry.mutation(
         description="Revoke a key for good: the gateway refuses it at once. Revoking a "
@@ -304,4 +297,4 @@ class KeyMutations:
                 )
         except Refused as refusal:
             return RevokeApiKeyPayload(user_errors=refusal.errors)
-        return RevokeApiKeyPayload(api_key=await _answer(info, principal, row.id))
+        return RevokeApiKeyPayload(api_key=await api_key_node(info, row.id))

@@ -13,7 +13,7 @@ from typing import Any
 
 import strawberry
 from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection as DBConnection
 
 from app.auth import Principal
 from app.graphql.context import Info
@@ -125,35 +125,32 @@ def visible_keys(organization_id: int, principal: Principal) -> Select[Any]:
     return statement
 
 
-async def api_keys(conn: AsyncConnection, rows: Sequence[Any], now: datetime) -> list[ApiKey]:
+def api_keys(conn: DBConnection, rows: Sequence[Any], now: datetime) -> list[ApiKey]:
     """``rows`` of the keys table as ApiKeys: the window marks of all in one query."""
     windowed = [row.id for row in rows if key_state(row).limits]
-    marks: dict[int, dict[Window, WindowMarks]] = {}
-    if windowed:
-        second = int(now.timestamp())
-        marks = await conn.run_sync(lambda sync: load_marks(sync, windowed, second))
+    marks = load_marks(conn, windowed, int(now.timestamp())) if windowed else {}
     return [ApiKey.of(row, marks.get(row.id, {}), now) for row in rows]
 
 
 async def api_key_connection(info: Info, page: Page, total: int) -> Connection[ApiKey]:
-    async with info.context.runtime.db.reader.connect() as conn:
-        keys = await api_keys(conn, page.rows, info.context.runtime.clock.now())
+    now = info.context.runtime.clock.now()
+    keys = await info.context.runtime.db.read(lambda conn: api_keys(conn, page.rows, now))
     by_row = {row.id: key for row, key in zip(page.rows, keys, strict=True)}
     return connection(page, total, lambda row: by_row[row.id])
 
 
-async def api_keys_by_id(
-    info: Info, conn: AsyncConnection, organization_id: int, key_ids: list[int]
+def keys_by_id(
+    conn: DBConnection, principal: Principal, key_ids: list[int], now: datetime
 ) -> list[ApiKey]:
     """Those of ``key_ids`` the caller may see, in one query (and one for their windows)."""
-    statement = visible_keys(organization_id, info.context.caller()).where(keys_t.c.id.in_(key_ids))
-    rows = (await conn.execute(statement)).all()
-    return await api_keys(conn, rows, info.context.runtime.clock.now())
+    statement = visible_keys(principal.organization_id, principal).where(keys_t.c.id.in_(key_ids))
+    return api_keys(conn, conn.execute(statement).all(), now)
 
 
-async def api_key_node(
-    info: Info, conn: AsyncConnection, organization_id: int, key_id: int
-) -> ApiKey | None:
+async def api_key_node(info: Info, key_id: int) -> ApiKey | None:
     """The key if the caller may see it (``node(id:)``, and mutations' answers)."""
-    keys = await api_keys_by_id(info, conn, organization_id, [key_id])
+    principal, now = info.context.caller(), info.context.runtime.clock.now()
+    keys = await info.context.runtime.db.read(
+        lambda conn: keys_by_id(conn, principal, [key_id], now)
+    )
     return keys[0] if keys else None

@@ -6,71 +6,83 @@ null, the same answer as an ID that does not exist: guessing reveals nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
+from app.auth import Principal
+from app.graphql.audit import audit_event_node
 from app.graphql.context import Info
-from app.graphql.keys import api_key_node
+from app.graphql.keys import keys_by_id
 from app.graphql.org import CreditLot, LedgerEntry, Organization, wallet_node
 from app.graphql.relay import Node
 from app.ids import parse_global_id
 from app.ledger import reads
 from app.ledger.book import entries_t
-from app.ledger.state import lots_t, wallets
+from app.ledger.state import lots_t, orgs_t, wallets
+from app.orgs.service import OrgRef
 
-Loader = Callable[[Info, AsyncConnection, int, int], Awaitable[Node | None]]
+# (connection, caller, row id, now): the node, or None if it is not the caller's.
+Loader = Callable[[Connection, Principal, int, datetime], Node | None]
 
 
-async def _organization(
-    info: Info, _conn: AsyncConnection, org_id: int, row_id: int
-) -> Node | None:
-    if row_id != org_id:
+def _organization(conn: Connection, caller: Principal, row_id: int, _now: datetime) -> Node | None:
+    if row_id != caller.organization_id:
         return None
-    return Organization.of(await info.context.runtime.orgs.by_id(org_id))
+    row = conn.execute(select(orgs_t).where(orgs_t.c.id == row_id)).one()
+    return Organization.of(OrgRef(row.id, row.slug, row.name))
 
 
-async def _wallet_node(_info: Info, conn: AsyncConnection, org_id: int, row_id: int) -> Node | None:
-    row = await reads.wallet_of(conn, org_id)
+def _wallet(conn: Connection, caller: Principal, row_id: int, _now: datetime) -> Node | None:
+    row = reads.wallet_of(conn, caller.organization_id)
     return wallet_node(row) if row.id == row_id else None
 
 
-async def _owned(conn: AsyncConnection, t: Any, org_id: int, row_id: int) -> Any:
+def _owned(conn: Connection, t: Any, organization_id: int, row_id: int) -> Any:
     """The row of ``t`` (which has a wallet_id) with ``row_id``, if it is the org's."""
     statement = (
         select(t)
         .join(wallets, wallets.c.id == t.c.wallet_id)
-        .where(t.c.id == row_id, wallets.c.organization_id == org_id)
+        .where(t.c.id == row_id, wallets.c.organization_id == organization_id)
     )
-    return (await conn.execute(statement)).first()
+    return conn.execute(statement).first()
 
 
-async def _entry(_info: Info, conn: AsyncConnection, org_id: int, row_id: int) -> Node | None:
-    row = await _owned(conn, entries_t, org_id, row_id)
+def _entry(conn: Connection, caller: Principal, row_id: int, _now: datetime) -> Node | None:
+    row = _owned(conn, entries_t, caller.organization_id, row_id)
     return None if row is None else LedgerEntry.of(row)
 
 
-async def _lot(_info: Info, conn: AsyncConnection, org_id: int, row_id: int) -> Node | None:
-    row = await _owned(conn, lots_t, org_id, row_id)
+def _lot(conn: Connection, caller: Principal, row_id: int, _now: datetime) -> Node | None:
+    row = _owned(conn, lots_t, caller.organization_id, row_id)
     return None if row is None else CreditLot.of(row)
+
+
+def _api_key(conn: Connection, caller: Principal, row_id: int, now: datetime) -> Node | None:
+    keys = keys_by_id(conn, caller, [row_id], now)
+    return keys[0] if keys else None
 
 
 LOADERS: dict[str, Loader] = {
     "Organization": _organization,
-    "Wallet": _wallet_node,
+    "Wallet": _wallet,
     "LedgerEntry": _entry,
     "CreditLot": _lot,
-    "ApiKey": api_key_node,  # an API key finds only itself
+    "ApiKey": _api_key,
+    "AuditEvent": audit_event_node,  # owners and admins only
 }
 
 
 async def resolve_node(info: Info, global_id: str) -> Node | None:
-    principal = info.context.caller()
+    caller = info.context.caller()
     parsed = parse_global_id(global_id)
     if parsed is None or parsed[0] not in LOADERS:
         return None
     type_name, row_id = parsed
-    async with info.context.runtime.db.reader.connect() as conn:
-        return await LOADERS[type_name](info, conn, principal.organization_id, row_id)
+    now = info.context.runtime.clock.now()
+    return await info.context.runtime.db.read(
+        lambda conn: LOADERS[type_name](conn, caller, row_id, now)
+    )

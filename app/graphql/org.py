@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 
+from app.graphql.audit import AuditEvent, AuditFilter, audit_page
 from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_connection, visible_keys
@@ -106,9 +107,19 @@ class SpendCap:
     spent_this_month: Amount = strawberry.field(description="Usage billed since the month began.")
 
 
+async def _wallet_row(info: Info, organization_id: int) -> Any:
+    """The org's wallet row, read once per request however many fields need it."""
+
+    async def load(ids: list[int]) -> list[Any]:
+        return await info.context.runtime.db.read(
+            lambda conn: [reads.wallet_of(conn, i) for i in ids]
+        )
+
+    return await info.context.loader("wallet_rows", load).load(organization_id)
+
+
 async def spend_cap_of(info: Info, organization_id: int) -> SpendCap:
-    async with info.context.runtime.db.reader.connect() as conn:
-        row = await reads.wallet_of(conn, organization_id)
+    row = await _wallet_row(info, organization_id)
     this_month = month_of(info.context.runtime.clock.now())
     return SpendCap(
         monthly_limit=amount(row.spend_cap_monthly),
@@ -143,8 +154,7 @@ class Organization(Node):
 
     @strawberry.field(description="The organization's wallet.")
     async def wallet(self, info: Info) -> Wallet:
-        async with info.context.runtime.db.reader.connect() as conn:
-            return wallet_node(await reads.wallet_of(conn, self._org_id))
+        return wallet_node(await _wallet_row(info, self._org_id))
 
     @strawberry.field(description="The monthly spend cap and what counts against it.")
     async def spend_cap(self, info: Info) -> SpendCap:
@@ -178,6 +188,19 @@ class Organization(Node):
             info, statement, keys_t.c.created_at, keys_t.c.id, first, after
         )
         return await api_key_connection(info, page, total)
+
+    @strawberry.field(
+        description="The audit log of changes to keys, caps, settings and money, newest "
+        "first. Owners and admins only: for other roles it is null with a FORBIDDEN error."
+    )
+    async def audit_events(
+        self,
+        info: Info,
+        first: First = 50,
+        after: After = None,
+        filter: AuditFilter = None,
+    ) -> Connection[AuditEvent] | None:
+        return await audit_page(info, self._org_id, filter, first, after)
 
 
 @strawberry.type(description="Who is calling, and in which organization.")

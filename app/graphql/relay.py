@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
+from sqlalchemy.engine import Connection as DBConnection
 
 from app.graphql.context import Info
 from app.graphql.errors import Code, error
@@ -62,14 +63,15 @@ async def load_page(
     info: Info, statement: Any, time_column: Any, id_column: Any, first: int, after: str | None
 ) -> tuple[Page, int]:
     """One page of ``statement`` newest first (``pages``), and the whole list's count."""
-    async with info.context.runtime.db.reader.connect() as conn:
-        try:
-            page = await newest_first(
-                conn, statement, time_column, id_column, page_size(first), after
-            )
-        except CursorError as exc:
-            raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
-        return page, await count(conn, statement)
+
+    def work(conn: DBConnection) -> tuple[Page, int]:
+        page = newest_first(conn, statement, time_column, id_column, page_size(first), after)
+        return page, count(conn, statement)
+
+    try:
+        return await info.context.runtime.db.read(work)
+    except CursorError as exc:
+        raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
 
 
 def connection(page: Page, total: int, node: Callable[[Any], N]) -> Connection[N]:

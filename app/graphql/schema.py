@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
-    MaskErrors,
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_limit
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
 
 from app.graphql.context import Info
-from app.graphql.errors import is_fault
+from app.graphql.errors import MaskFaults, RequestErrorCodes
 from app.graphql.key_mutations import KeyMutations
 from app.graphql.nodes import resolve_node
 from app.graphql.org import Viewer
@@ -31,6 +32,11 @@ MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5000
 CACHE_SIZE = 256
+# Built once, not per request: the validation cache is keyed by the rules too.
+LIMIT_RULES: list[type[ASTValidationRule]] = [
+    depth_limit(MAX_DEPTH, None),
+    alias_limit(MAX_ALIASES),
+]
 
 
 @strawberry.type
@@ -65,12 +71,12 @@ class Mutation(KeyMutations, SpendCapMutations, UsageMutations):
 def build_schema() -> strawberry.Schema:
     # Factories: each request gets fresh extension instances; the caches are shared.
     extensions: list[Any] = [
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        RequestErrorCodes,
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
-        lambda: MaskErrors(should_mask_error=is_fault, error_message="Internal server error"),
+        MaskFaults,
         WebSocketOnly,
     ]
     config = StrawberryConfig(scalar_map=SCALARS, disable_field_suggestions=True)

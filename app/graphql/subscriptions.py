@@ -88,8 +88,7 @@ class RecordedUsage:
 
 
 async def _current(runtime: Runtime, organization_id: int) -> BalanceChange:
-    async with runtime.db.reader.connect() as conn:
-        row = await reads.wallet_of(conn, organization_id)
+    row = await runtime.db.read(lambda conn: reads.wallet_of(conn, organization_id))
     return BalanceChange(
         wallet_id=strawberry.ID(to_global_id("Wallet", row.id)),
         balance=Amount.of(row.balance),

@@ -13,7 +13,7 @@ from app.fields import FieldError
 from app.graphql.context import Info
 from app.graphql.enums import UsageStatus
 from app.graphql.errors import Code, error
-from app.graphql.keys import ApiKey, api_keys_by_id
+from app.graphql.keys import ApiKey, keys_by_id
 from app.graphql.money import Amount
 from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refused
 from app.graphql.relay import Connection, Node, connection, load_page
@@ -58,11 +58,11 @@ class UsageRecord(Node):
     @strawberry.field(description="The key the call was made with.")
     async def api_key(self, info: Info) -> ApiKey | None:
         async def load(ids: list[int]) -> list[ApiKey | None]:
-            organization_id = info.context.caller().organization_id
-            async with info.context.runtime.db.reader.connect() as conn:
-                found = {
-                    key.id: key for key in await api_keys_by_id(info, conn, organization_id, ids)
-                }
+            caller, now = info.context.caller(), info.context.runtime.clock.now()
+            keys = await info.context.runtime.db.read(
+                lambda conn: keys_by_id(conn, caller, ids, now)
+            )
+            found = {key.id: key for key in keys}
             return [found.get(strawberry.ID(to_global_id("ApiKey", i))) for i in ids]
 
         return await info.context.loader("api_keys", load).load(self._api_key_id)
@@ -234,8 +234,9 @@ class UsageMutations:
                 raise refused(code, outcome.error_message or "rejected", at)
         except Refused as exc:
             return RecordUsagePayload(usage=None, duplicate=False, user_errors=exc.errors)
-        async with runtime.db.reader.connect() as conn:
-            row = await usage_record(conn, principal.organization_id, input.request_id)
+        row = await runtime.db.read(
+            lambda conn: usage_record(conn, principal.organization_id, input.request_id)
+        )
         return RecordUsagePayload(
             usage=UsageRecord.of(row), duplicate=outcome.outcome == "duplicate", user_errors=[]
         )

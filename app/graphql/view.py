@@ -1,18 +1,37 @@
-"""The ASGI view at ``/graphql``: HTTP GET and POST, WebSocket, GraphiQL."""
+"""The ASGI view at ``/graphql``: HTTP GET and POST, WebSocket, GraphiQL.
+
+The HTTP rules (CSRF, size limit, media types and status codes) are in ``http.py``.
+"""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from app.auth import AuthError, Principal
 from app.graphql.context import Context
+from app.graphql.http import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    RequestError,
+    check_content_type,
+    error_response,
+    read_body,
+    replay,
+    response_media_type,
+)
+from app.graphql.ide import graphiql_html
 from app.keys.access import caller_key
 from app.runtime import Runtime
 
@@ -25,7 +44,80 @@ async def authenticate(runtime: Runtime, authorization: str | None) -> Principal
     return principal
 
 
+def _media_type(request: Request | WebSocket) -> str:
+    return response_media_type(request.headers.get("accept"))
+
+
+def _failed_before_execution(result: ExecutionResult) -> bool:
+    """Parsing, validation or the variables failed: a field's error has a path, these not."""
+    return result.data is None and all(e.path is None for e in result.errors or ())
+
+
 class GraphQLView(GraphQL[Context, None]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            # Checked before authenticating, so a refused request costs no lookup.
+            if request.method == "POST":
+                check_content_type(request.headers.get("content-type"))
+                runtime = cast(Runtime, request.app.state.runtime)
+                body = await read_body(request, runtime.settings.max_body_bytes)
+                request = Request(scope, replay(body, receive))
+            response = await self._run(request)
+        except RequestError as exc:
+            response = error_response(exc, _media_type(request))
+        await response(scope, receive, send)
+
+    async def _run(self, request: Request) -> Response:
+        """Strawberry's handling, its refusals (plain text there) as ``RequestError``."""
+        try:
+            return await self.run(request)
+        except HTTPException as exc:
+            if isinstance(exc.__cause__, InvalidOperationTypeError):
+                # A mutation sent as a GET: the spec's status for it.
+                raise RequestError(405, exc.reason, {"Allow": "POST"}) from exc
+            raise RequestError(exc.status_code, exc.reason) from exc
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except ValueError:  # not JSON, or not UTF-8 (a UnicodeDecodeError, else a fault)
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        # Where create_response, which is not given the request, finds the media type.
+        sub_response.media_type = _media_type(request)
+        return sub_response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        if _failed_before_execution(result) and _media_type(request) == GRAPHQL_RESPONSE:
+            del response["data"]  # the spec's media type: no data entry then, and a 400
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = sub_response.media_type or JSON
+        response.headers["content-type"] = media_type
+        # Batches are off, so the response is one dict; application/json stays 200.
+        if media_type == GRAPHQL_RESPONSE and "data" not in response_data:
+            response.status_code = 400
+        return response
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return graphiql_html()
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:

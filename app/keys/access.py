@@ -17,8 +17,7 @@ async def caller_key(rt: Runtime, principal: Principal) -> tuple[WalletState, Ke
     needs = Needs(orgs={principal.organization_id}, keys={principal.api_key_id})
     needs.window_keys.add(principal.api_key_id)
     now = rt.clock.now()
-    async with rt.db.reader.connect() as conn:
-        state = await conn.run_sync(lambda sync: load_state(sync, needs, now, lock=False))
+    state = await rt.db.read(lambda conn: load_state(conn, needs, now, lock=False))
     key = state.keys[principal.api_key_id]
     if key.secret_hash != principal.secret_hash:
         raise AuthError(401, "the API key is not valid", "invalid_api_key")

@@ -182,6 +182,7 @@ async def revoke_key(
         key_id=key_id,
         actor=actor,
         now=now,
+        before={"revoked_at": None},
         after={"revoked_at": now.isoformat()},
     )
 

@@ -22,6 +22,7 @@ from sqlalchemy import BindParameter, Insert, Table, Update, bindparam, insert, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from app.audit import audit_t
 from app.db import BulkInsert, Prebuilt, driver_json, driver_time, table
 from app.events import BalanceChanged, Event, UsageRecorded
 from app.ledger.lots import Lot, consume, consumption_key, opening_remaining
@@ -115,6 +116,7 @@ class Book:
         self._new_holds: list[HoldState] = []
         self._usage: list[UsageRow] = []
         self._changes: dict[int, _Change] = {}
+        self._audit: list[dict[str, Any]] = []
         self.events: list[Event] = []
 
     # -- money -------------------------------------------------------------------------
@@ -224,6 +226,29 @@ class Book:
             )
         )
 
+    def audit(
+        self,
+        organization_id: int,
+        actor: str,
+        action: str,
+        target: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        """An audit event (``app.audit``) that commits with this transaction's money."""
+        self._audit.append(
+            {
+                "organization_id": organization_id,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "before": before,
+                "after": after,
+                "created_at": self.now,
+            }
+        )
+
     # -- write back --------------------------------------------------------------------
 
     def flush(self, conn: Connection) -> None:
@@ -296,6 +321,8 @@ class Book:
                     for h in self._new_holds
                 ],
             )
+        if self._audit:
+            conn.execute(insert(audit_t), self._audit)
         marks = [
             {"api_key_id": k.id, "second": int(self.now.timestamp()), "cumulative": k.spent}
             for k in self.state.keys.values()

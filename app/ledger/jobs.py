@@ -52,6 +52,38 @@ class PostEntry:
 
 
 @dataclass(slots=True)
+class Adjust:
+    """A manual adjustment and its audit record in one transaction: the log can neither
+    miss a committed adjustment nor show one that was rolled back."""
+
+    entry: PostEntry
+    actor: str
+
+    def needs(self, needs: Needs) -> None:
+        self.entry.needs(needs)
+
+    def apply(self, book: Book) -> Posted:
+        organization_id = self.entry.organization_id
+        before = book.state.wallets[organization_id].balance
+        posted = self.entry.apply(book)
+        expires_at = self.entry.expires_at
+        book.audit(
+            organization_id,
+            self.actor,
+            "wallet.adjust",
+            f"organization:{organization_id}",
+            before={"balance": before},
+            after={
+                "amount": self.entry.amount,
+                "reason": self.entry.memo,
+                "expires_at": None if expires_at is None else expires_at.isoformat(),
+                "balance": posted.balance,
+            },
+        )
+        return posted
+
+
+@dataclass(slots=True)
 class ExpireLots:
     """Write an ``expiry`` entry for what is left in each lot past its expiry."""
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from app.ledger.book import entries_t
 from app.ledger.state import lots_t, orgs_t, wallets
 
 
-async def wallet_of(conn: AsyncConnection, organization_id: int) -> Any:
+def wallet_of(conn: Connection, organization_id: int) -> Any:
     """The organization's wallet row, with the org's monthly spend cap."""
     statement = (
         select(wallets, orgs_t.c.spend_cap_monthly)
         .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
         .where(wallets.c.organization_id == organization_id)
     )
-    return (await conn.execute(statement)).one()
+    return conn.execute(statement).one()
 
 
 def lots_of(wallet_id: int, *, include_spent: bool) -> Select[Any]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from app.ledger.state import usage_t
 
@@ -42,6 +42,6 @@ def usage_of(organization_id: int, f: UsageFilter) -> Select[Any]:
     return statement
 
 
-async def usage_record(conn: AsyncConnection, organization_id: int, request_id: str) -> Any:
+def usage_record(conn: Connection, organization_id: int, request_id: str) -> Any:
     statement = usage_of(organization_id, UsageFilter(request_id=request_id))
-    return (await conn.execute(statement)).one()
+    return conn.execute(statement).one()

@@ -518,7 +518,7 @@ async def test_a_page_of_keys_with_windows_takes_the_same_statements_for_10_or_1
         return [statement.split()[0] for statement in statements]
 
     caps = Caps(quota=1_000_000, limit_5h=1_000_000, limit_1d=2_000_000, limit_7d=3_000_000)
-    engine = harness.runtime.db.reader.sync_engine
+    engine = harness.runtime.db.read_engine
     event.listen(engine, "before_cursor_execute", count)
     try:
         for _ in range(10):

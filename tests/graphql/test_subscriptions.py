@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from graphql import GraphQLError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from app.auth import Role
-from app.clock import Clock
 from app.events import QUEUE_SIZE, BalanceChanged, UsageRecorded
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.graphql.subscriptions import balance_changes, usage_records
 from app.ids import to_global_id
 from app.ledger import reads
-from app.main import create_app
 from app.operations import adjust
 from app.orgs.service import OrgRef
 from app.runtime import Runtime
-from app.settings import Settings
 from tests.conftest import Harness
 
 TRANSPORT_WS = "graphql-transport-ws"
@@ -46,37 +39,6 @@ subscription BalanceChanged {
 USAGE = """
 subscription { usageRecorded { requestId apiKeyId model action status cost { credits usd } at } }
 """
-
-
-def _listening_socket() -> socket.socket:
-    # Bound here and handed to uvicorn, so no other process can take the port between.
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@pytest.fixture
-async def server(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
-    """A uvicorn server in this process; the harness's client speaks HTTP to it over TCP."""
-    app = create_app(settings, clock)
-    config = uvicorn.Config(app, lifespan="on", log_level="warning")
-    uvicorn_server = uvicorn.Server(config)
-    sock = _listening_socket()
-    port = sock.getsockname()[1]
-    task = asyncio.create_task(uvicorn_server.serve(sockets=[sock]))
-    async with asyncio.timeout(WAIT):
-        while not uvicorn_server.started:
-            if task.done():
-                task.result()  # raises the startup failure
-            await asyncio.sleep(0.01)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base_url, trust_env=False) as http:
-            yield Harness(app.state.runtime, http)
-    finally:
-        uvicorn_server.should_exit = True
-        await task
-        sock.close()
 
 
 def _ws_url(harness: Harness) -> str:
@@ -139,8 +101,8 @@ def _call(key_id: int, request_id: str) -> dict[str, Any]:
 
 
 async def _wallet_id(runtime: Runtime, org: OrgRef) -> int:
-    async with runtime.db.reader.connect() as conn:
-        return int((await reads.wallet_of(conn, org.id)).id)
+    row = await runtime.db.read(lambda conn: reads.wallet_of(conn, org.id))
+    return int(row.id)
 
 
 def _subscribers(runtime: Runtime, org: OrgRef) -> int:
@@ -344,15 +306,15 @@ async def test_commits_around_the_first_read_are_neither_lost_nor_repeated(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = await harness.org("acme", grant_usd="1")
-    read = reads.wallet_of
+    read = harness.runtime.db.read
 
-    async def read_between_commits(conn: Any, organization_id: int) -> Any:
+    async def read_between_commits(work: Any) -> Any:
         await adjust(harness.runtime, org.id, -100, "before the read", actor="test")
-        row = await read(conn, organization_id)
+        row = await read(work)
         await adjust(harness.runtime, org.id, -200, "after the read", actor="test")
         return row
 
-    monkeypatch.setattr(reads, "wallet_of", read_between_commits)
+    monkeypatch.setattr(harness.runtime.db, "read", read_between_commits)
     stream = balance_changes(harness.runtime, org.id)
     first = await anext(stream)
     assert (first.balance.credits, first.reason) == (999_900, "current")

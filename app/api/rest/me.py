@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -33,19 +34,18 @@ async def account(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request)
     headers = await key_headers(rt, principal)
-    async with rt.db.reader.connect() as conn:
-        row = (
-            await conn.execute(
-                select(wallets, orgs_t.c.slug, orgs_t.c.name, orgs_t.c.spend_cap_monthly)
-                .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
-                .where(wallets.c.organization_id == principal.organization_id)
-            )
+
+    def load(conn: Connection) -> tuple[Any, Any]:
+        row = conn.execute(
+            select(wallets, orgs_t.c.slug, orgs_t.c.name, orgs_t.c.spend_cap_monthly)
+            .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
+            .where(wallets.c.organization_id == principal.organization_id)
         ).one()
-        key = None
-        if principal.api_key_id is not None:
-            key = (
-                await conn.execute(select(keys_t).where(keys_t.c.id == principal.api_key_id))
-            ).one()
+        if principal.api_key_id is None:
+            return row, None
+        return row, conn.execute(select(keys_t).where(keys_t.c.id == principal.api_key_id)).one()
+
+    row, key = await rt.db.read(load)
     body: dict[str, Any] = {
         "organization": {
             "id": to_global_id("Organization", principal.organization_id),
@@ -107,11 +107,11 @@ async def _paged(
 ) -> JSONResponse:
     """One page, newest first, and the cursor to the next."""
     limit = _limit(request)
+    cursor = request.query_params.get("cursor")
     try:
-        async with runtime(request).db.reader.connect() as conn:
-            page = await newest_first(
-                conn, statement, time_column, id_column, limit, request.query_params.get("cursor")
-            )
+        page = await runtime(request).db.read(
+            lambda conn: newest_first(conn, statement, time_column, id_column, limit, cursor)
+        )
     except CursorError as error:
         raise invalid(f"cursor: {error}") from None
     last = page.rows[-1] if page.has_next else None

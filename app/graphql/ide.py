@@ -1,0 +1,54 @@
+"""GraphiQL at ``GET /graphql`` from a browser, from files creditgraph serves itself.
+
+GraphiQL, React and ReactDOM are vendored under ``static/`` by ``scripts/vendor-graphiql``
+(versions there) and served at ``/graphql/static/``: no CDN, so the page works offline and
+in air-gapped deployments. The page names each file with its hash in the query string, so
+the files can be cached for a year and a new version is still fetched at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from string import Template
+
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+PREFIX = "/graphql/static"
+_ASSETS = {
+    "graphiql_css": "graphiql/graphiql.min.css",
+    "react": "react/react.production.min.js",
+    "react_dom": "react-dom/react-dom.production.min.js",
+    "graphiql": "graphiql/graphiql.min.js",
+}
+_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+@cache
+def graphiql_html() -> str:
+    """The page; read and hashed once per process, as the files never change under it."""
+    template = Template((HERE / "graphiql.html").read_text(encoding="utf-8"))
+    return template.substitute({name: _url(path) for name, path in _ASSETS.items()})
+
+
+def _url(path: str) -> str:
+    digest = hashlib.sha256((STATIC / path).read_bytes()).hexdigest()[:16]
+    return f"{PREFIX}/{path}?v={digest}"
+
+
+class Assets(StaticFiles):
+    """The vendored files at ``/graphql/static/``, cacheable for a year."""
+
+    def __init__(self) -> None:
+        super().__init__(directory=STATIC)
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code in (200, 304):
+            response.headers["Cache-Control"] = _CACHE_CONTROL
+        return response
