@@ -1,10 +1,12 @@
-"""The domain's enums, registered once as GraphQL enums (GraphQL names their members).
+"""The domain's enums, registered once as GraphQL enums, every value described.
 
 Every module that uses one of them in a GraphQL type imports this module, so the
 registration has happened whatever the import order.
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 import strawberry
 
@@ -14,26 +16,73 @@ from app.keys.windows import Window
 from app.ledger.tables import EntryKind
 from app.usage.tables import UsageStatus
 
-strawberry.enum(
+
+def _register(enum: type[Enum], name: str, description: str, values: dict[str, str]) -> None:
+    """Register ``enum`` under ``name``; ``values`` describes each member (all of them:
+    a new member without a description fails at import)."""
+    strawberry.enum(enum, name=name, description=description)
+    for value in getattr(enum, "__strawberry_definition__").values:  # noqa: B009
+        value.description = values[value.name]
+
+
+_register(
     Role,
-    name="ViewerRole",
-    description="What the caller may do: dashboard roles, the gateway's service role, an API key.",
+    "ViewerRole",
+    "What the caller may do.",
+    {
+        "OWNER": "Everything, including revealing API key secrets.",
+        "ADMIN": "Everything but revealing secrets: keys, caps, the spend cap, the audit log.",
+        "MEMBER": "Reads the organization; creates keys and manages the keys it owns.",
+        "VIEWER": "Reads the organization; changes nothing.",
+        "SERVICE": "The gateway: authorizes and records usage.",
+        "API_KEY": "Signed in with an API key secret: sees only its own key and the balance.",
+    },
 )
-strawberry.enum(EntryKind, name="LedgerEntryKind", description="Why a ledger entry moved money.")
-strawberry.enum(
+_register(
+    EntryKind,
+    "LedgerEntryKind",
+    "Why a ledger entry moved money.",
+    {
+        "TOP_UP": "Credits bought (a paid top-up).",
+        "BONUS": "The bonus a top-up earned on the bonus ladder.",
+        "PLAN_ALLOCATION": "A plan period's allocation.",
+        "ROLLOVER": "Unused allocation carried into the next period.",
+        "USAGE": "A billed call.",
+        "EXPIRY": "What was left of a lot when it expired.",
+        "REFUND": "Credits clawed back when a top-up was refunded.",
+        "ADJUSTMENT": "A manual correction, with its reason in the memo.",
+        "REVERSAL": "An entry undone by a new one (nothing is ever edited).",
+    },
+)
+_register(
     KeyStatus,
-    name="ApiKeyStatus",
-    description="Whether the gateway accepts the key: ACTIVE; REVOKED (for good); EXPIRED "
-    "(past its expiresAt).",
+    "ApiKeyStatus",
+    "Whether the gateway accepts the key.",
+    {
+        "ACTIVE": "Accepted.",
+        "REVOKED": "Refused for good.",
+        "EXPIRED": "Refused: past its expiresAt.",
+    },
 )
-strawberry.enum(
+_register(
     Window,
-    name="SpendWindow",
-    description="A rolling window, exact to the second: FIVE_HOURS, ONE_DAY (24 hours), "
-    "SEVEN_DAYS. Nothing resets on the clock; spend leaves the window as it ages.",
+    "SpendWindow",
+    "A rolling window, exact to the second: nothing resets on the clock; spend leaves "
+    "the window as it ages.",
+    {
+        "FIVE_HOURS": "The last 5 hours.",
+        "ONE_DAY": "The last 24 hours.",
+        "SEVEN_DAYS": "The last 7 days.",
+    },
 )
-strawberry.enum(
-    UsageStatus, name="UsageStatus", description="How the call ended; failed calls are free."
+_register(
+    UsageStatus,
+    "UsageStatus",
+    "How the call ended.",
+    {
+        "SUCCEEDED": "Completed: billed, even past a zero balance.",
+        "FAILED": "Failed: recorded, never billed; its hold is released.",
+    },
 )
 
 __all__ = ["EntryKind", "KeyStatus", "Role", "UsageStatus", "Window"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -45,7 +45,7 @@ class CreditLot(Node):
 
 @strawberry.type(description="An append-only movement of credits; never changed, never deleted.")
 class LedgerEntry(Node):
-    kind: EntryKind
+    kind: EntryKind = strawberry.field(description="Why it moved money.")
     amount: Amount = strawberry.field(description="Positive adds credits, negative takes them.")
     balance_after: Amount = strawberry.field(description="The wallet's balance right after it.")
     reference: str = strawberry.field(
@@ -82,7 +82,13 @@ class Wallet(Node):
         description="Credit lots, newest first; by default only those with credits left."
     )
     async def lots(
-        self, info: Info, first: First = 50, after: After = None, include_spent: bool = False
+        self,
+        info: Info,
+        first: First = 50,
+        after: After = None,
+        include_spent: Annotated[
+            bool, strawberry.argument(description="Also the lots spent or expired to zero.")
+        ] = False,
     ) -> Connection[CreditLot]:
         statement = reads.lots_of(self._wallet_id, include_spent=include_spent)
         page, total = await load_page(
@@ -140,7 +146,7 @@ def wallet_node(row: Any) -> Wallet:
 @strawberry.type(description="A customer of the platform: one wallet, its keys, its settings.")
 class Organization(Node):
     slug: str = strawberry.field(description="Unique, URL-safe name.")
-    name: str
+    name: str = strawberry.field(description="Display name.")
     _org_id: strawberry.Private[int]
 
     @classmethod
@@ -167,7 +173,9 @@ class Organization(Node):
     async def usage(
         self,
         info: Info,
-        filter: UsageFilterInput | None = None,
+        filter: Annotated[
+            UsageFilterInput | None, strawberry.argument(description="Null: every call.")
+        ] = None,
         first: First = 50,
         after: After = None,
     ) -> Connection[UsageRecord]:
@@ -208,7 +216,7 @@ class Viewer:
     id: strawberry.ID = strawberry.field(
         description='The caller: the token\'s subject, or "api_key:<id>" for an API key.'
     )
-    role: Role
+    role: Role = strawberry.field(description="What the caller may do.")
     _org_id: strawberry.Private[int]
 
     @strawberry.field(description="The caller's organization; every query is scoped to it.")

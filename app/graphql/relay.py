@@ -43,13 +43,13 @@ class PageInfo:
 @strawberry.type(description="One item of a page and its cursor.")
 class Edge(Generic[N]):
     cursor: str = strawberry.field(description="Opaque; pass as `after` to start after it.")
-    node: N
+    node: N = strawberry.field(description="The item.")
 
 
 @strawberry.type(description="A page of a list, newest first, with keyset cursors.")
 class Connection(Generic[N]):
-    edges: list[Edge[N]]
-    page_info: PageInfo
+    edges: list[Edge[N]] = strawberry.field(description="This page's items, newest first.")
+    page_info: PageInfo = strawberry.field(description="Whether more follows, and from where.")
     total_count: int = strawberry.field(description="Items in the whole list, all pages.")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from graphql.validation import ASTValidationRule
@@ -39,7 +39,7 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
 ]
 
 
-@strawberry.type
+@strawberry.type(description="Reads; every one is scoped to the caller's organization.")
 class Query:
     @strawberry.field(
         description="Who is calling; null is never returned, unauthenticated calls fail."
@@ -55,7 +55,11 @@ class Query:
     @strawberry.field(
         description="Any object by its global ID; null when it does not exist or is not yours."
     )
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID from this API.")],
+    ) -> Node | None:
         return await resolve_node(info, id)
 
 

@@ -70,7 +70,7 @@ class RecordedUsage:
     api_key_id: strawberry.ID = strawberry.field(description="The global ID of the key billed.")
     model: str = strawberry.field(description="The model called, as the gateway named it.")
     action: str = strawberry.field(description='The billed action, such as "llm_inference".')
-    status: UsageStatus
+    status: UsageStatus = strawberry.field(description="How the call ended.")
     cost: Amount = strawberry.field(description="What the call was charged; zero when it failed.")
     at: datetime = strawberry.field(description="When it was billed (UTC).")
 
@@ -147,7 +147,10 @@ async def usage_records(
         runtime.bus.unsubscribe(subscription)
 
 
-@strawberry.type
+@strawberry.type(
+    description="Live changes over a WebSocket at /graphql (graphql-transport-ws), "
+    "scoped to the caller's organization."
+)
 class Subscription:
     # The resolvers check the caller before returning the stream, so a refusal is an
     # error of the subscribe itself rather than of its first push.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -27,18 +27,20 @@ from app.usage.wire import parse_event
 
 @strawberry.type(description="A tag the gateway sent with a call (8bit-ai's agent, conversation).")
 class Tag:
-    key: str
-    value: str
+    key: str = strawberry.field(description='Such as "agent" or "conversation".')
+    value: str = strawberry.field(description="As the gateway sent it.")
 
 
 @strawberry.type(description="One billed (or free, failed) call, as the gateway reported it.")
 class UsageRecord(Node):
     request_id: str = strawberry.field(description="The gateway's idempotency key.")
-    model: str
+    model: str = strawberry.field(description="The model called, as the gateway named it.")
     action: str = strawberry.field(description='The billed action, such as "llm_inference".')
-    status: UsageStatus
-    prompt_tokens: int
-    completion_tokens: int
+    status: UsageStatus = strawberry.field(description="How the call ended.")
+    prompt_tokens: int = strawberry.field(description="Input tokens; 0 when not priced by token.")
+    completion_tokens: int = strawberry.field(
+        description="Output tokens; 0 when not priced by token."
+    )
     units: str = strawberry.field(
         description=(
             "Seconds, minutes or a count, by the model's price, as a decimal string; "
@@ -46,7 +48,7 @@ class UsageRecord(Node):
         )
     )
     cost: Amount = strawberry.field(description="What the call was charged; zero when it failed.")
-    tags: list[Tag]
+    tags: list[Tag] = strawberry.field(description="Sorted by key; empty when none were sent.")
     occurred_at: datetime = strawberry.field(
         description="When the call happened (UTC), as reported."
     )
@@ -94,9 +96,11 @@ class UsageFilterInput:
     api_key_id: strawberry.ID | None = strawberry.field(
         default=None, description="One key's calls."
     )
-    model: str | None = None
-    action: str | None = None
-    request_id: str | None = None
+    model: str | None = strawberry.field(default=None, description="Calls to this model.")
+    action: str | None = strawberry.field(default=None, description="Calls of this action.")
+    request_id: str | None = strawberry.field(
+        default=None, description="The one call with this request id."
+    )
     since: datetime | None = strawberry.field(default=None, description="Billed at or after (UTC).")
     until: datetime | None = strawberry.field(
         default=None, description="Billed before (UTC), exclusive."
@@ -147,8 +151,8 @@ class RecordUsageInput:
     action: str | None = strawberry.field(
         default=None, description="The billed action; null: the model's default action."
     )
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int = strawberry.field(default=0, description="Input tokens used.")
+    completion_tokens: int = strawberry.field(default=0, description="Output tokens used.")
     units: Decimal = strawberry.field(
         default=Decimal("0"),
         description='Seconds, minutes or a count, for models priced so; "0" is one request.',
@@ -171,7 +175,9 @@ class RecordUsagePayload:
     duplicate: bool = strawberry.field(
         description="True when this request id was already recorded: nothing was billed again."
     )
-    user_errors: list[UserError]
+    user_errors: list[UserError] = strawberry.field(
+        description="Why nothing was recorded; empty on success."
+    )
 
 
 # The usage job's rejection codes, as userErrors: (code, input field).
@@ -214,7 +220,11 @@ class UsageMutations:
         description="Bill one call (the gateway's service role); the same rules as "
         "POST /api/v1/usage. Idempotent by requestId."
     )
-    async def record_usage(self, info: Info, input: RecordUsageInput) -> RecordUsagePayload:
+    async def record_usage(
+        self,
+        info: Info,
+        input: Annotated[RecordUsageInput, strawberry.argument(description="The call.")],
+    ) -> RecordUsagePayload:
         runtime = info.context.runtime
         try:
             principal = caller(info, Role.SERVICE)

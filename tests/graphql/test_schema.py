@@ -74,3 +74,24 @@ def test_contract_operation_validates(name: str) -> None:
         assert errors, f"{name} now validates: remove it from PENDING"
     else:
         assert errors == [], f"{name}: {[e.message for e in errors]}"
+
+
+def test_every_type_field_argument_and_enum_value_is_described() -> None:
+    """GraphiQL is where frontend developers read the API: nothing may be left blank."""
+    builtin = {"String", "Int", "Boolean", "ID", "Float"}
+    missing = []
+    for name, kind in schema._schema.type_map.items():
+        if name.startswith("__") or name in builtin:
+            continue
+        if not kind.description:
+            missing.append(name)
+        for field_name, field in getattr(kind, "fields", {}).items():
+            if not field.description:
+                missing.append(f"{name}.{field_name}")
+            for argument, arg in getattr(field, "args", {}).items():
+                if not arg.description:
+                    missing.append(f"{name}.{field_name}({argument})")
+        for value_name, value in getattr(kind, "values", {}).items():
+            if not value.description:
+                missing.append(f"{name}.{value_name}")
+    assert missing == []
