@@ -19,6 +19,7 @@ from app.graphql import ide
 from app.graphql.schema import schema
 from app.graphql.view import GraphQLView
 from app.ledger.writer import WriterClosed
+from app.ratelimit import RateLimiter
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -56,7 +57,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         finally:
             await runtime.stop()
 
-    graphql = GraphQLView(schema)
+    limiter = RateLimiter(settings.graphql_rate_per_second, settings.graphql_burst)
+    graphql = GraphQLView(schema, limiter=limiter)
     routes = [
         Route("/healthz", health),
         Route("/graphql", graphql, methods=["GET", "POST"]),

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # The most operations one group-commit transaction takes.
     writer_batch_max: int = Field(default=2000, gt=0)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    # Requests per second each caller (token, API key or address) may send to /graphql,
+    # and the burst allowed above that rate.
+    graphql_rate_per_second: float = Field(default=100.0, gt=0)
+    graphql_burst: int = Field(default=500, gt=0)
     # How often the embedded process runs its periodic jobs (expiry, stale holds).
     jobs_interval_seconds: float = Field(default=30.0, gt=0)
     run_jobs: bool = True

@@ -37,11 +37,19 @@ _RANGES = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE, JSON: JSON, "application/*": JSON
 class RequestError(Exception):
     """A request that is not a GraphQL request we run: answered with ``status``."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        code: Code = Code.BAD_REQUEST,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        self.code = code
 
 
 def response_media_type(accept: str | None) -> str:
@@ -105,7 +113,7 @@ def replay(body: bytes, receive: Receive) -> Receive:
 
 def error_response(error: RequestError, media_type: str) -> Response:
     """A GraphQL-style body (``errors`` only) for a request that was not run."""
-    extensions = {"code": Code.BAD_REQUEST.value}
+    extensions = {"code": error.code.value}
     body = {"errors": [{"message": error.message, "extensions": extensions}]}
     return Response(
         orjson.dumps(body), status_code=error.status, media_type=media_type, headers=error.headers

@@ -5,6 +5,7 @@ The HTTP rules (CSRF, size limit, media types and status codes) are in ``http.py
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from cross_web import HTTPException
@@ -15,12 +16,14 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from app.auth import AuthError, Principal
 from app.graphql.context import Context
+from app.graphql.errors import Code
 from app.graphql.http import (
     GRAPHQL_RESPONSE,
     JSON,
@@ -33,6 +36,7 @@ from app.graphql.http import (
 )
 from app.graphql.ide import graphiql_html
 from app.keys.access import caller_key
+from app.ratelimit import RateLimiter, retry_after
 from app.runtime import Runtime
 
 
@@ -54,12 +58,17 @@ def _failed_before_execution(result: ExecutionResult) -> bool:
 
 
 class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, schema: BaseSchema, *, limiter: RateLimiter, **options: Any) -> None:
+        super().__init__(schema, **options)
+        self.limiter = limiter
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
         try:
+            self._limit(request)
             # Checked before authenticating, so a refused request costs no lookup.
             if request.method == "POST":
                 check_content_type(request.headers.get("content-type"))
@@ -70,6 +79,19 @@ class GraphQLView(GraphQL[Context, None]):
         except RequestError as exc:
             response = error_response(exc, _media_type(request))
         await response(scope, receive, send)
+
+    def _limit(self, request: Request) -> None:
+        """The caller's rate: by its credential, else by its address."""
+        client = request.client.host if request.client else "unknown"
+        caller = request.headers.get("authorization") or f"address:{client}"
+        wait = self.limiter.take(caller, time.monotonic())
+        if wait:
+            raise RequestError(
+                429,
+                "too many requests: slow down and retry after the Retry-After seconds",
+                {"Retry-After": retry_after(wait)},
+                code=Code.RATE_LIMITED,
+            )
 
     async def _run(self, request: Request) -> Response:
         """Strawberry's handling, its refusals (plain text there) as ``RequestError``."""
