@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -104,10 +105,26 @@ class Harness:
         return cast(list[dict[str, Any]], response.json()["results"])
 
 
-@pytest.fixture
-async def harness(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
+async def _never_5xx(response: httpx.Response) -> None:
+    """A 500 is a bug, whatever a test is about."""
+    assert response.status_code < 500, f"{response.request.url}: {response.status_code}"
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
+    """The app with ``settings`` and ``clock``, started, and a client on it."""
     app = create_app(settings, clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://test",
+            event_hooks={"response": [_never_5xx]},
+        ) as http:
             yield Harness(app.state.runtime, http)
+
+
+@pytest.fixture
+async def harness(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
+    async with running_app(settings, clock) as running:
+        yield running

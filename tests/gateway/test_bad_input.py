@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,47 +15,22 @@ from sqlalchemy import text
 from app.clock import Clock, FrozenClock
 from app.ids import to_global_id
 from app.keys.service import revoke_key
-from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Harness
+from tests.conftest import Harness, running_app
 
 T0 = datetime(2026, 11, 2, 12, 0, 0, tzinfo=UTC)
 SONNET = "claude-sonnet-4-6"
 
 
-async def _never_5xx(response: httpx.Response) -> None:
-    assert response.status_code < 500, f"{response.request.url}: {response.status_code}"
-
-
-@pytest.fixture
-def harness(harness: Harness) -> Harness:
-    harness.http.event_hooks["response"].append(_never_5xx)
-    return harness
-
-
-@asynccontextmanager
-async def _app(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
-    """A separate app, built like conftest's ``harness`` but with other settings or clock."""
-    app = create_app(settings, clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://test",
-            event_hooks={"response": [_never_5xx]},
-        ) as http:
-            yield Harness(app.state.runtime, http)
-
-
 @pytest.fixture
 async def small(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
-    async with _app(settings.model_copy(update={"max_body_bytes": 256}), clock) as harness:
+    async with running_app(settings.model_copy(update={"max_body_bytes": 256}), clock) as harness:
         yield harness
 
 
 @pytest.fixture
 async def frozen(settings: Settings) -> AsyncIterator[Harness]:
-    async with _app(settings, FrozenClock(T0)) as harness:
+    async with running_app(settings, FrozenClock(T0)) as harness:
         yield harness
 
 

@@ -15,24 +15,13 @@ from app.clock import Clock
 from app.graphql import schema as schema_module
 from app.graphql.http import GRAPHQL_RESPONSE, JSON, response_media_type
 from app.graphql.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
-from app.main import create_app
 from app.orgs.service import OrgRef
 from app.settings import Settings
-from tests.conftest import Harness
+from tests.conftest import Harness, running_app
 
 TYPENAME = {"query": "{ __typename }"}
 CREATE_KEY = 'mutation { createApiKey(input: {name: "csrf"}) { apiKey { id } } }'
 KEY_COUNT = "{ viewer { organization { apiKeys { totalCount } } } }"
-
-
-async def _never_5xx(response: httpx.Response) -> None:
-    assert response.status_code < 500, f"{response.request.url}: {response.status_code}"
-
-
-@pytest.fixture
-def harness(harness: Harness) -> Harness:
-    harness.http.event_hooks["response"].append(_never_5xx)
-    return harness
 
 
 async def _post(
@@ -314,19 +303,15 @@ async def test_an_expected_error_is_not_masked(harness: Harness) -> None:
 
 
 async def test_each_caller_is_rate_limited_on_its_own(settings: Settings, clock: Clock) -> None:
-    app = create_app(
-        settings.model_copy(update={"graphql_rate_per_second": 0.01, "graphql_burst": 2}), clock
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            first = {"Authorization": "Bearer first"}
-            query = {"query": "{ __typename }"}
-            for _ in range(2):
-                assert (await http.post("/graphql", json=query, headers=first)).status_code == 200
-            refused = await http.post("/graphql", json=query, headers=first)
-            assert refused.status_code == 429
-            assert int(refused.headers["retry-after"]) >= 1
-            assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
-            other = {"Authorization": "Bearer second"}
-            assert (await http.post("/graphql", json=query, headers=other)).status_code == 200
+    limited = settings.model_copy(update={"graphql_rate_per_second": 0.01, "graphql_burst": 2})
+    async with running_app(limited, clock) as app:
+        first = {"Authorization": "Bearer first"}
+        query = {"query": "{ __typename }"}
+        for _ in range(2):
+            assert (await app.http.post("/graphql", json=query, headers=first)).status_code == 200
+        refused = await app.http.post("/graphql", json=query, headers=first)
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        other = {"Authorization": "Bearer second"}
+        assert (await app.http.post("/graphql", json=query, headers=other)).status_code == 200
