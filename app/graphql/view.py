@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -102,6 +103,13 @@ class GraphQLView(GraphQL[Context, None]):
                 # A mutation sent as a GET: the spec's status for it.
                 raise RequestError(405, exc.reason, {"Allow": "POST"}) from exc
             raise RequestError(exc.status_code, exc.reason) from exc
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson: several times faster than json, and the answers are mostly strings.
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         try:
