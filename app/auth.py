@@ -54,6 +54,8 @@ class Principal:
     subject: str
     api_key_id: int | None = None
     secret_hash: str | None = None
+    # Unix seconds when the token stops being valid (None: an API key, which has a row).
+    expires_at: int | None = None
 
     @property
     def actor(self) -> str:
@@ -193,4 +195,6 @@ class Authenticator:
         org = await self._orgs.by_slug(claims.org) if isinstance(claims.org, str) else None
         if org is None:
             raise AuthError(401, f"unknown organization {claims.org!r}")
-        return Principal(org.id, org.slug, Role(claims.role), str(claims.subject))
+        return Principal(
+            org.id, org.slug, Role(claims.role), str(claims.subject), expires_at=claims.expires
+        )

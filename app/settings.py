@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # and the burst allowed above that rate.
     graphql_rate_per_second: float = Field(default=100.0, gt=0)
     graphql_burst: int = Field(default=500, gt=0)
+    # How often an API key holding a subscription open is re-checked against its row.
+    subscription_recheck_seconds: float = Field(default=30.0, ge=0)
     # How often the embedded process runs its periodic jobs (expiry, stale holds).
     jobs_interval_seconds: float = Field(default=30.0, gt=0)
     run_jobs: bool = True

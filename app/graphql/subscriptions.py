@@ -11,7 +11,7 @@ from starlette.requests import Request
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from app.auth import Principal
+from app.auth import AuthError, Principal
 from app.events import QUEUE_SIZE, BalanceChanged, UsageRecorded
 from app.graphql.context import Info
 from app.graphql.enums import UsageStatus
@@ -19,6 +19,7 @@ from app.graphql.errors import Code, error
 from app.graphql.money import Amount
 from app.graphql.scalars import BigInt
 from app.ids import to_global_id
+from app.keys.access import caller_key
 from app.ledger import reads
 from app.runtime import Runtime
 
@@ -99,10 +100,34 @@ async def _current(runtime: Runtime, organization_id: int) -> BalanceChange:
     )
 
 
+class Session:
+    """A subscriber's sign-in, checked again before each push: a token that has expired,
+    or an API key revoked or rotated since the socket connected, ends the stream."""
+
+    def __init__(self, runtime: Runtime, principal: Principal) -> None:
+        self.runtime = runtime
+        self.principal = principal
+        self._key_checked_at = runtime.clock.now().timestamp()
+
+    async def check(self) -> None:
+        principal, now = self.principal, self.runtime.clock.now().timestamp()
+        if principal.expires_at is not None and now >= principal.expires_at:
+            raise error(Code.UNAUTHENTICATED, "the token has expired: subscribe again")
+        interval = self.runtime.settings.subscription_recheck_seconds
+        if principal.api_key_id is not None and now - self._key_checked_at >= interval:
+            # A read per key and interval, not per push.
+            self._key_checked_at = now
+            try:
+                await caller_key(self.runtime, principal)
+            except AuthError as exc:
+                raise error(Code.UNAUTHENTICATED, exc.message) from None
+
+
 async def balance_changes(
-    runtime: Runtime, organization_id: int
+    runtime: Runtime, principal: Principal
 ) -> AsyncGenerator[BalanceChange, None]:
     """The balance as it stands, then each later change."""
+    organization_id, session = principal.organization_id, Session(runtime, principal)
     # Subscribed before reading, so a commit between the read and the first push is
     # queued rather than missed; the version read drops queued ones it already counts.
     subscription = runtime.bus.subscribe(organization_id)
@@ -119,6 +144,7 @@ async def balance_changes(
                 seen = current.version
             if isinstance(event, BalanceChanged) and event.version > seen:
                 seen = event.version
+                await session.check()
                 yield BalanceChange.of(event)
     finally:
         runtime.bus.unsubscribe(subscription)
@@ -128,6 +154,7 @@ async def usage_records(
     runtime: Runtime, principal: Principal
 ) -> AsyncGenerator[RecordedUsage, None]:
     """Each usage record of the caller's organization; an API key sees only its own."""
+    session = Session(runtime, principal)
     subscription = runtime.bus.subscribe(principal.organization_id)
     try:
         async for event in subscription:
@@ -142,6 +169,7 @@ async def usage_records(
             if not isinstance(event, UsageRecorded):
                 continue
             if principal.api_key_id is None or principal.api_key_id == event.api_key_id:
+                await session.check()
                 yield RecordedUsage.of(event)
     finally:
         runtime.bus.unsubscribe(subscription)
@@ -162,7 +190,7 @@ class Subscription:
     )
     async def balance_changed(self, info: Info) -> AsyncGenerator[BalanceChange, None]:
         principal = info.context.caller()
-        return balance_changes(info.context.runtime, principal.organization_id)
+        return balance_changes(info.context.runtime, principal)
 
     @strawberry.subscription(
         description=(

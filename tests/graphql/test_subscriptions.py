@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,17 +13,20 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from app.auth import Role
+from app.auth import Principal, Role
+from app.clock import Clock, FrozenClock
 from app.events import QUEUE_SIZE, BalanceChanged, UsageRecorded
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.graphql.subscriptions import balance_changes, usage_records
 from app.ids import to_global_id
+from app.keys.service import revoke_key
 from app.ledger import reads
 from app.operations import adjust
 from app.orgs.service import OrgRef
 from app.runtime import Runtime
-from tests.conftest import Harness
+from app.settings import Settings
+from tests.conftest import Harness, running_app
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -103,6 +106,10 @@ def _call(key_id: int, request_id: str) -> dict[str, Any]:
 async def _wallet_id(runtime: Runtime, org: OrgRef) -> int:
     row = await runtime.db.read(lambda conn: reads.wallet_of(conn, org.id))
     return int(row.id)
+
+
+def _viewer(org: OrgRef, expires_at: int | None = None) -> Principal:
+    return Principal(org.id, org.slug, Role.VIEWER, "viewer@test", expires_at=expires_at)
 
 
 def _subscribers(runtime: Runtime, org: OrgRef) -> int:
@@ -315,7 +322,7 @@ async def test_commits_around_the_first_read_are_neither_lost_nor_repeated(
         return row
 
     monkeypatch.setattr(harness.runtime.db, "read", read_between_commits)
-    stream = balance_changes(harness.runtime, org.id)
+    stream = balance_changes(harness.runtime, _viewer(org))
     first = await anext(stream)
     assert (first.balance.credits, first.reason) == (999_900, "current")
     # The first commit is in the balance read, so its push is dropped; the second's comes.
@@ -331,7 +338,7 @@ async def test_commits_around_the_first_read_are_neither_lost_nor_repeated(
 async def test_a_lagging_balance_subscriber_gets_the_balance_restated(harness: Harness) -> None:
     org = await harness.org("acme", grant_usd="3")
     wallet_id = await _wallet_id(harness.runtime, org)
-    stream = balance_changes(harness.runtime, org.id)
+    stream = balance_changes(harness.runtime, _viewer(org))
     current = await anext(stream)
     at = harness.runtime.clock.now()
     flood = [
@@ -367,3 +374,48 @@ async def test_a_lagging_usage_subscriber_is_told_and_ended(harness: Harness) ->
         await pending
     assert refused.value.extensions == {"code": "RATE_LIMITED"}
     assert _subscribers(harness.runtime, org) == 0
+
+
+# -- a subscriber whose sign-in ends -----------------------------------------------------------
+
+T0 = datetime(2026, 11, 2, 12, 0, 0, tzinfo=UTC)
+
+
+async def test_an_expired_token_ends_the_stream_at_the_next_push(settings: Settings) -> None:
+    clock = FrozenClock(T0)
+    async with running_app(settings, clock) as app:
+        org = await app.org("acme", grant_usd="1")
+        expires = int(T0.timestamp()) + 60
+        stream = balance_changes(app.runtime, _viewer(org, expires_at=expires))
+        assert (await anext(stream)).reason == "current"
+        await adjust(app.runtime, org.id, -100, "still signed in", actor="test")
+        assert (await asyncio.wait_for(anext(stream), WAIT)).delta.credits == -100
+        clock.advance(timedelta(seconds=60))
+        await adjust(app.runtime, org.id, -200, "after expiry", actor="test")
+        with pytest.raises(GraphQLError) as ended:
+            await asyncio.wait_for(anext(stream), WAIT)
+        assert ended.value.extensions == {"code": "UNAUTHENTICATED"}
+        assert _subscribers(app.runtime, org) == 0
+
+
+async def test_a_revoked_key_ends_its_stream(settings: Settings, clock: Clock) -> None:
+    immediate = settings.model_copy(update={"subscription_recheck_seconds": 0})
+    async with running_app(immediate, clock) as app:
+        org = await app.org("acme", grant_usd="1")
+        key = await app.key(org)
+        principal = await app.runtime.auth.authenticate(f"Bearer {key.secret}")
+        stream = usage_records(app.runtime, principal)
+        pending = asyncio.ensure_future(anext(stream))
+        await _until_subscribers(app.runtime, org, 1)
+        await app.usage(org, _call(key.id, "before"))
+        assert (await asyncio.wait_for(pending, WAIT)).request_id == "before"
+
+        async with app.runtime.db.writer.begin() as conn:
+            await revoke_key(
+                conn, organization_id=org.id, key_id=key.id, actor="test", now=clock.now()
+            )
+        await app.usage(org, _call(key.id, "after"))
+        with pytest.raises(GraphQLError) as ended:
+            await asyncio.wait_for(anext(stream), WAIT)
+        assert ended.value.extensions == {"code": "UNAUTHENTICATED"}
+        assert ended.value.message == "the API key is revoked"
