@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from app.auth import Role, issue_token
 from app.clock import Clock
-from app.keys.service import NO_CAPS, Caps, CreatedKey
+from app.ids import to_global_id
+from app.keys.service import NO_CAPS, Caps, CreatedKey, revoke_key
 from app.ledger.state import wallets
 from app.ledger.verify import verify
 from app.main import create_app
@@ -43,6 +44,18 @@ def clock() -> Clock:
     return Clock()
 
 
+def usage_event(key_id: int, request_id: str, **extra: Any) -> dict[str, Any]:
+    """A usage event of the REST shape that costs 6,000 credits (0.006 USD), unless
+    ``extra`` says otherwise."""
+    return {
+        "request_id": request_id,
+        "api_key_id": to_global_id("ApiKey", key_id),
+        "model": "claude-sonnet-4-6",
+        "prompt_tokens": 1000,
+        "completion_tokens": 200,
+    } | extra
+
+
 @dataclass
 class Harness:
     """The app, an HTTP client on it, and shortcuts to set up organizations and keys."""
@@ -59,6 +72,17 @@ class Harness:
         return await create_api_key(
             self.runtime, org.id, "test key", caps=caps, group=group, **kwargs
         )
+
+    async def revoke(self, org: OrgRef, key: CreatedKey) -> None:
+        """Revoke ``key`` as an owner would, behind the API's back."""
+        async with self.runtime.db.writer.begin() as conn:
+            await revoke_key(
+                conn,
+                organization_id=org.id,
+                key_id=key.id,
+                actor="test",
+                now=self.runtime.clock.now(),
+            )
 
     def token(self, org: OrgRef, role: Role = Role.SERVICE) -> dict[str, str]:
         token = issue_token(

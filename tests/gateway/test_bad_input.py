@@ -14,7 +14,6 @@ from sqlalchemy import text
 
 from app.clock import Clock, FrozenClock
 from app.ids import to_global_id
-from app.keys.service import revoke_key
 from app.settings import Settings
 from tests.conftest import Harness, running_app
 
@@ -145,14 +144,7 @@ async def test_revoked_key_is_403(harness: Harness) -> None:
     key = await harness.key(org)
     # Warm any cache the key directory keeps before revoking.
     assert (await harness.authorize(key, "before", hold_usd="0.01")).status_code == 200
-    async with harness.runtime.db.writer.begin() as conn:
-        await revoke_key(
-            conn,
-            organization_id=org.id,
-            key_id=key.id,
-            actor="test",
-            now=harness.runtime.clock.now(),
-        )
+    await harness.revoke(org, key)
     response = await harness.authorize(key, "after", hold_usd="0.01")
     _error(response, 403, "api_key_revoked", "revoked")
     assert await harness.balance(org) == (1_000_000, 10_000)  # only the first hold

@@ -12,7 +12,7 @@ import pytest
 from app.auth import Role
 from app.clock import Clock, FrozenClock
 from app.ids import to_global_id
-from app.keys.service import Caps, CreatedKey, revoke_key
+from app.keys.service import Caps, CreatedKey
 from app.money import parse_usd
 from app.operations import adjust
 from app.orgs.service import OrgRef
@@ -170,8 +170,7 @@ async def test_revoked_or_expired_key_cannot_read(harness: Harness) -> None:
     for key in (revoked, expiring):
         ok = await harness.http.get("/api/v1/me/account", headers=bearer(key))
         assert ok.status_code == 200
-    async with harness.runtime.db.writer.begin() as conn:
-        await revoke_key(conn, organization_id=org.id, key_id=revoked.id, actor="t", now=T0)
+    await harness.revoke(org, revoked)
     _advance(harness, timedelta(days=2))
     for key, code in ((revoked, "api_key_revoked"), (expiring, "api_key_expired")):
         for path in ("/api/v1/me/account", "/api/v1/me/usage", "/api/v1/me/billing/transactions"):

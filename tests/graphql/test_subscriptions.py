@@ -20,13 +20,12 @@ from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.graphql.subscriptions import balance_changes, usage_records
 from app.ids import to_global_id
-from app.keys.service import revoke_key
 from app.ledger import reads
 from app.operations import adjust
 from app.orgs.service import OrgRef
 from app.runtime import Runtime
 from app.settings import Settings
-from tests.conftest import Harness, running_app
+from tests.conftest import Harness, running_app, usage_event
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -90,17 +89,6 @@ async def _next(ws: ClientConnection) -> dict[str, Any]:
     assert "errors" not in message["payload"], message
     data: dict[str, Any] = message["payload"]["data"]
     return data
-
-
-def _call(key_id: int, request_id: str) -> dict[str, Any]:
-    """A usage event that costs 6,000 credits (0.006 USD)."""
-    return {
-        "request_id": request_id,
-        "api_key_id": to_global_id("ApiKey", key_id),
-        "model": "claude-sonnet-4-6",
-        "prompt_tokens": 1000,
-        "completion_tokens": 200,
-    }
 
 
 async def _wallet_id(runtime: Runtime, org: OrgRef) -> int:
@@ -169,7 +157,7 @@ async def test_balance_starts_with_the_current_one_then_follows_each_commit(
         assert first["reason"] == "current"
         assert datetime.fromisoformat(first["at"]).utcoffset() == timedelta(0)
 
-        await server.usage(org, _call(key.id, "r1"))
+        await server.usage(org, usage_event(key.id, "r1"))
         pushed = (await _next(ws))["balanceChanged"]
         assert pushed["walletId"] == wallet
         assert pushed["balance"] == {"credits": "4999994001", "usd": "4999.994001"}
@@ -177,7 +165,7 @@ async def test_balance_starts_with_the_current_one_then_follows_each_commit(
         assert pushed["reason"] == "usage"
         assert pushed["version"] > first["version"]
 
-        await server.usage(org, _call(key.id, "r2"))
+        await server.usage(org, usage_event(key.id, "r2"))
         again = (await _next(ws))["balanceChanged"]
         assert again["balance"]["credits"] == "4999988001"
         assert again["version"] > pushed["version"]
@@ -196,7 +184,7 @@ async def test_another_organizations_subscriber_receives_nothing(server: Harness
         assert (await _next(mine))["balanceChanged"]["reason"] == "current"
         assert (await _next(theirs))["balanceChanged"]["balance"]["credits"] == "10000000"
 
-        await server.usage(acme, _call(key.id, "r1"))
+        await server.usage(acme, usage_event(key.id, "r1"))
         # acme's push is proof the commit was published, to every subscriber at once.
         assert (await _next(mine))["balanceChanged"]["delta"]["credits"] == "-6000"
         with pytest.raises(TimeoutError):
@@ -238,7 +226,7 @@ async def test_usage_records_reach_the_org_and_only_the_key_they_billed(
         # No first message to wait for: the bus shows when all three listen.
         await _until_subscribers(server.runtime, org, 3)
 
-        await server.usage(org, _call(billed.id, "r1"))
+        await server.usage(org, usage_event(billed.id, "r1"))
         expected = {
             "requestId": "r1",
             "apiKeyId": to_global_id("ApiKey", billed.id),
@@ -407,14 +395,11 @@ async def test_a_revoked_key_ends_its_stream(settings: Settings, clock: Clock) -
         stream = usage_records(app.runtime, principal)
         pending = asyncio.ensure_future(anext(stream))
         await _until_subscribers(app.runtime, org, 1)
-        await app.usage(org, _call(key.id, "before"))
+        await app.usage(org, usage_event(key.id, "before"))
         assert (await asyncio.wait_for(pending, WAIT)).request_id == "before"
 
-        async with app.runtime.db.writer.begin() as conn:
-            await revoke_key(
-                conn, organization_id=org.id, key_id=key.id, actor="test", now=clock.now()
-            )
-        await app.usage(org, _call(key.id, "after"))
+        await app.revoke(org, key)
+        await app.usage(org, usage_event(key.id, "after"))
         with pytest.raises(GraphQLError) as ended:
             await asyncio.wait_for(anext(stream), WAIT)
         assert ended.value.extensions == {"code": "UNAUTHENTICATED"}

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.auth import Role
 from app.ids import to_global_id
-from tests.conftest import Harness
+from tests.conftest import Harness, usage_event
 
 USAGE = """
 query Usage($filter: UsageFilter, $first: Int = 50, $after: String) {
@@ -32,16 +32,6 @@ mutation RecordUsage($input: RecordUsageInput!) {
 """
 
 
-def event(key_id: int, request_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "api_key_id": to_global_id("ApiKey", key_id),
-        "model": "claude-sonnet-4-6",
-        "prompt_tokens": 1000,
-        "completion_tokens": 200,
-    } | extra
-
-
 def usage_of(body: dict[str, Any]) -> dict[str, Any]:
     assert "errors" not in body, body
     return body["data"]["viewer"]["organization"]["usage"]  # type: ignore[no-any-return]
@@ -52,9 +42,9 @@ async def test_usage_log_filters_and_pages(harness: Harness) -> None:
     first, second = await harness.key(org), await harness.key(org)
     await harness.usage(
         org,
-        event(first.id, "a1", tags={"agent": "support"}),
-        event(first.id, "a2", model="gpt-5-5"),
-        event(second.id, "b1"),
+        usage_event(first.id, "a1", tags={"agent": "support"}),
+        usage_event(first.id, "a2", model="gpt-5-5"),
+        usage_event(second.id, "b1"),
     )
     headers = harness.token(org, Role.VIEWER)
 
@@ -97,7 +87,7 @@ async def test_usage_of_another_organization_is_invisible(harness: Harness) -> N
         await harness.org("other", grant_usd="1"),
     )
     other_key = await harness.key(other)
-    await harness.usage(other, event(other_key.id, "secret-call"))
+    await harness.usage(other, usage_event(other_key.id, "secret-call"))
     headers = harness.token(acme, Role.OWNER)
     body = await harness.graphql(
         USAGE, headers=headers, filter={"apiKeyId": to_global_id("ApiKey", other_key.id)}

@@ -6,9 +6,8 @@ from typing import Any
 
 from app.auth import Role
 from app.ids import to_global_id
-from app.keys.service import revoke_key
 from app.operations import adjust
-from tests.conftest import Harness
+from tests.conftest import Harness, usage_event
 
 VIEWER = "query { viewer { id role organization { id slug name } } }"
 
@@ -174,16 +173,7 @@ async def test_node_finds_own_objects_and_never_another_organizations(harness: H
 async def test_spend_cap_shows_the_limit_and_this_months_usage(harness: Harness) -> None:
     org = await harness.org("acme", grant_usd="10")
     key = await harness.key(org)
-    await harness.usage(
-        org,
-        {
-            "request_id": "r1",
-            "api_key_id": to_global_id("ApiKey", key.id),
-            "model": "claude-sonnet-4-6",
-            "prompt_tokens": 1000,
-            "completion_tokens": 200,
-        },
-    )
+    await harness.usage(org, usage_event(key.id, "r1"))
     query = """
       query { viewer { organization {
         spendCap { monthlyLimit { usd } spentThisMonth { credits } }
@@ -201,14 +191,7 @@ async def test_an_api_key_reads_until_it_is_revoked(harness: Harness) -> None:
     body = await harness.graphql(VIEWER, headers=headers)
     assert body["data"]["viewer"]["role"] == "API_KEY"
 
-    async with harness.runtime.db.writer.begin() as conn:
-        await revoke_key(
-            conn,
-            organization_id=org.id,
-            key_id=key.id,
-            actor="test",
-            now=harness.runtime.clock.now(),
-        )
+    await harness.revoke(org, key)
     body = await harness.graphql(VIEWER, headers=headers)
     assert codes(body) == ["UNAUTHENTICATED"]
     assert body["errors"][0]["message"] == "the API key is revoked"
