@@ -64,8 +64,10 @@ async def load_page(
 ) -> tuple[Page, int]:
     """One page of ``statement`` newest first (``pages``), and the whole list's count."""
 
+    limit = page_size(first)  # refused before any read
+
     def work(conn: DBConnection) -> tuple[Page, int]:
-        page = newest_first(conn, statement, time_column, id_column, page_size(first), after)
+        page = newest_first(conn, statement, time_column, id_column, limit, after)
         return page, count(conn, statement)
 
     try:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
+from strawberry.utils.str_converters import to_camel_case
 
 from app.auth import Role
 from app.fields import FieldError
@@ -209,11 +210,6 @@ def _wire(data: RecordUsageInput) -> dict[str, Any]:
     }
 
 
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 @strawberry.type
 class UsageMutations:
     @strawberry.mutation(
@@ -233,7 +229,7 @@ class UsageMutations:
             except FieldError as exc:
                 # The wire parser's messages start with the REST field's name.
                 name = re.match(r"[a-z_]*", str(exc))
-                field = _camel(name.group()) if name and name.group() else None
+                field = to_camel_case(name.group()) if name and name.group() else None
                 raise refused(UserErrorCode.INVALID_INPUT, str(exc), field) from None
             job = UsageJob(principal.organization_id, event, runtime.prices)
             outcome: UsageOutcome = await runtime.writer.run(job)
