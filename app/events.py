@@ -1,4 +1,5 @@
-"""The event bus: every committed balance change and usage record, pushed to subscribers.
+"""The event bus: every committed balance change, usage record and top-up, pushed to
+subscribers.
 
 The writer publishes after its transaction commits, never before, so a subscriber
 never sees money that could still roll back. This module holds the in-process bus;
@@ -42,7 +43,20 @@ class UsageRecorded:
     at: datetime
 
 
-Event = BalanceChanged | UsageRecorded
+@dataclass(slots=True)
+class TopUpUpdated:
+    """A top-up reached a new status (or was refunded): dashboards waiting on a payment."""
+
+    organization_id: int
+    top_up_id: int
+    status: str
+    amount: int
+    refunded: int
+    failure_reason: str | None
+    at: datetime
+
+
+Event = BalanceChanged | UsageRecorded | TopUpUpdated
 
 # A subscriber that falls this far behind loses the oldest events and is told so.
 QUEUE_SIZE = 1000

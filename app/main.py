@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from app.api.rest import gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
+from app.api.rest.stripe_webhook import stripe_webhook
 from app.clock import Clock
 from app.graphql import ide
 from app.graphql.schema import schema
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/api/v1/me/account", me.account),
         Route("/api/v1/me/usage", me.usage),
         Route("/api/v1/me/billing/transactions", me.transactions),
+        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

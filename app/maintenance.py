@@ -1,4 +1,5 @@
-"""Periodic work: expire lots, release holds whose usage never came, prune spend marks."""
+"""Periodic work: expire lots, release holds whose usage never came, prune spend marks,
+reconcile payments whose webhook never came."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Swept:
     lots_expired: int
     holds_expired: int
     marks_pruned: int
+    payments_reconciled: int
 
 
 async def run_once(runtime: Runtime) -> Swept:
@@ -46,7 +48,7 @@ async def run_once(runtime: Runtime) -> Swept:
             break
     async with runtime.db.writer.begin() as conn:
         marks = await prune_spend_marks(conn, now)
-    return Swept(lots, holds, marks)
+    return Swept(lots, holds, marks, await runtime.payments.reconcile())
 
 
 async def prune_spend_marks(conn: AsyncConnection, now: datetime) -> int:

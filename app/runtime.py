@@ -19,6 +19,9 @@ from app.ledger.writer import Writer
 from app.migrate import upgrade
 from app.oidc import Oidc
 from app.orgs.service import OrgDirectory
+from app.payments.config import payment_provider
+from app.payments.ladder import BonusLadder
+from app.payments.service import Payments
 from app.pricing.book import PriceBook
 from app.settings import Settings
 
@@ -37,6 +40,7 @@ class Runtime:
     keys: KeyDirectory
     vault: KeyVault
     auth: Authenticator
+    payments: Payments
     _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -49,6 +53,8 @@ class Runtime:
         secret = jwt_secret(settings)  # refuses to start in production without one
         oidc = Oidc.from_settings(settings)
         prices = PriceBook.load(settings.price_book_path)
+        ladder = BonusLadder.load(settings.bonus_ladder_path)
+        provider = payment_provider(settings)  # refuses unsafe payment setups
         db = Database(settings)
         if not settings.is_production:
             # The embedded default migrates itself; production runs `creditgraph migrate`.
@@ -56,6 +62,15 @@ class Runtime:
         bus = InMemoryEventBus()
         writer = Writer(db, bus, clock, settings.writer_batch_max)
         writer.start()
+        payments = Payments(
+            db,
+            writer,
+            clock,
+            provider,
+            ladder,
+            reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
+        )
+        writer.on_low_balance = payments.low_balance
         orgs, keys = OrgDirectory(db.reader), KeyDirectory(db.reader)
         runtime = cls(
             settings,
@@ -68,6 +83,7 @@ class Runtime:
             keys,
             KeyVault(settings.key_encryption_key),
             Authenticator(secret, orgs, keys, oidc),
+            payments,
         )
         if settings.run_jobs:
             runtime._jobs = asyncio.create_task(runtime._run_jobs(), name="creditgraph-jobs")
@@ -90,5 +106,6 @@ class Runtime:
             self._jobs.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._jobs
+        await self.payments.stop()  # charges in flight finish and are recorded
         await self.writer.stop()  # finishes every write already submitted
         await self.db.dispose()

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # A Fernet key; when set, API key secrets are also kept encrypted so owners can reveal them.
     key_encryption_key: str | None = None
     price_book_path: Path | None = None
+    # The top-up bonus ladder and limits; None = the packaged ByteSpike ladder.
+    bonus_ladder_path: Path | None = None
     # An OIDC provider whose RS256/ES256 JWTs are accepted besides our HS256 ones
     # (app/oidc.py): its issuer, the audience its tokens must name, and its JWKS from a
     # URL or a file (one of the two). Its claims naming the org slug and the role differ
@@ -33,6 +35,26 @@ class Settings(BaseSettings):
     oidc_jwks_file: Path | None = None
     oidc_org_claim: str = "org"
     oidc_role_claim: str = "role"
+
+    # Payments (app/payments). The provider is Stripe when its secret key is set; "fake"
+    # settles at once and exists for development only (refused in production and beside
+    # Stripe keys); unset without Stripe keys means payments are off.
+    payment_provider: Literal["stripe", "fake"] | None = None
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    # Where the Stripe library sends API calls (a proxy or a stand-in); None = Stripe's.
+    stripe_api_base: str | None = None
+    # Webhooks signed longer ago than this are refused, against replays.
+    stripe_webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    # "elements": createTopUp returns a PaymentIntent's clientSecret for Stripe Elements;
+    # "checkout": it returns the URL of a hosted Stripe Checkout page, which sends the
+    # payer back to these two pages ("{top_up_id}" in them is replaced).
+    top_up_flow: Literal["elements", "checkout"] = "elements"
+    checkout_success_url: str = "http://localhost:8000/graphql?top_up={top_up_id}"
+    checkout_cancel_url: str = "http://localhost:8000/graphql?top_up={top_up_id}"
+    # A payment still pending this long after it started is checked with the provider,
+    # in case its webhook was lost.
+    reconcile_after_seconds: int = Field(default=300, gt=0)
 
     # Unsettled holds are released after this long.
     hold_ttl_seconds: int = Field(default=600, gt=0)

@@ -6,6 +6,7 @@ from app.audit import AuditEvent
 from app.keys.tables import ApiKey, SpendMark
 from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
+from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
 from app.usage.tables import UsageRecord
 
 metadata = SQLModel.metadata
@@ -13,11 +14,14 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "BillingAccount",
+    "BillingTransaction",
     "CreditLot",
     "Hold",
     "LedgerEntry",
     "Organization",
     "SpendMark",
+    "StripeEvent",
     "UsageRecord",
     "Wallet",
     "metadata",

@@ -14,6 +14,7 @@ from app.auth import Role
 from app.keys.tables import KeyStatus
 from app.keys.windows import Window
 from app.ledger.tables import EntryKind
+from app.payments.tables import TransactionKind, TransactionStatus
 from app.usage.tables import UsageStatus
 
 
@@ -85,4 +86,38 @@ _register(
     },
 )
 
-__all__ = ["EntryKind", "KeyStatus", "Role", "UsageStatus", "Window"]
+_register(
+    TransactionKind,
+    "BillingTransactionKind",
+    "A wallet movement that is not an API call.",
+    {
+        "TOP_UP": "Credits bought by card (Stripe), with the bonus ladder's bonus.",
+        "AUTO_RELOAD": "A top-up charged to the saved card when the balance fell under the "
+        "auto-reload threshold.",
+        "REFUND": "Part or all of a top-up's payment given back; its credits clawed back.",
+        "ADJUSTMENT": "A manual correction or grant, with its reason in the memo.",
+        "EXPIRY": "Credits that expired unspent (one per organization per expiry sweep).",
+    },
+)
+_register(
+    TransactionStatus,
+    "BillingTransactionStatus",
+    "Where a transaction stands. Only top-ups wait for a payment; the rest are "
+    "SUCCEEDED when written.",
+    {
+        "PENDING": "Waiting for the payment provider to confirm the payment.",
+        "SUCCEEDED": "Done: the credits (and any bonus) are in the wallet.",
+        "FAILED": "The payment did not go through; nothing was credited. A card payment "
+        "can still succeed later if the payer retries it.",
+    },
+)
+
+__all__ = [
+    "EntryKind",
+    "KeyStatus",
+    "Role",
+    "TransactionKind",
+    "TransactionStatus",
+    "UsageStatus",
+    "Window",
+]

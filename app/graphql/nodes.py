@@ -18,6 +18,7 @@ from app.graphql.audit import audit_event_node
 from app.graphql.context import Info
 from app.graphql.keys import keys_by_id
 from app.graphql.org import CreditLot, LedgerEntry, Organization, wallet_node
+from app.graphql.payments import transaction_node
 from app.graphql.relay import Node
 from app.ids import parse_global_id
 from app.ledger import reads
@@ -73,6 +74,7 @@ LOADERS: dict[str, Loader] = {
     "CreditLot": _lot,
     "ApiKey": _api_key,
     "AuditEvent": audit_event_node,  # owners and admins only
+    "BillingTransaction": transaction_node,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import strawberry
@@ -12,6 +12,7 @@ from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_connection, visible_keys
 from app.graphql.money import Amount, amount
+from app.graphql.payments import AutoReload, BillingTransaction, auto_reload, billing_transactions
 from app.graphql.relay import After, Connection, First, Node, connection, load_page
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
@@ -77,6 +78,17 @@ class Wallet(Node):
     held: Amount = strawberry.field(description="Reserved by authorized calls still in flight.")
     available: Amount = strawberry.field(description="Balance minus held: what new calls can use.")
     _wallet_id: strawberry.Private[int]
+    _org_id: strawberry.Private[int]
+
+    @strawberry.field(
+        description="What the organization paid for credits in the last 28 days (top-ups "
+        "and auto-reloads that succeeded, net of refunds; bonuses and grants not counted). "
+        "It decides the unlock tier where a plan has them."
+    )
+    async def purchased_last_28_days(self, info: Info) -> Amount:
+        payments = info.context.runtime.payments
+        since = info.context.runtime.clock.now() - timedelta(days=28)
+        return Amount.of(await payments.purchased_since(self._org_id, since))
 
     @strawberry.field(
         description="Credit lots, newest first; by default only those with credits left."
@@ -140,6 +152,7 @@ def wallet_node(row: Any) -> Wallet:
         held=Amount.of(row.held),
         available=Amount.of(row.balance - row.held),
         _wallet_id=row.id,
+        _org_id=row.organization_id,
     )
 
 
@@ -196,6 +209,19 @@ class Organization(Node):
             info, statement, keys_t.c.created_at, keys_t.c.id, first, after
         )
         return await api_key_connection(info, page, total)
+
+    @strawberry.field(
+        description="Top-ups, refunds, adjustments and expiries, newest first: every wallet "
+        "movement that is not an API call, with each top-up's payment status."
+    )
+    async def billing_transactions(
+        self, info: Info, first: First = 50, after: After = None
+    ) -> Connection[BillingTransaction]:
+        return await billing_transactions(info, self._org_id, first, after)
+
+    @strawberry.field(description="Automatic top-ups when the balance runs low.")
+    async def auto_reload(self, info: Info) -> AutoReload:
+        return await auto_reload(info, self._org_id)
 
     @strawberry.field(
         description="The audit log of changes to keys, caps, settings and money, newest "

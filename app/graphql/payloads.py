@@ -30,10 +30,18 @@ class UserErrorCode(Enum):
     INVALID_AMOUNT = strawberry.enum_value(
         "INVALID_AMOUNT",
         description="Not a USD amount this field takes: negative, zero where a cap is "
-        "expected, or more than 6 decimals.",
+        "expected, more than 6 decimals (2 for payments), or outside the top-up limits.",
     )
     INVALID_INPUT = strawberry.enum_value(
         "INVALID_INPUT", description="Another field is out of range or unknown."
+    )
+    PAYMENT_FAILED = strawberry.enum_value(
+        "PAYMENT_FAILED",
+        description="The payment provider refused or could not be reached; the message "
+        "says why. Nothing was charged.",
+    )
+    PAYMENTS_UNAVAILABLE = strawberry.enum_value(
+        "PAYMENTS_UNAVAILABLE", description="This server takes no payments (none configured)."
     )
 
 

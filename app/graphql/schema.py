@@ -21,8 +21,15 @@ from app.graphql.errors import MaskFaults, RequestErrorCodes
 from app.graphql.key_mutations import KeyMutations
 from app.graphql.nodes import resolve_node
 from app.graphql.org import Viewer
+from app.graphql.payments import (
+    BonusLadder,
+    PaymentMutations,
+    TopUpQuote,
+    bonus_ladder,
+    top_up_quote,
+)
 from app.graphql.relay import Node
-from app.graphql.scalars import SCALARS
+from app.graphql.scalars import SCALARS, Decimal
 from app.graphql.spend_cap import SpendCapMutations
 from app.graphql.subscriptions import Subscription, WebSocketOnly
 from app.graphql.usage import UsageMutations
@@ -62,12 +69,33 @@ class Query:
     ) -> Node | None:
         return await resolve_node(info, id)
 
+    @strawberry.field(
+        description="Top-up limits and the bonus ladder; the same for every organization."
+    )
+    def bonus_ladder(self, info: Info) -> BonusLadder:
+        info.context.caller()
+        return bonus_ladder(info)
+
+    @strawberry.field(
+        description="What a top-up of this amount would deliver in your organization, "
+        "bonus included, before paying. An amount outside the limits or not in whole "
+        "cents is a BAD_USER_INPUT error."
+    )
+    def top_up_quote(
+        self,
+        info: Info,
+        amount_usd: Annotated[
+            Decimal, strawberry.argument(description='The top-up in USD, e.g. "99.99".')
+        ],
+    ) -> TopUpQuote:
+        return top_up_quote(info, amount_usd)
+
 
 @strawberry.type(
     description="Every change. Expected failures (not allowed, not found, bad input) are "
     "the payload's userErrors and change nothing; not signed in is UNAUTHENTICATED."
 )
-class Mutation(KeyMutations, SpendCapMutations, UsageMutations):
+class Mutation(KeyMutations, SpendCapMutations, UsageMutations, PaymentMutations):
     # One mixin per domain: each adds its mutations by being listed as a base.
     pass
 

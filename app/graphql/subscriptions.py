@@ -1,9 +1,11 @@
-"""Live pushes over WebSocket: the wallet's balance and usage records, as they commit."""
+"""Live pushes over WebSocket: the wallet's balance, usage records and top-ups, as they
+commit."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterator
 from datetime import datetime
+from functools import partial
 
 import strawberry
 from graphql import ExecutionResult
@@ -12,11 +14,13 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from app.auth import AuthError, Principal
-from app.events import QUEUE_SIZE, BalanceChanged, UsageRecorded
+from app.events import QUEUE_SIZE, BalanceChanged, TopUpUpdated, UsageRecorded
+from app.events import Subscription as BusSubscription
 from app.graphql.context import Info
 from app.graphql.enums import UsageStatus
 from app.graphql.errors import Code, error
 from app.graphql.money import Amount
+from app.graphql.payments import BillingTransaction, transaction_row
 from app.graphql.scalars import BigInt
 from app.ids import to_global_id
 from app.keys.access import caller_key
@@ -150,6 +154,17 @@ async def balance_changes(
         runtime.bus.unsubscribe(subscription)
 
 
+def _check_lag(subscription: BusSubscription, where: str) -> None:
+    """Events were dropped and cannot be restated: end with an error, so the client
+    subscribes again and reads the gap from ``where``."""
+    if subscription.lagged:
+        raise error(
+            Code.RATE_LIMITED,
+            f"more than {QUEUE_SIZE} events waited for this subscriber and the oldest were "
+            f"dropped: subscribe again and read {where} for the gap",
+        )
+
+
 async def usage_records(
     runtime: Runtime, principal: Principal
 ) -> AsyncGenerator[RecordedUsage, None]:
@@ -158,19 +173,32 @@ async def usage_records(
     subscription = runtime.bus.subscribe(principal.organization_id)
     try:
         async for event in subscription:
-            if subscription.lagged:
-                # Records were dropped and cannot be restated: end with an error, so the
-                # client resubscribes and reads the gap from the usage log.
-                raise error(
-                    Code.RATE_LIMITED,
-                    f"more than {QUEUE_SIZE} records waited for this subscriber and the oldest "
-                    "were dropped: subscribe again and read the usage log for the gap",
-                )
+            _check_lag(subscription, "the usage log")
             if not isinstance(event, UsageRecorded):
                 continue
             if principal.api_key_id is None or principal.api_key_id == event.api_key_id:
                 await session.check()
                 yield RecordedUsage.of(event)
+    finally:
+        runtime.bus.unsubscribe(subscription)
+
+
+async def top_up_updates(
+    runtime: Runtime, principal: Principal
+) -> AsyncGenerator[BillingTransaction, None]:
+    """Each top-up of the caller's organization as its status (or refunded total) changes."""
+    organization_id, session = principal.organization_id, Session(runtime, principal)
+    subscription = runtime.bus.subscribe(organization_id)
+    try:
+        async for event in subscription:
+            _check_lag(subscription, "billingTransactions")
+            if not isinstance(event, TopUpUpdated):
+                continue
+            await session.check()
+            row = await runtime.db.read(
+                partial(transaction_row, organization_id=organization_id, row_id=event.top_up_id)
+            )
+            yield BillingTransaction.of(row)
     finally:
         runtime.bus.unsubscribe(subscription)
 
@@ -201,6 +229,16 @@ class Subscription:
     async def usage_recorded(self, info: Info) -> AsyncGenerator[RecordedUsage, None]:
         principal = info.context.caller()
         return usage_records(info.context.runtime, principal)
+
+    @strawberry.subscription(
+        description=(
+            "Each top-up of the caller's organization as it succeeds, fails or is refunded "
+            "(the transaction as it stands after the change). Any signed-in role."
+        )
+    )
+    async def top_up_updated(self, info: Info) -> AsyncGenerator[BillingTransaction, None]:
+        principal = info.context.caller()
+        return top_up_updates(info.context.runtime, principal)
 
 
 class WebSocketOnly(SchemaExtension):

@@ -30,7 +30,9 @@ from app.ledger.state import (
     HoldState,
     KeyState,
     State,
+    TopUpState,
     WalletState,
+    billing_t,
     holds_t,
     keys_t,
     lots_t,
@@ -73,6 +75,17 @@ _update_lots = _update_by_id(lots_t, "remaining")
 # The writer owns these three key columns; settings are changed elsewhere.
 _update_keys = _update_by_id(keys_t, "spent", "held", "last_used_at")
 _update_holds = _update_by_id(holds_t, "status", "closed_at")
+_update_top_ups = _update_by_id(
+    billing_t,
+    "status",
+    "credits",
+    "refunded",
+    "payment_intent_id",
+    "paid_lot_id",
+    "bonus_lot_id",
+    "failure_reason",
+    "settled_at",
+)
 
 
 def _upsert_marks(dialect: str, _lock: bool) -> Insert:
@@ -117,7 +130,10 @@ class Book:
         self._usage: list[UsageRow] = []
         self._changes: dict[int, _Change] = {}
         self._audit: list[dict[str, Any]] = []
+        self._transactions: list[dict[str, Any]] = []
         self.events: list[Event] = []
+        # Organizations whose balance a debit left under their auto-reload threshold.
+        self.low_balance: set[int] = set()
 
     # -- money -------------------------------------------------------------------------
 
@@ -131,8 +147,9 @@ class Book:
         memo: str | None = None,
         lot: Lot | None = None,
         expires_at: datetime | None = None,
-    ) -> None:
-        """Append one ledger entry; a credit opens a lot expiring at ``expires_at``."""
+    ) -> Lot | None:
+        """Append one ledger entry; a credit opens a lot expiring at ``expires_at``, which
+        is returned, as is the lot a targeted debit took from."""
         assert amount != 0, "a ledger entry moves money"
         assert wallet.lots is not None, "the job must declare that it moves this wallet's money"
         if amount > 0:
@@ -155,6 +172,8 @@ class Book:
         else:
             consume(wallet.lots, -amount)
         wallet.balance += amount
+        if amount < 0 and wallet.reload_below is not None and wallet.balance < wallet.reload_below:
+            self.low_balance.add(wallet.organization_id)
         wallet.version += 1
         wallet.dirty = True
         self._entries.append(
@@ -166,6 +185,7 @@ class Book:
         change.delta += amount
         if kind not in change.reasons:
             change.reasons.append(kind)
+        return lot
 
     # -- holds -------------------------------------------------------------------------
 
@@ -249,6 +269,25 @@ class Book:
             }
         )
 
+    def record(
+        self, organization_id: int, kind: str, amount: int, *, actor: str, **columns: Any
+    ) -> None:
+        """A settled billing transaction (``app.payments.tables``) for money this
+        transaction moves: refunds, adjustments, expiry."""
+        self._transactions.append(
+            {
+                "organization_id": organization_id,
+                "kind": kind,
+                "status": "succeeded",
+                "amount": amount,
+                "credits": amount,
+                "actor": actor,
+                "created_at": self.now,
+                "settled_at": self.now,
+            }
+            | columns
+        )
+
     # -- write back --------------------------------------------------------------------
 
     def flush(self, conn: Connection) -> None:
@@ -323,6 +362,8 @@ class Book:
             )
         if self._audit:
             conn.execute(insert(audit_t), self._audit)
+        if self._transactions:
+            conn.execute(insert(billing_t), self._transactions)
         marks = [
             {"api_key_id": k.id, "second": int(self.now.timestamp()), "cumulative": k.spent}
             for k in self.state.keys.values()
@@ -389,6 +430,25 @@ class Book:
                     if h.dirty and h.id is not None
                 ],
             ),
+            (
+                _update_top_ups,
+                [_top_up_row(t) for t in state.top_ups.values() if t.dirty],
+            ),
         ):
             if rows:
                 conn.execute(statement, rows)
+
+
+def _top_up_row(top_up: TopUpState) -> dict[str, Any]:
+    paid, bonus = top_up.paid_lot, top_up.bonus_lot
+    return {
+        "b_id": top_up.id,
+        "status": top_up.status,
+        "credits": top_up.amount + top_up.bonus if top_up.status == "succeeded" else 0,
+        "refunded": top_up.refunded,
+        "payment_intent_id": top_up.payment_intent_id,
+        "paid_lot_id": paid.id if paid is not None else top_up.paid_lot_id,
+        "bonus_lot_id": bonus.id if bonus is not None else top_up.bonus_lot_id,
+        "failure_reason": top_up.failure_reason,
+        "settled_at": top_up.settled_at,
+    }

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.ledger.book import Book
 from app.ledger.state import Needs, holds_t, lots_t, wallets
 from app.ledger.tables import EntryKind, HoldStatus
+from app.payments.tables import TransactionKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,13 @@ class Adjust:
         organization_id = self.entry.organization_id
         before = book.state.wallets[organization_id].balance
         posted = self.entry.apply(book)
+        book.record(
+            organization_id,
+            TransactionKind.ADJUSTMENT,
+            self.entry.amount,
+            actor=self.actor,
+            memo=self.entry.memo,
+        )
         expires_at = self.entry.expires_at
         book.audit(
             organization_id,
@@ -97,10 +105,14 @@ class ExpireLots:
         expired = 0
         for organization_id in self.organization_ids:
             wallet = book.state.wallets[organization_id]
+            total = 0
             for lot in list(wallet.lots or ()):
                 if lot.expires_at is not None and lot.expires_at <= book.now and lot.remaining:
+                    total += lot.remaining
                     book.post(wallet, EntryKind.EXPIRY, -lot.remaining, f"lot:{lot.id}", lot=lot)
                     expired += 1
+            if total:
+                book.record(organization_id, TransactionKind.EXPIRY, -total, actor="expiry")
         return expired
 
 

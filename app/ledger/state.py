@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, Table, and_, bindparam, func, select
+from sqlalchemy import BindParameter, Select, Table, and_, bindparam, case, func, select
 from sqlalchemy.engine import Connection
 
 from app.db import Prebuilt, in_list, request_pairs, table
@@ -21,6 +21,7 @@ from app.keys.windows import WINDOWS, Window, WindowMarks, window_start
 from app.ledger.lots import Lot, consumption_key
 from app.ledger.tables import CreditLot, Hold, Wallet
 from app.orgs.tables import Organization
+from app.payments.tables import BillingAccount, BillingTransaction
 from app.usage.tables import UsageRecord
 
 wallets = table(Wallet)
@@ -30,6 +31,8 @@ holds_t = table(Hold)
 marks_t = table(SpendMark)
 usage_t = table(UsageRecord)
 orgs_t = table(Organization)
+billing_t = table(BillingTransaction)
+accounts_t = table(BillingAccount)
 
 
 def month_of(at: datetime) -> int:
@@ -48,6 +51,9 @@ class WalletState:
     month_spent: int
     spend_cap: int | None
     rate_card: str
+    # Auto-reload's threshold when it is on and a card is saved: a debit leaving the
+    # balance under it starts a reload after the commit.
+    reload_below: int | None
     # In consumption order; loaded only when a job moves money.
     lots: list[Lot] | None = None
     dirty: bool = False
@@ -100,6 +106,28 @@ class HoldState:
 
 
 @dataclass(slots=True)
+class TopUpState:
+    """A top-up (``billing_transactions`` row) that a job settles, fails or refunds."""
+
+    id: int
+    organization_id: int
+    kind: str
+    status: str
+    amount: int
+    bonus: int
+    refunded: int
+    payment_intent_id: str | None
+    paid_lot_id: int | None
+    bonus_lot_id: int | None
+    failure_reason: str | None
+    settled_at: datetime | None
+    # Lots opened in this transaction: their ids exist only once flushed.
+    paid_lot: Lot | None = None
+    bonus_lot: Lot | None = None
+    dirty: bool = False
+
+
+@dataclass(slots=True)
 class PriorUsage:
     """A usage record already billed for a request id: a replay returns it unchanged."""
 
@@ -117,6 +145,7 @@ class Needs:
     window_keys: set[int] = field(default_factory=set)
     requests: set[tuple[int, str]] = field(default_factory=set)  # (organization id, request id)
     hold_ids: set[int] = field(default_factory=set)
+    top_ups: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -126,6 +155,7 @@ class State:
     keys: dict[int, KeyState]
     holds: dict[tuple[int, str], HoldState]
     prior_usage: dict[tuple[int, str], PriorUsage]
+    top_ups: dict[int, TopUpState] = field(default_factory=dict)
     lock: bool = True
 
 
@@ -158,10 +188,22 @@ _usage_by_request = Prebuilt(
         dialect,
     )
 )
+_reload_below = case(
+    (
+        and_(
+            accounts_t.c.auto_reload_enabled,
+            accounts_t.c.payment_method_id.is_not(None),
+            accounts_t.c.auto_reload_failure.is_(None),
+        ),
+        accounts_t.c.auto_reload_threshold,
+    ),
+    else_=None,
+).label("reload_below")
 _wallets = Prebuilt(
     lambda dialect, lock: _locked(
-        select(wallets, orgs_t.c.spend_cap_monthly, orgs_t.c.rate_card)
+        select(wallets, orgs_t.c.spend_cap_monthly, orgs_t.c.rate_card, _reload_below)
         .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
+        .outerjoin(accounts_t, accounts_t.c.organization_id == wallets.c.organization_id)
         .where(in_list(wallets.c.organization_id, "ids", dialect))
         .order_by(wallets.c.id),
         lock,
@@ -175,6 +217,13 @@ _open_lots = Prebuilt(
         .order_by(lots_t.c.id),
         lock,
         lots_t,
+    )
+)
+_top_ups = Prebuilt(
+    lambda dialect, lock: _locked(
+        select(billing_t).where(in_list(billing_t.c.id, "ids", dialect)).order_by(billing_t.c.id),
+        lock,
+        billing_t,
     )
 )
 _keys = Prebuilt(
@@ -217,7 +266,7 @@ def _lot(row: Any) -> Lot:
 
 def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = True) -> State:
     """Load what ``needs`` names; ``lock`` takes row locks (the writer), reads do not."""
-    state = State(now, {}, {}, {}, {}, lock)
+    state = State(now, {}, {}, {}, {}, lock=lock)
     pairs = [[organization_id, request_id] for organization_id, request_id in needs.requests]
     hold_rows: list[Any] = []
     if pairs:
@@ -234,6 +283,22 @@ def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = Tr
         for row in conn.execute(_usage_by_request(conn), {"pairs": pairs}):
             state.prior_usage[(row.organization_id, row.request_id)] = PriorUsage(
                 row.status, row.cost
+            )
+    if needs.top_ups:
+        for row in conn.execute(_top_ups(conn, lock), {"ids": sorted(needs.top_ups)}):
+            state.top_ups[row.id] = TopUpState(
+                row.id,
+                row.organization_id,
+                row.kind,
+                row.status,
+                row.amount,
+                row.bonus,
+                row.refunded,
+                row.payment_intent_id,
+                row.paid_lot_id,
+                row.bonus_lot_id,
+                row.failure_reason,
+                row.settled_at,
             )
     _load_wallets(conn, needs, state)
     _load_keys(conn, needs, state)
@@ -255,6 +320,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
             row.month_spent,
             row.spend_cap_monthly,
             row.rate_card,
+            row.reload_below,
         )
         if wallet.month != month:  # a new calendar month: the spend cap starts over
             wallet.month, wallet.month_spent, wallet.dirty = month, 0, True

@@ -2,7 +2,8 @@
 
 Balances, versions and lots are replayed from the ledger entries with the same lot
 rules the writer uses (``ledger.lots``); held amounts from the active holds; key spend,
-monthly spend and spend marks from the usage records. Every mismatch is reported.
+monthly spend and spend marks from the usage records; each top-up's credits and
+refunds from the entries that reference it. Every mismatch is reported.
 """
 
 from __future__ import annotations
@@ -16,9 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ledger.book import entries_t
 from app.ledger.lots import Lot, consume, in_consumption_order, opening_remaining
-from app.ledger.state import holds_t, keys_t, lots_t, marks_t, month_of, usage_t, wallets
+from app.ledger.state import (
+    billing_t,
+    holds_t,
+    keys_t,
+    lots_t,
+    marks_t,
+    month_of,
+    usage_t,
+    wallets,
+)
 from app.ledger.tables import EntryKind, HoldStatus
 from app.money import format_usd
+from app.payments.tables import PAYMENT_KINDS, TransactionKind, TransactionStatus
 
 
 async def verify(conn: AsyncConnection) -> list[str]:
@@ -51,6 +62,43 @@ async def verify(conn: AsyncConnection) -> list[str]:
                 f"{where}: usage entries charge {-int(charged or 0)}, usage records bill {billed}"
             )
     problems += await _verify_keys(conn, active["key"])
+    problems += await _verify_payments(conn)
+    return problems
+
+
+async def _verify_payments(conn: AsyncConnection) -> list[str]:
+    """A succeeded top-up credited its amount and bonus once, a pending or failed one
+    nothing; its refunds took back exactly what their transactions say."""
+    moved: dict[tuple[str, str], int] = defaultdict(int)
+    for reference, kind, total in await conn.execute(
+        select(entries_t.c.reference, entries_t.c.kind, func.sum(entries_t.c.amount))
+        .where(entries_t.c.reference.like("top_up:%"))
+        .group_by(entries_t.c.reference, entries_t.c.kind)
+    ):
+        moved[(reference, kind)] = int(total)
+    refunds: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for top_up_id, refunded, clawed in await conn.execute(
+        select(billing_t.c.top_up_id, func.sum(billing_t.c.amount), func.sum(billing_t.c.credits))
+        .where(billing_t.c.kind == TransactionKind.REFUND)
+        .group_by(billing_t.c.top_up_id)
+    ):
+        refunds[top_up_id] = (int(refunded), int(clawed))
+    problems: list[str] = []
+    for row in await conn.execute(select(billing_t).where(billing_t.c.kind.in_(PAYMENT_KINDS))):
+        where, reference = f"top-up {row.id}", f"top_up:{row.id}"
+        expected = row.amount + row.bonus if row.status == TransactionStatus.SUCCEEDED else 0
+        credited = moved[(reference, EntryKind.TOP_UP)] + moved[(reference, EntryKind.BONUS)]
+        if credited != expected or row.credits != expected:
+            problems.append(
+                f"{where} ({row.status}): entries credit {credited}, its row says "
+                f"{row.credits}, expected {expected}"
+            )
+        refunded, clawed = refunds[row.id]
+        if row.refunded != refunded or moved[(reference, EntryKind.REFUND)] != clawed:
+            problems.append(
+                f"{where}: refunded {row.refunded}, refunds sum to {refunded}; refund entries "
+                f"take {-moved[(reference, EntryKind.REFUND)]}, refunds record {-clawed}"
+            )
     return problems
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,6 +60,9 @@ class Writer:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # Told, after each commit, which organizations' balances fell under their
+        # auto-reload threshold (``app.payments``).
+        self.on_low_balance: Callable[[set[int]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="creditgraph-writer")
@@ -128,13 +131,15 @@ class Writer:
             job.needs(needs)
         now = self._clock.now()
 
-        def work(conn: Connection) -> tuple[list[Any], list[Event]]:
+        def work(conn: Connection) -> tuple[list[Any], list[Event], set[int]]:
             book = Book(load_state(conn, needs, now))
             results = [job.apply(book) for job in jobs]
             book.flush(conn)
-            return results, book.events
+            return results, book.events, book.low_balance
 
-        results, events = await self._db.transaction(work)
+        results, events, low_balance = await self._db.transaction(work)
         if events:
             await self._bus.publish(events)
+        if low_balance and self.on_low_balance is not None:
+            self.on_low_balance(low_balance)
         return results

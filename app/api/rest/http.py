@@ -55,8 +55,8 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request's JSON object, or an ApiError (400 malformed, 413 too large)."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request's body, or a 413 once it grows past ``max_bytes``."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
         raise ApiError(413, f"the request body is larger than {max_bytes} bytes")
@@ -65,6 +65,12 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         body += chunk
         if len(body) > max_bytes:
             raise ApiError(413, f"the request body is larger than {max_bytes} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request's JSON object, or an ApiError (400 malformed, 413 too large)."""
+    body = await read_body(request, max_bytes)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -19,12 +19,11 @@ from app.api.rest.gateway import amount_json
 from app.api.rest.http import JSONResponse, invalid
 from app.api.rest.principal import key_headers, require, runtime
 from app.ids import to_global_id
-from app.ledger.book import entries_t
-from app.ledger.state import keys_t, usage_t, wallets
-from app.ledger.tables import EntryKind
+from app.ledger.state import billing_t, keys_t, usage_t, wallets
 from app.money import format_usd
 from app.orgs.service import orgs_t
 from app.pages import MAX_PAGE, CursorError, encode_cursor, newest_first
+from app.payments.ladder import percent
 from app.usage.reads import UsageFilter, usage_of
 
 DEFAULT_LIMIT = 20
@@ -140,20 +139,14 @@ async def usage(request: Request) -> Response:
 
 
 async def transactions(request: Request) -> Response:
-    """Every wallet movement that was not an API request: grants, adjustments, expiry..."""
+    """Every wallet movement that was not an API request: top-ups (with their payment
+    status), refunds, adjustments, expiries."""
     rt = runtime(request)
     principal = await require(request)
     headers = await key_headers(rt, principal)
-    statement = (
-        select(entries_t)
-        .join(wallets, wallets.c.id == entries_t.c.wallet_id)
-        .where(
-            wallets.c.organization_id == principal.organization_id,
-            entries_t.c.kind != EntryKind.USAGE,
-        )
-    )
+    statement = select(billing_t).where(billing_t.c.organization_id == principal.organization_id)
     return await _paged(
-        request, statement, entries_t.c.created_at, entries_t.c.id, _entry_json, headers
+        request, statement, billing_t.c.created_at, billing_t.c.id, _transaction_json, headers
     )
 
 
@@ -176,14 +169,22 @@ def _usage_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _entry_json(row: Any) -> dict[str, Any]:
+def _transaction_json(row: Any) -> dict[str, Any]:
     return {
-        "id": to_global_id("LedgerEntry", row.id),
+        "id": to_global_id("BillingTransaction", row.id),
         "kind": row.kind,
-        "status": "succeeded",
+        "status": row.status,
         "amount": amount_json(row.amount),
-        "balance_after": amount_json(row.balance_after),
-        "reference": row.reference,
+        "bonus": amount_json(row.bonus),
+        "bonus_percent": percent(row.bonus_basis_points),
+        "credits": amount_json(row.credits),
+        "refunded": amount_json(row.refunded),
+        "shortfall": amount_json(row.shortfall),
+        "failure_reason": row.failure_reason,
         "memo": row.memo,
+        "top_up_id": None
+        if row.top_up_id is None
+        else to_global_id("BillingTransaction", row.top_up_id),
         "created_at": row.created_at.isoformat(),
+        "settled_at": None if row.settled_at is None else row.settled_at.isoformat(),
     }

@@ -1,0 +1,503 @@
+"""Money in: the bonus ladder, quotes, top-ups, refunds, auto-reload, billing history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from sqlalchemy import select
+from sqlalchemy.engine import Connection as DBConnection
+
+from app.auth import Principal
+from app.graphql.context import ADMINS, Info
+from app.graphql.enums import TransactionKind, TransactionStatus
+from app.graphql.errors import Code, error
+from app.graphql.money import Amount
+from app.graphql.payloads import (
+    Refused,
+    UserError,
+    UserErrorCode,
+    caller,
+    refused,
+    usd_amounts,
+)
+from app.graphql.relay import Connection, Node, connection, load_page
+from app.graphql.scalars import Decimal
+from app.ids import parse_global_id, to_global_id
+from app.ledger.state import billing_t
+from app.payments.ladder import Quote, TopUpAmountError, percent
+from app.payments.provider import PaymentError
+from app.payments.service import PaymentsUnavailable, RefundError
+
+# -- types ---------------------------------------------------------------------------
+
+
+@strawberry.type(description="One rung of the bonus ladder.")
+class BonusTier:
+    min_amount: Amount = strawberry.field(description="The smallest top-up that earns it.")
+    bonus_percent: Decimal = strawberry.field(
+        description='Extra credits, in percent of the amount paid: "3", "11.2".'
+    )
+
+
+@strawberry.type(
+    description="Top-up limits and the bonus each size earns. A top-up earns the bonus of "
+    "the highest tier it reaches; below the first tier, none. A plan's top-up bonus boost "
+    "adds percentage points on top."
+)
+class BonusLadder:
+    min_top_up: Amount = strawberry.field(description="The smallest top-up (per transaction).")
+    max_top_up: Amount = strawberry.field(description="The largest top-up (per transaction).")
+    tiers: list[BonusTier] = strawberry.field(description="Ascending by minAmount.")
+
+
+@strawberry.type(description="What a top-up of an amount delivers, before paying.")
+class TopUpQuote:
+    amount: Amount = strawberry.field(description="What would be charged.")
+    bonus_percent: Decimal = strawberry.field(
+        description="The bonus in percent: the ladder's tier plus the plan's boost (\"8\")."
+    )
+    bonus: Amount = strawberry.field(description="The extra credits the bonus adds.")
+    credits_delivered: Amount = strawberry.field(
+        description="Amount plus bonus: what lands in the wallet once the payment succeeds."
+    )
+
+    @classmethod
+    def of(cls, quote: Quote) -> TopUpQuote:
+        return cls(
+            amount=Amount.of(quote.amount),
+            bonus_percent=Decimal(percent(quote.bonus_basis_points)),
+            bonus=Amount.of(quote.bonus),
+            credits_delivered=Amount.of(quote.delivered),
+        )
+
+
+@strawberry.type(
+    description="A wallet movement that is not an API call: a top-up (by card or "
+    "auto-reload), a refund, an adjustment or an expiry."
+)
+class BillingTransaction(Node):
+    kind: TransactionKind = strawberry.field(description="What kind of movement.")
+    status: TransactionStatus = strawberry.field(
+        description="PENDING only for top-ups waiting on their payment."
+    )
+    amount: Amount = strawberry.field(
+        description="Top-ups: the USD charged. Refunds: the USD refunded. Adjustments and "
+        "expiries: the credits moved (negative when taken)."
+    )
+    bonus: Amount = strawberry.field(
+        description="Top-ups: the bonus credits the ladder promised; zero for other kinds."
+    )
+    bonus_percent: Decimal = strawberry.field(
+        description='Top-ups: the bonus in percent ("11.2"); "0" for other kinds.'
+    )
+    credits: Amount = strawberry.field(
+        description="What reached the wallet: a succeeded top-up's amount plus bonus (zero "
+        "while pending or failed); negative for what a refund or an expiry took."
+    )
+    refunded: Amount = strawberry.field(
+        description="Top-ups: how much of the payment has been refunded so far."
+    )
+    shortfall: Amount = strawberry.field(
+        description="Refunds: credits owed back that were already spent (or held for calls "
+        "in flight), so could not be clawed back. Zero otherwise."
+    )
+    failure_reason: str | None = strawberry.field(
+        description="Failed top-ups: why, as the payment provider said (a decline reason)."
+    )
+    memo: str | None = strawberry.field(description="A person's reason (adjustments, refunds).")
+    created_at: datetime = strawberry.field(description="UTC.")
+    settled_at: datetime | None = strawberry.field(
+        description="When it succeeded or failed (UTC); null while pending."
+    )
+    _top_up_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="Refunds: the top-up refunded; null for other kinds.")
+    def top_up_id(self) -> strawberry.ID | None:
+        if self._top_up_id is None:
+            return None
+        return strawberry.ID(to_global_id("BillingTransaction", self._top_up_id))
+
+    @classmethod
+    def of(cls, row: Any) -> BillingTransaction:
+        return cls(
+            id=strawberry.ID(to_global_id("BillingTransaction", row.id)),
+            kind=TransactionKind(row.kind),
+            status=TransactionStatus(row.status),
+            amount=Amount.of(row.amount),
+            bonus=Amount.of(row.bonus),
+            bonus_percent=Decimal(percent(row.bonus_basis_points)),
+            credits=Amount.of(row.credits),
+            refunded=Amount.of(row.refunded),
+            shortfall=Amount.of(row.shortfall),
+            failure_reason=row.failure_reason,
+            memo=row.memo,
+            created_at=row.created_at,
+            settled_at=row.settled_at,
+            _top_up_id=row.top_up_id,
+        )
+
+
+@strawberry.type(
+    description="Automatic top-ups: when a call leaves the balance under the threshold, "
+    "the saved card is charged the amount, one charge at a time, never past the monthly "
+    "maximum. A card is saved by a top-up paid by card."
+)
+class AutoReload:
+    enabled: bool = strawberry.field(description="Whether it is on (off by default).")
+    threshold: Amount = strawberry.field(
+        description="A balance under this starts a reload (default 3 USD)."
+    )
+    amount: Amount = strawberry.field(description="What each reload charges (default 10 USD).")
+    monthly_max: Amount = strawberry.field(
+        description="The most reloads may charge per calendar month, UTC (default 100 USD)."
+    )
+    reloaded_this_month: Amount = strawberry.field(
+        description="What succeeded reloads charged this calendar month (UTC)."
+    )
+    card_saved: bool = strawberry.field(
+        description="Whether a card is saved to charge; without one nothing reloads."
+    )
+    failure_reason: str | None = strawberry.field(
+        description="Why the last reload failed, when it did: reloading is paused until the "
+        "settings are saved again or a top-up saves a card. Null otherwise."
+    )
+
+
+# -- reads ---------------------------------------------------------------------------
+
+
+def bonus_ladder(info: Info) -> BonusLadder:
+    ladder = info.context.runtime.payments.ladder
+    return BonusLadder(
+        min_top_up=Amount.of(ladder.min_top_up),
+        max_top_up=Amount.of(ladder.max_top_up),
+        tiers=[
+            BonusTier(
+                min_amount=Amount.of(tier.min_amount),
+                bonus_percent=Decimal(percent(tier.bonus_basis_points)),
+            )
+            for tier in ladder.tiers
+        ],
+    )
+
+
+def top_up_quote(info: Info, amount_usd: Decimal) -> TopUpQuote:
+    principal = info.context.caller()
+    payments = info.context.runtime.payments
+    try:
+        amount = payments.ladder.amount(amount_usd)
+    except TopUpAmountError as exc:
+        raise error(Code.BAD_USER_INPUT, f"amountUsd: {exc}") from None
+    return TopUpQuote.of(payments.quote(amount, principal.organization_id))
+
+
+async def billing_transactions(
+    info: Info, organization_id: int, first: int, after: str | None
+) -> Connection[BillingTransaction]:
+    statement = select(billing_t).where(billing_t.c.organization_id == organization_id)
+    page, total = await load_page(
+        info, statement, billing_t.c.created_at, billing_t.c.id, first, after
+    )
+    return connection(page, total, BillingTransaction.of)
+
+
+async def auto_reload(info: Info, organization_id: int) -> AutoReload:
+    payments = info.context.runtime.payments
+    settings = await payments.auto_reload_settings(organization_id)
+    return AutoReload(
+        enabled=settings.enabled,
+        threshold=Amount.of(settings.threshold),
+        amount=Amount.of(settings.amount),
+        monthly_max=Amount.of(settings.monthly_max),
+        reloaded_this_month=Amount.of(await payments.reloaded_this_month(organization_id)),
+        card_saved=settings.card_saved,
+        failure_reason=settings.failure_reason,
+    )
+
+
+def transaction_row(conn: DBConnection, organization_id: int, row_id: int) -> Any:
+    """The organization's billing transaction ``row_id``, or None."""
+    return conn.execute(
+        select(billing_t).where(
+            billing_t.c.id == row_id, billing_t.c.organization_id == organization_id
+        )
+    ).first()
+
+
+def transaction_node(
+    conn: DBConnection, caller: Principal, row_id: int, _now: datetime
+) -> Node | None:
+    row = transaction_row(conn, caller.organization_id, row_id)
+    return None if row is None else BillingTransaction.of(row)
+
+
+async def _transaction(info: Info, organization_id: int, row_id: int) -> BillingTransaction:
+    row = await info.context.runtime.db.read(
+        lambda conn: transaction_row(conn, organization_id, row_id)
+    )
+    return BillingTransaction.of(row)
+
+
+# -- mutations -----------------------------------------------------------------------
+
+
+@strawberry.input(description="A top-up to start.")
+class CreateTopUpInput:
+    amount_usd: Decimal = strawberry.field(
+        description='What to pay in USD, in whole cents ("99.99"), within the bonus ladder\'s '
+        "minTopUp and maxTopUp; anything else is INVALID_AMOUNT and charges nothing."
+    )
+
+
+@strawberry.type(description="The started top-up and how to pay for it.")
+class CreateTopUpPayload:
+    top_up: BillingTransaction | None = strawberry.field(
+        default=None,
+        description="PENDING until the payment succeeds; already SUCCEEDED with the fake "
+        "provider of local development; FAILED when the provider refused to start it. Null "
+        "when there are userErrors that stopped it before.",
+    )
+    client_secret: str | None = strawberry.field(
+        default=None,
+        description="Stripe Elements: confirm the payment with this PaymentIntent secret in "
+        "the page. Null with Checkout and with the fake provider.",
+    )
+    checkout_url: str | None = strawberry.field(
+        default=None,
+        description="Stripe Checkout: send the payer to this page. Null with Elements.",
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why no payment started; empty on success."
+    )
+
+
+@strawberry.input(description="A refund of a top-up (owners and admins).")
+class RefundTopUpInput:
+    top_up_id: strawberry.ID = strawberry.field(description="The top-up to refund.")
+    amount_usd: Decimal | None = strawberry.field(
+        default=None,
+        description="How much of the payment to refund, in whole cents; null or omitted: "
+        "all that has not been refunded yet.",
+    )
+    reason: str | None = strawberry.field(
+        default=None, description="Why, kept on the refund (at most 500 characters)."
+    )
+
+
+@strawberry.type(description="The refund made, and what it could not claw back.")
+class RefundTopUpPayload:
+    refund: BillingTransaction | None = strawberry.field(
+        default=None, description="The REFUND transaction; null when there are userErrors."
+    )
+    top_up: BillingTransaction | None = strawberry.field(
+        default=None, description="The top-up, with its refunded total."
+    )
+    clawed_back: Amount | None = strawberry.field(
+        default=None, description="Credits taken back from the wallet."
+    )
+    not_clawed_back: Amount | None = strawberry.field(
+        default=None,
+        description="Credits the refund owed back that were already spent or held for calls "
+        "in flight: the payer keeps what they used; this says how much that was.",
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing was refunded; empty on success."
+    )
+
+
+@strawberry.input(description="Auto-reload's settings; omitted fields stay as they are.")
+class UpdateAutoReloadInput:
+    enabled: bool | None = strawberry.field(default=None, description="Turn it on or off.")
+    threshold_usd: Decimal | None = strawberry.field(
+        default=None, description="A balance under this starts a reload; at least 0."
+    )
+    amount_usd: Decimal | None = strawberry.field(
+        default=None,
+        description="What each reload charges: whole cents within the top-up limits.",
+    )
+    monthly_max_usd: Decimal | None = strawberry.field(
+        default=None,
+        description="The most reloads may charge per calendar month (UTC); at least the "
+        "reload amount.",
+    )
+
+
+@strawberry.type(description="Auto-reload as it is now.")
+class UpdateAutoReloadPayload:
+    auto_reload: AutoReload | None = strawberry.field(
+        default=None, description="Null when there are userErrors."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing was changed; empty on success."
+    )
+
+
+def _unavailable() -> Refused:
+    return refused(UserErrorCode.PAYMENTS_UNAVAILABLE, "payments are not configured on this server")
+
+
+@strawberry.type
+class PaymentMutations:
+    @strawberry.mutation(
+        description="Start a top-up (owners and admins): a PENDING transaction and what the "
+        "page needs to collect the payment. Credits land when the payment succeeds, pushed "
+        "by topUpUpdated and balanceChanged."
+    )
+    async def create_top_up(
+        self,
+        info: Info,
+        input: Annotated[CreateTopUpInput, strawberry.argument(description="The amount.")],
+    ) -> CreateTopUpPayload:
+        payments = info.context.runtime.payments
+        try:
+            principal = caller(info, *ADMINS)
+            try:
+                amount = payments.ladder.amount(input.amount_usd)
+            except TopUpAmountError as exc:
+                raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
+            quote = payments.quote(amount, principal.organization_id)
+            try:
+                started = await payments.start_top_up(
+                    principal.organization_id, quote, principal.actor
+                )
+            except PaymentsUnavailable:
+                raise _unavailable() from None
+            except PaymentError as exc:
+                raise refused(UserErrorCode.PAYMENT_FAILED, exc.message) from None
+        except Refused as refusal:
+            return CreateTopUpPayload(user_errors=refusal.errors)
+        top_up = await _transaction(info, principal.organization_id, started.top_up_id)
+        if started.error is not None:
+            return CreateTopUpPayload(
+                top_up=top_up,
+                user_errors=[
+                    UserError(field=None, message=started.error, code=UserErrorCode.PAYMENT_FAILED)
+                ],
+            )
+        return CreateTopUpPayload(
+            top_up=top_up,
+            client_secret=started.checkout.client_secret,
+            checkout_url=started.checkout.checkout_url,
+        )
+
+    @strawberry.mutation(
+        description="Refund a succeeded top-up, in part or in full (owners and admins): the "
+        "money goes back through the payment provider, and the credits it bought, with "
+        "their share of the bonus, are clawed back as far as they are unspent."
+    )
+    async def refund_top_up(
+        self,
+        info: Info,
+        input: Annotated[RefundTopUpInput, strawberry.argument(description="What to refund.")],
+    ) -> RefundTopUpPayload:
+        payments = info.context.runtime.payments
+        try:
+            principal = caller(info, *ADMINS)
+            parsed = parse_global_id(input.top_up_id)
+            if parsed is None or parsed[0] != "BillingTransaction":
+                raise refused(UserErrorCode.NOT_FOUND, "no such top-up", "topUpId")
+            top_up_id = parsed[1]
+            amount = usd_amounts({"amountUsd": input.amount_usd}, allow_zero=False)["amountUsd"]
+            if input.reason is not None and len(input.reason) > 500:
+                raise refused(UserErrorCode.INVALID_INPUT, "at most 500 characters", "reason")
+            try:
+                await payments.refund(
+                    principal.organization_id,
+                    top_up_id,
+                    amount,
+                    actor=principal.actor,
+                    reason=input.reason,
+                )
+            except LookupError:
+                raise refused(UserErrorCode.NOT_FOUND, "no such top-up", "topUpId") from None
+            except RefundError as exc:
+                raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
+            except PaymentsUnavailable:
+                raise _unavailable() from None
+            except PaymentError as exc:
+                raise refused(UserErrorCode.PAYMENT_FAILED, exc.message) from None
+        except Refused as refusal:
+            return RefundTopUpPayload(user_errors=refusal.errors)
+        organization_id = principal.organization_id
+        top_up = await _transaction(info, organization_id, top_up_id)
+        # The refund's row, whether this call or Stripe's webhook racing it wrote it.
+        refund = await info.context.runtime.db.read(
+            lambda conn: conn.execute(
+                select(billing_t)
+                .where(
+                    billing_t.c.organization_id == organization_id,
+                    billing_t.c.top_up_id == top_up_id,
+                )
+                .order_by(billing_t.c.id.desc())
+                .limit(1)
+            ).one()
+        )
+        return RefundTopUpPayload(
+            refund=BillingTransaction.of(refund),
+            top_up=top_up,
+            clawed_back=Amount.of(-refund.credits),
+            not_clawed_back=Amount.of(refund.shortfall),
+        )
+
+    @strawberry.mutation(
+        description="Change auto-reload's settings (owners and admins). Saving them also "
+        "lifts the pause a failed reload left."
+    )
+    async def update_auto_reload(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateAutoReloadInput, strawberry.argument(description="The fields to change.")
+        ],
+    ) -> UpdateAutoReloadPayload:
+        payments = info.context.runtime.payments
+        try:
+            principal = caller(info, *ADMINS)
+            organization_id = principal.organization_id
+            changes = await _auto_reload_changes(info, organization_id, input)
+        except Refused as refusal:
+            return UpdateAutoReloadPayload(user_errors=refusal.errors)
+        await payments.update_auto_reload(organization_id, changes, actor=principal.actor)
+        return UpdateAutoReloadPayload(auto_reload=await auto_reload(info, organization_id))
+
+
+async def _auto_reload_changes(
+    info: Info, organization_id: int, input: UpdateAutoReloadInput
+) -> dict[str, Any]:
+    """The settings to write, checked together with those that stay."""
+    payments = info.context.runtime.payments
+    amounts = usd_amounts(
+        {
+            "thresholdUsd": input.threshold_usd,
+            "amountUsd": input.amount_usd,
+            "monthlyMaxUsd": input.monthly_max_usd,
+        },
+        allow_zero=True,
+    )
+    if input.amount_usd is not None:
+        try:
+            payments.ladder.amount(input.amount_usd)
+        except TopUpAmountError as exc:
+            raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
+    current = await payments.auto_reload_settings(organization_id)
+    reload_amount = amounts["amountUsd"] or current.amount
+    monthly_max = amounts["monthlyMaxUsd"]
+    if (monthly_max if monthly_max is not None else current.monthly_max) < reload_amount:
+        raise refused(
+            UserErrorCode.INVALID_AMOUNT,
+            "the monthly maximum must be at least the reload amount",
+            "monthlyMaxUsd",
+        )
+    changes: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("enabled", input.enabled),
+            ("threshold", amounts["thresholdUsd"]),
+            ("amount", amounts["amountUsd"]),
+            ("monthly_max", monthly_max),
+        )
+        if value is not None
+    }
+    return changes

@@ -1,0 +1,519 @@
+"""Top-ups, refunds and auto-reload: the flows between the payment provider and the ledger.
+
+Money moves only in writer jobs (``app.payments.jobs``); this module talks to the
+provider, keeps the billing account and the pending rows, and turns what the provider
+says (a webhook, a charge's answer, a reconciliation) into those jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import audit
+from app.clock import Clock
+from app.db import Database, is_postgres
+from app.ledger.state import accounts_t, billing_t, orgs_t, wallets
+from app.ledger.writer import Writer
+from app.money import format_usd
+from app.payments.jobs import ApplyRefund, FailTopUp, Refunded, SettleTopUp
+from app.payments.ladder import CREDITS_PER_CENT, BonusLadder, Quote
+from app.payments.provider import Checkout, Payment, PaymentError, PaymentProvider
+from app.payments.tables import PAYMENT_KINDS, BillingAccount, TransactionKind, TransactionStatus
+
+log = logging.getLogger(__name__)
+
+
+class PaymentsUnavailable(Exception):
+    """No payment provider is configured (production without Stripe keys)."""
+
+
+class RefundError(ValueError):
+    """A refund that cannot be made as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartedTopUp:
+    top_up_id: int
+    checkout: Checkout
+    # Set when the provider refused to start the payment: the top-up is failed.
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReloadSettings:
+    enabled: bool
+    threshold: int
+    amount: int
+    monthly_max: int
+    card_saved: bool
+    failure_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _TopUpRef:
+    organization_id: int
+    top_up_id: int
+    status: str
+    amount: int
+    refunded: int
+    payment_intent_id: str | None
+    checkout_session_id: str | None
+
+
+def month_start(at: datetime) -> datetime:
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+class Payments:
+    def __init__(
+        self,
+        db: Database,
+        writer: Writer,
+        clock: Clock,
+        provider: PaymentProvider | None,
+        ladder: BonusLadder,
+        *,
+        reconcile_after: timedelta,
+    ) -> None:
+        self.db = db
+        self.writer = writer
+        self.clock = clock
+        self.provider = provider
+        self.ladder = ladder
+        self.reconcile_after = reconcile_after
+        self._reloading: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _provider(self) -> PaymentProvider:
+        if self.provider is None:
+            raise PaymentsUnavailable("payments are not configured on this server")
+        return self.provider
+
+    # -- top-ups ---------------------------------------------------------------------
+
+    def quote(self, amount: int, organization_id: int) -> Quote:
+        # The plan's top-up bonus boost joins here once plans exist; until then none.
+        return self.ladder.quote(amount)
+
+    async def start_top_up(self, organization_id: int, quote: Quote, actor: str) -> StartedTopUp:
+        """Create a pending top-up and start its payment; with the fake provider it has
+        already succeeded when this returns."""
+        provider = self._provider()
+        customer_id = await self._customer(organization_id)
+        async with self.db.writer.begin() as conn:
+            top_up_id = await conn.scalar(
+                insert(billing_t)
+                .values(
+                    organization_id=organization_id,
+                    kind=TransactionKind.TOP_UP,
+                    status=TransactionStatus.PENDING,
+                    amount=quote.amount,
+                    bonus=quote.bonus,
+                    bonus_basis_points=quote.bonus_basis_points,
+                    provider=provider.name,
+                    actor=actor,
+                    created_at=self.clock.now(),
+                )
+                .returning(billing_t.c.id)
+            )
+        assert top_up_id is not None
+        try:
+            checkout = await provider.start_payment(
+                top_up_id=top_up_id,
+                organization_id=organization_id,
+                customer_id=customer_id,
+                amount_cents=quote.amount // CREDITS_PER_CENT,
+            )
+        except PaymentError as exc:
+            await self.writer.run(FailTopUp(organization_id, top_up_id, exc.message))
+            return StartedTopUp(top_up_id, Checkout(None, None, None, None), exc.message)
+        async with self.db.writer.begin() as conn:
+            await conn.execute(
+                update(billing_t)
+                .where(billing_t.c.id == top_up_id)
+                .values(
+                    payment_intent_id=checkout.payment_intent_id,
+                    checkout_session_id=checkout.checkout_session_id,
+                )
+            )
+        if provider.settles_at_once:
+            payment = await provider.payment(
+                payment_intent_id=checkout.payment_intent_id, checkout_session_id=None
+            )
+            await self.apply(organization_id, top_up_id, payment, actor=provider.name)
+        return StartedTopUp(top_up_id, checkout)
+
+    async def _customer(self, organization_id: int) -> str:
+        """The organization's customer at the provider, created on its first payment."""
+        async with self.db.reader.connect() as conn:
+            existing = await conn.scalar(
+                select(accounts_t.c.customer_id).where(
+                    accounts_t.c.organization_id == organization_id
+                )
+            )
+            name = await conn.scalar(select(orgs_t.c.name).where(orgs_t.c.id == organization_id))
+        if existing:
+            return str(existing)
+        # The idempotency key makes a second, racing creation return the same customer.
+        customer_id = await self._provider().create_customer(
+            organization_id=organization_id, name=name or str(organization_id)
+        )
+        async with self.db.writer.begin() as conn:
+            await _ensure_account(conn, organization_id)
+            await conn.execute(
+                update(accounts_t)
+                .where(accounts_t.c.organization_id == organization_id)
+                .values(customer_id=customer_id)
+            )
+        return customer_id
+
+    async def apply(
+        self, organization_id: int, top_up_id: int, payment: Payment, *, actor: str
+    ) -> bool:
+        """Act on where a payment stands: credit it once, or record why it failed."""
+        if payment.status == "succeeded":
+            if payment.payment_method_id is not None:
+                await self._save_card(organization_id, payment.payment_method_id)
+            expiry = await self._purchase_expiry(organization_id)
+            job = SettleTopUp(organization_id, top_up_id, payment.payment_intent_id, expiry, actor)
+            return bool(await self.writer.run(job))
+        if payment.status == "failed":
+            reason = payment.failure_reason or "the payment failed"
+            return bool(await self.writer.run(FailTopUp(organization_id, top_up_id, reason)))
+        return False
+
+    async def _save_card(self, organization_id: int, payment_method_id: str) -> None:
+        """Keep the card a payment saved for off-session charges; a new card lifts the
+        pause a failed auto-reload left."""
+        async with self.db.writer.begin() as conn:
+            await _ensure_account(conn, organization_id)
+            await conn.execute(
+                update(accounts_t)
+                .where(accounts_t.c.organization_id == organization_id)
+                .values(payment_method_id=payment_method_id, auto_reload_failure=None)
+            )
+
+    async def _purchase_expiry(self, organization_id: int) -> timedelta | None:
+        async with self.db.reader.connect() as conn:
+            days = await conn.scalar(
+                select(accounts_t.c.purchase_expiry_days).where(
+                    accounts_t.c.organization_id == organization_id
+                )
+            )
+        return None if days is None else timedelta(days=days)
+
+    # -- provider events ---------------------------------------------------------------
+
+    async def find(
+        self,
+        *,
+        top_up_id: int | None = None,
+        payment_intent_id: str | None = None,
+        checkout_session_id: str | None = None,
+    ) -> _TopUpRef | None:
+        """The payment a provider object refers to, by our id in its metadata or its own."""
+        clauses = []
+        if top_up_id is not None:
+            clauses.append(billing_t.c.id == top_up_id)
+        if payment_intent_id is not None:
+            clauses.append(billing_t.c.payment_intent_id == payment_intent_id)
+        if checkout_session_id is not None:
+            clauses.append(billing_t.c.checkout_session_id == checkout_session_id)
+        for clause in clauses:
+            async with self.db.reader.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(billing_t).where(clause, billing_t.c.kind.in_(PAYMENT_KINDS))
+                    )
+                ).first()
+            if row is not None:
+                return _TopUpRef(
+                    row.organization_id,
+                    row.id,
+                    row.status,
+                    row.amount,
+                    row.refunded,
+                    row.payment_intent_id,
+                    row.checkout_session_id,
+                )
+        return None
+
+    async def refunded(
+        self, organization_id: int, top_up_id: int, total_cents: int, *, actor: str
+    ) -> Refunded:
+        """The provider reports ``total_cents`` of the payment refunded so far."""
+        job = ApplyRefund(organization_id, top_up_id, total_cents * CREDITS_PER_CENT, actor)
+        result: Refunded = await self.writer.run(job)
+        return result
+
+    # -- refunds -----------------------------------------------------------------------
+
+    async def refund(
+        self,
+        organization_id: int,
+        top_up_id: int,
+        amount: int | None,
+        *,
+        actor: str,
+        reason: str | None,
+    ) -> None:
+        """Refund ``amount`` credits of a payment (None: all that is left) through the
+        provider, then claw back what is unspent (the refund's billing transaction says
+        how much could be)."""
+        top_up = await self.find(top_up_id=top_up_id)
+        if top_up is None or top_up.organization_id != organization_id:
+            raise LookupError("no such top-up")
+        if top_up.status != TransactionStatus.SUCCEEDED or top_up.payment_intent_id is None:
+            raise RefundError("only a succeeded top-up can be refunded")
+        left = top_up.amount - top_up.refunded
+        amount = left if amount is None else amount
+        if left == 0:
+            raise RefundError("this top-up is already refunded in full")
+        if amount % CREDITS_PER_CENT:
+            raise RefundError("refunds are made in whole cents: at most 2 decimals")
+        if not 0 < amount <= left:
+            raise RefundError(f"at most {format_usd(left)} USD is left to refund")
+        refunded_cents = top_up.refunded // CREDITS_PER_CENT
+        cents = amount // CREDITS_PER_CENT
+        total = await self._provider().refund(
+            payment_intent_id=top_up.payment_intent_id,
+            amount_cents=cents,
+            refunded_cents=refunded_cents,
+            # Two admins refunding the same amount from the same state make one refund.
+            key=f"creditgraph-refund-{top_up_id}-{refunded_cents}-{cents}",
+        )
+        job = ApplyRefund(organization_id, top_up_id, total * CREDITS_PER_CENT, actor, memo=reason)
+        await self.writer.run(job)
+
+    # -- auto-reload -------------------------------------------------------------------
+
+    async def auto_reload_settings(self, organization_id: int) -> AutoReloadSettings:
+        async with self.db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(accounts_t).where(accounts_t.c.organization_id == organization_id)
+                )
+            ).first()
+        account: Any = row if row is not None else BillingAccount(organization_id=organization_id)
+        return AutoReloadSettings(
+            account.auto_reload_enabled,
+            account.auto_reload_threshold,
+            account.auto_reload_amount,
+            account.auto_reload_monthly_max,
+            account.payment_method_id is not None,
+            account.auto_reload_failure,
+        )
+
+    async def update_auto_reload(
+        self, organization_id: int, changes: dict[str, Any], *, actor: str
+    ) -> None:
+        """Change auto-reload's settings (audited); saving them lifts a failure's pause."""
+        now = self.clock.now()
+        async with self.db.writer.begin() as conn:
+            await _ensure_account(conn, organization_id)
+            where = accounts_t.c.organization_id == organization_id
+            before = (await conn.execute(select(accounts_t).where(where))).one()
+            values = {f"auto_reload_{name}": value for name, value in changes.items()}
+            await conn.execute(
+                update(accounts_t).where(where).values(auto_reload_failure=None, **values)
+            )
+            await audit.record(
+                conn,
+                organization_id=organization_id,
+                actor=actor,
+                action="auto_reload.update",
+                target=f"organization:{organization_id}",
+                at=now,
+                before={name: getattr(before, name) for name in values},
+                after=values,
+            )
+
+    def low_balance(self, organization_ids: set[int]) -> None:
+        """The writer's hook: these balances just fell under their reload threshold."""
+        for organization_id in organization_ids - self._reloading:
+            self._reloading.add(organization_id)
+            task = asyncio.create_task(self._reload(organization_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self, organization_id: int) -> None:
+        try:
+            await self.reload(organization_id)
+        except Exception:
+            log.exception("auto-reload for organization %d failed", organization_id)
+        finally:
+            self._reloading.discard(organization_id)
+
+    async def reload(self, organization_id: int) -> int | None:
+        """Charge the saved card once if the balance is under the threshold and the
+        month's reloads leave room; the new top-up's id, or None when none started."""
+        provider = self._provider()
+        claimed = await self._claim_reload(organization_id)
+        if claimed is None:
+            return None
+        top_up_id, amount, customer_id, payment_method_id = claimed
+        try:
+            payment = await provider.charge_saved(
+                top_up_id=top_up_id,
+                organization_id=organization_id,
+                customer_id=customer_id,
+                payment_method_id=payment_method_id,
+                amount_cents=amount // CREDITS_PER_CENT,
+            )
+        except PaymentError as exc:
+            payment = Payment("failed", None, failure_reason=exc.message)
+        if payment.status == "failed":
+            await self._pause_reload(organization_id, payment.failure_reason)
+        await self.apply(organization_id, top_up_id, payment, actor="auto-reload")
+        return top_up_id
+
+    async def _claim_reload(self, organization_id: int) -> tuple[int, int, str, str] | None:
+        """Insert the pending auto-reload in one statement that re-checks every condition;
+        a unique index allows one pending reload per organization, across instances."""
+        now = self.clock.now()
+        reloaded = (
+            select(func.coalesce(func.sum(billing_t.c.amount), 0))
+            .where(
+                billing_t.c.organization_id == organization_id,
+                billing_t.c.kind == TransactionKind.AUTO_RELOAD,
+                billing_t.c.status != TransactionStatus.FAILED,
+                billing_t.c.created_at >= month_start(now),
+            )
+            .scalar_subquery()
+        )
+        a = accounts_t.c
+        source = (
+            select(
+                literal(organization_id),
+                literal(TransactionKind.AUTO_RELOAD.value),
+                literal(TransactionStatus.PENDING.value),
+                a.auto_reload_amount,
+                literal(self._provider().name),
+                literal("auto-reload"),
+                literal(now, billing_t.c.created_at.type),
+            )
+            .select_from(accounts_t.join(wallets, wallets.c.organization_id == a.organization_id))
+            .where(
+                a.organization_id == organization_id,
+                a.auto_reload_enabled,
+                a.auto_reload_failure.is_(None),
+                a.customer_id.is_not(None),
+                a.payment_method_id.is_not(None),
+                wallets.c.balance < a.auto_reload_threshold,
+                reloaded + a.auto_reload_amount <= a.auto_reload_monthly_max,
+            )
+        )
+        columns = ["organization_id", "kind", "status", "amount", "provider", "actor", "created_at"]
+        statement = insert(billing_t).from_select(columns, source).returning(billing_t.c.id)
+        try:
+            async with self.db.writer.begin() as conn:
+                top_up_id = await conn.scalar(statement)
+                if top_up_id is None:
+                    return None
+                row = (
+                    await conn.execute(
+                        select(a.auto_reload_amount, a.customer_id, a.payment_method_id).where(
+                            a.organization_id == organization_id
+                        )
+                    )
+                ).one()
+        except IntegrityError:
+            return None  # another reload is pending
+        return top_up_id, row.auto_reload_amount, row.customer_id, row.payment_method_id
+
+    async def _pause_reload(self, organization_id: int, reason: str | None) -> None:
+        async with self.db.writer.begin() as conn:
+            await conn.execute(
+                update(accounts_t)
+                .where(accounts_t.c.organization_id == organization_id)
+                .values(auto_reload_failure=(reason or "the charge failed")[:500])
+            )
+
+    async def reloaded_this_month(self, organization_id: int) -> int:
+        async with self.db.reader.connect() as conn:
+            total = await conn.scalar(
+                select(func.coalesce(func.sum(billing_t.c.amount), 0)).where(
+                    billing_t.c.organization_id == organization_id,
+                    billing_t.c.kind == TransactionKind.AUTO_RELOAD,
+                    billing_t.c.status == TransactionStatus.SUCCEEDED,
+                    billing_t.c.created_at >= month_start(self.clock.now()),
+                )
+            )
+        return int(total or 0)
+
+    async def purchased_since(self, organization_id: int, since: datetime) -> int:
+        """What the organization paid for credits since ``since``, net of refunds:
+        bonuses and grants are not purchases."""
+        async with self.db.reader.connect() as conn:
+            total = await conn.scalar(
+                select(func.coalesce(func.sum(billing_t.c.amount - billing_t.c.refunded), 0)).where(
+                    billing_t.c.organization_id == organization_id,
+                    billing_t.c.kind.in_(PAYMENT_KINDS),
+                    billing_t.c.status == TransactionStatus.SUCCEEDED,
+                    billing_t.c.settled_at >= since,
+                )
+            )
+        return int(total or 0)
+
+    # -- reconciliation ----------------------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Ask the provider about payments pending longer than they should be (a lost
+        webhook); returns how many changed."""
+        if self.provider is None:
+            return 0
+        cutoff = self.clock.now() - self.reconcile_after
+        async with self.db.reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        billing_t.c.id,
+                        billing_t.c.organization_id,
+                        billing_t.c.payment_intent_id,
+                        billing_t.c.checkout_session_id,
+                    ).where(
+                        billing_t.c.status == TransactionStatus.PENDING,
+                        billing_t.c.kind.in_(PAYMENT_KINDS),
+                        billing_t.c.created_at <= cutoff,
+                        billing_t.c.provider == self.provider.name,
+                    )
+                )
+            ).all()
+        changed = 0
+        for row in rows:
+            if row.payment_intent_id is None and row.checkout_session_id is None:
+                # The payment never started at the provider: nothing can complete it.
+                payment = Payment("failed", None, failure_reason="the payment was not started")
+            else:
+                try:
+                    payment = await self.provider.payment(
+                        payment_intent_id=row.payment_intent_id,
+                        checkout_session_id=row.checkout_session_id,
+                    )
+                except PaymentError:
+                    log.warning("could not reconcile top-up %d; will retry", row.id)
+                    continue
+            changed += await self.apply(row.organization_id, row.id, payment, actor="reconcile")
+        return changed
+
+    async def stop(self) -> None:
+        """Let charges in flight finish: each is money the payer was told about."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.provider is not None:
+            await self.provider.close()
+
+
+async def _ensure_account(conn: AsyncConnection, organization_id: int) -> None:
+    """The organization's billing account, with the defaults, unless it has one."""
+    statement = (postgresql.insert if is_postgres(conn) else sqlite.insert)(accounts_t)
+    await conn.execute(statement.values(organization_id=organization_id).on_conflict_do_nothing())
