@@ -404,3 +404,30 @@ async def test_a_revoked_key_ends_its_stream(settings: Settings, clock: Clock) -
             await asyncio.wait_for(anext(stream), WAIT)
         assert ended.value.extensions == {"code": "UNAUTHENTICATED"}
         assert ended.value.message == "the API key is revoked"
+
+
+async def test_a_top_up_pushes_its_status_and_the_new_balance(server: Harness) -> None:
+    """The fake provider settles at once: the subscriber sees the top-up succeed and the
+    balance rise by the amount and its bonus, in one commit."""
+    org = await server.org("acme")
+    viewer = server.token(org, Role.VIEWER)
+    async with await _signed_in(server, viewer) as ws:
+        await _subscribe(ws, "subscription { topUpUpdated { id status amount { usd } } }", "t")
+        await _subscribe(ws, BALANCE, "b")
+        assert (await _next(ws))["balanceChanged"]["reason"] == "current"
+        await _until_subscribers(server.runtime, org, 2)
+        created = await server.graphql(
+            "mutation { createTopUp(input: {amountUsd: \"100\"}) { topUp { id } } }",
+            server.token(org, Role.OWNER),
+        )
+        top_up_id = created["data"]["createTopUp"]["topUp"]["id"]
+        pushes = [await _receive(ws), await _receive(ws)]
+        by_id = {push["id"]: push["payload"]["data"] for push in pushes}
+        assert by_id["t"]["topUpUpdated"] == {
+            "id": top_up_id,
+            "status": "SUCCEEDED",
+            "amount": {"usd": "100.000000"},
+        }
+        change = by_id["b"]["balanceChanged"]
+        assert change["reason"] == "top_up,bonus"
+        assert change["delta"]["usd"] == change["balance"]["usd"] == "103.000000"
