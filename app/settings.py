@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -72,10 +71,11 @@ class Settings(BaseSettings):
     jobs_interval_seconds: float = Field(default=30.0, gt=0)
     run_jobs: bool = True
 
-    @cached_property
+    # Plain properties: a cached value would survive ``model_copy(update=...)``.
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    @cached_property
+    @property
     def is_production(self) -> bool:
         return self.environment == "production"

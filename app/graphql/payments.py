@@ -28,7 +28,7 @@ from app.ids import parse_global_id, to_global_id
 from app.ledger.state import billing_t
 from app.payments.ladder import Quote, TopUpAmountError, percent
 from app.payments.provider import PaymentError
-from app.payments.service import PaymentsUnavailable, RefundError
+from app.payments.service import AutoReloadError, PaymentsUnavailable, RefundError
 
 # -- types ---------------------------------------------------------------------------
 
@@ -247,7 +247,8 @@ async def _transaction(info: Info, organization_id: int, row_id: int) -> Billing
 class CreateTopUpInput:
     amount_usd: Decimal = strawberry.field(
         description='What to pay in USD, in whole cents ("99.99"), within the bonus ladder\'s '
-        "minTopUp and maxTopUp; anything else is INVALID_AMOUNT and charges nothing."
+        "minTopUp and maxTopUp; another amount is INVALID_AMOUNT and charges nothing (a "
+        "string that is not a decimal number fails as a GraphQL error first)."
     )
 
 
@@ -456,17 +457,18 @@ class PaymentMutations:
         try:
             principal = caller(info, *ADMINS)
             organization_id = principal.organization_id
-            changes = await _auto_reload_changes(info, organization_id, input)
+            changes = _auto_reload_changes(info, input)
+            try:
+                await payments.update_auto_reload(organization_id, changes, actor=principal.actor)
+            except AutoReloadError as exc:
+                raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "monthlyMaxUsd") from None
         except Refused as refusal:
             return UpdateAutoReloadPayload(user_errors=refusal.errors)
-        await payments.update_auto_reload(organization_id, changes, actor=principal.actor)
         return UpdateAutoReloadPayload(auto_reload=await auto_reload(info, organization_id))
 
 
-async def _auto_reload_changes(
-    info: Info, organization_id: int, input: UpdateAutoReloadInput
-) -> dict[str, Any]:
-    """The settings to write, checked together with those that stay."""
+def _auto_reload_changes(info: Info, input: UpdateAutoReloadInput) -> dict[str, Any]:
+    """The settings to write, each checked; the service checks them against the rest."""
     payments = info.context.runtime.payments
     amounts = usd_amounts(
         {
@@ -481,22 +483,13 @@ async def _auto_reload_changes(
             payments.ladder.amount(input.amount_usd)
         except TopUpAmountError as exc:
             raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
-    current = await payments.auto_reload_settings(organization_id)
-    reload_amount = amounts["amountUsd"] or current.amount
-    monthly_max = amounts["monthlyMaxUsd"]
-    if (monthly_max if monthly_max is not None else current.monthly_max) < reload_amount:
-        raise refused(
-            UserErrorCode.INVALID_AMOUNT,
-            "the monthly maximum must be at least the reload amount",
-            "monthlyMaxUsd",
-        )
     changes: dict[str, Any] = {
         name: value
         for name, value in (
             ("enabled", input.enabled),
             ("threshold", amounts["thresholdUsd"]),
             ("amount", amounts["amountUsd"]),
-            ("monthly_max", monthly_max),
+            ("monthly_max", amounts["monthlyMaxUsd"]),
         )
         if value is not None
     }

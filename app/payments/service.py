@@ -40,6 +40,10 @@ class RefundError(ValueError):
     """A refund that cannot be made as asked; the message says why."""
 
 
+class AutoReloadError(ValueError):
+    """Auto-reload settings that could never reload: a monthly maximum under the amount."""
+
+
 @dataclass(frozen=True, slots=True)
 class StartedTopUp:
     top_up_id: int
@@ -316,13 +320,19 @@ class Payments:
     async def update_auto_reload(
         self, organization_id: int, changes: dict[str, Any], *, actor: str
     ) -> None:
-        """Change auto-reload's settings (audited); saving them lifts a failure's pause."""
+        """Change auto-reload's settings (audited); saving them lifts a failure's pause.
+
+        The maximum is checked against the amount under the row's lock, so two admins
+        changing one each cannot leave a maximum no reload fits in."""
         now = self.clock.now()
         async with self.db.writer.begin() as conn:
             await _ensure_account(conn, organization_id)
             where = accounts_t.c.organization_id == organization_id
-            before = (await conn.execute(select(accounts_t).where(where))).one()
+            before = (await conn.execute(select(accounts_t).where(where).with_for_update())).one()
             values = {f"auto_reload_{name}": value for name, value in changes.items()}
+            amount = values.get("auto_reload_amount", before.auto_reload_amount)
+            if values.get("auto_reload_monthly_max", before.auto_reload_monthly_max) < amount:
+                raise AutoReloadError("the monthly maximum must be at least the reload amount")
             await conn.execute(
                 update(accounts_t).where(where).values(auto_reload_failure=None, **values)
             )

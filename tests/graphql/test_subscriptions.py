@@ -417,7 +417,7 @@ async def test_a_top_up_pushes_its_status_and_the_new_balance(server: Harness) -
         assert (await _next(ws))["balanceChanged"]["reason"] == "current"
         await _until_subscribers(server.runtime, org, 2)
         created = await server.graphql(
-            "mutation { createTopUp(input: {amountUsd: \"100\"}) { topUp { id } } }",
+            'mutation { createTopUp(input: {amountUsd: "100"}) { topUp { id } } }',
             server.token(org, Role.OWNER),
         )
         top_up_id = created["data"]["createTopUp"]["topUp"]["id"]

@@ -80,7 +80,7 @@ async def test_fake_top_up_succeeds_at_once_with_its_bonus(
     paid = await create_top_up(harness, harness.token(org, Role.OWNER), amount)
 
     assert paid["userErrors"] == []
-    assert paid["clientSecret"] is None and paid["checkoutUrl"] is None
+    assert (paid["clientSecret"], paid["checkoutUrl"]) == (None, None)
     top_up = paid["topUp"]
     delivered = parse_usd(amount) + parse_usd(bonus)
     assert top_up["kind"] == "TOP_UP"

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app import maintenance
 from app.auth import Role
 from app.clock import Clock, FrozenClock
-from app.ledger.state import billing_t
+from app.ledger.state import accounts_t, billing_t
 from app.orgs.service import OrgRef
 from app.payments.stripe_events import events_t
 from app.settings import Settings
@@ -441,3 +441,37 @@ async def test_webhooks_are_404_without_stripe(harness: Harness) -> None:
         "/webhooks/stripe", content=payload, headers={"Stripe-Signature": signature}
     )
     assert response.status_code == 404
+
+
+async def test_purchased_credits_expire_per_the_accounts_policy(
+    settings: Settings, stripe_standin: StripeStandin
+) -> None:
+    """Bytez's policy: purchased credits (and their bonus) expire 4 weeks after purchase."""
+    clock = FrozenClock(datetime.now(UTC))
+    async with running_app(stripe_settings(settings, stripe_standin), clock) as app:
+        h = StripeHarness(app, stripe_standin)
+        org = await app.org()
+        _, intent_id = await _top_up(h, org, "100")
+        async with app.runtime.db.writer.begin() as conn:
+            await conn.execute(update(accounts_t).values(purchase_expiry_days=28))
+        await h.webhook(await _succeeded(h, intent_id))
+        lots = await app.graphql(
+            "{ viewer { organization { wallet { lots { edges { node "
+            "{ source original { usd } expiresAt } } } } } } }",
+            app.token(org, Role.OWNER),
+        )
+        edges = lots["data"]["viewer"]["organization"]["wallet"]["lots"]["edges"]
+        expires = (clock.now() + timedelta(days=28)).isoformat()
+        assert sorted((e["node"]["source"], e["node"]["expiresAt"]) for e in edges) == [
+            ("BONUS", expires),
+            ("TOP_UP", expires),
+        ]
+        clock.advance(timedelta(days=28))
+        assert (await maintenance.run_once(app.runtime)).lots_expired == 2
+        assert await app.balance(org) == (0, 0)
+        rows = await _transactions(app, org)
+        assert [(r["kind"], r["credits"]["credits"]) for r in rows] == [
+            ("EXPIRY", "-103000000"),
+            ("TOP_UP", "103000000"),
+        ]
+        assert await app.books() == []
