@@ -22,6 +22,7 @@ from app.orgs.service import OrgDirectory
 from app.payments.config import payment_provider
 from app.payments.ladder import BonusLadder
 from app.payments.service import Payments
+from app.plans.catalog import Catalog
 from app.pricing.book import PriceBook
 from app.settings import Settings
 
@@ -41,6 +42,7 @@ class Runtime:
     vault: KeyVault
     auth: Authenticator
     payments: Payments
+    plans: Catalog
     _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -54,6 +56,7 @@ class Runtime:
         oidc = Oidc.from_settings(settings)
         prices = PriceBook.load(settings.price_book_path)
         ladder = BonusLadder.load(settings.bonus_ladder_path)
+        plans = Catalog.load(settings.plan_catalog_path)
         provider = payment_provider(settings)  # refuses unsafe payment setups
         db = Database(settings)
         if not settings.is_production:
@@ -84,6 +87,7 @@ class Runtime:
             KeyVault(settings.key_encryption_key),
             Authenticator(secret, orgs, keys, oidc),
             payments,
+            plans,
         )
         if settings.run_jobs:
             runtime._jobs = asyncio.create_task(runtime._run_jobs(), name="creditgraph-jobs")

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     price_book_path: Path | None = None
     # The top-up bonus ladder and limits; None = the packaged ByteSpike ladder.
     bonus_ladder_path: Path | None = None
+    # The plan catalog; None = the packaged one with the three seeded platforms' plans.
+    plan_catalog_path: Path | None = None
     # An OIDC provider whose RS256/ES256 JWTs are accepted besides our HS256 ones
     # (app/oidc.py): its issuer, the audience its tokens must name, and its JWKS from a
     # URL or a file (one of the two). Its claims naming the org slug and the role differ

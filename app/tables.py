@@ -7,6 +7,7 @@ from app.keys.tables import ApiKey, SpendMark
 from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
 from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
+from app.plans.tables import PlanPeriod, PlanSubscription
 from app.usage.tables import UsageRecord
 
 metadata = SQLModel.metadata
@@ -20,6 +21,8 @@ __all__ = [
     "Hold",
     "LedgerEntry",
     "Organization",
+    "PlanPeriod",
+    "PlanSubscription",
     "SpendMark",
     "StripeEvent",
     "UsageRecord",

@@ -49,6 +49,8 @@ _register(
         "PLAN_ALLOCATION": "A plan period's allocation.",
         "ROLLOVER": "Unused allocation carried into the next period.",
         "USAGE": "A billed call.",
+        "OVERAGE": "Usage past the plan's allocation, billed in USD at the plan's overage "
+        "rate when the period closed; it brings the wallet back to zero.",
         "EXPIRY": "What was left of a lot when it expired.",
         "REFUND": "Credits clawed back when a top-up was refunded.",
         "ADJUSTMENT": "A manual correction, with its reason in the memo.",

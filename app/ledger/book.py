@@ -356,6 +356,7 @@ class Book:
                         "created_at": h.created_at,
                         "expires_at": h.expires_at,
                         "closed_at": h.closed_at,
+                        "open_model": h.open_model,
                     }
                     for h in self._new_holds
                 ],

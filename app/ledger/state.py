@@ -22,6 +22,7 @@ from app.ledger.lots import Lot, consumption_key
 from app.ledger.tables import CreditLot, Hold, Wallet
 from app.orgs.tables import Organization
 from app.payments.tables import BillingAccount, BillingTransaction
+from app.plans.tables import PlanSubscription, SubscriptionStatus
 from app.usage.tables import UsageRecord
 
 wallets = table(Wallet)
@@ -33,6 +34,7 @@ usage_t = table(UsageRecord)
 orgs_t = table(Organization)
 billing_t = table(BillingTransaction)
 accounts_t = table(BillingAccount)
+plan_subs_t = table(PlanSubscription)
 
 
 def month_of(at: datetime) -> int:
@@ -54,6 +56,8 @@ class WalletState:
     # Auto-reload's threshold when it is on and a card is saved: a debit leaving the
     # balance under it starts a reload after the commit.
     reload_below: int | None
+    # The organization's active plan (``app.plans.catalog``), or None: prepaid only.
+    plan_code: str | None
     # In consumption order; loaded only when a job moves money.
     lots: list[Lot] | None = None
     dirty: bool = False
@@ -102,6 +106,7 @@ class HoldState:
     created_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
+    open_model: bool = False
     dirty: bool = False
 
 
@@ -201,9 +206,22 @@ _reload_below = case(
 ).label("reload_below")
 _wallets = Prebuilt(
     lambda dialect, lock: _locked(
-        select(wallets, orgs_t.c.spend_cap_monthly, orgs_t.c.rate_card, _reload_below)
+        select(
+            wallets,
+            orgs_t.c.spend_cap_monthly,
+            orgs_t.c.rate_card,
+            _reload_below,
+            plan_subs_t.c.plan_code,
+        )
         .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
         .outerjoin(accounts_t, accounts_t.c.organization_id == wallets.c.organization_id)
+        .outerjoin(
+            plan_subs_t,
+            and_(
+                plan_subs_t.c.organization_id == wallets.c.organization_id,
+                plan_subs_t.c.status == SubscriptionStatus.ACTIVE,
+            ),
+        )
         .where(in_list(wallets.c.organization_id, "ids", dialect))
         .order_by(wallets.c.id),
         lock,
@@ -321,6 +339,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
             row.spend_cap_monthly,
             row.rate_card,
             row.reload_below,
+            row.plan_code,
         )
         if wallet.month != month:  # a new calendar month: the spend cap starts over
             wallet.month, wallet.month_spent, wallet.dirty = month, 0, True
@@ -404,4 +423,5 @@ def _hold(row: Any) -> HoldState:
         row.created_at,
         row.expires_at,
         row.closed_at,
+        row.open_model,
     )

@@ -19,6 +19,9 @@ class EntryKind(StrEnum):
     PLAN_ALLOCATION = "plan_allocation"
     ROLLOVER = "rollover"
     USAGE = "usage"
+    # Usage past the allocation on a plan with overage, billed in USD when the period
+    # closes: this entry brings the wallet back to zero for the next allocation.
+    OVERAGE = "overage"
     EXPIRY = "expiry"
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
@@ -92,6 +95,10 @@ class Hold(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("organization_id", "request_id"),
         Index("ix_holds_active_expiry", "status", "expires_at"),
+        # A plan's concurrency counts the org's active holds; its message window, the
+        # holds placed in the last 12 hours.
+        Index("ix_holds_org_status", "organization_id", "status"),
+        Index("ix_holds_org_created", "organization_id", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -100,6 +107,8 @@ class Hold(SQLModel, table=True):
     api_key_id: int = Field(foreign_key="api_keys.id")
     request_id: str = Field(max_length=200)
     amount: int = credits_field()
+    # An open model's call: what a plan's concurrency limit counts (Bytez).
+    open_model: bool = Field(default=False)
     status: str = Field(default=HoldStatus.ACTIVE, max_length=16)
     created_at: datetime = time_field()
     expires_at: datetime = time_field()

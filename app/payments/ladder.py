@@ -103,7 +103,8 @@ def _plain(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _basis_points(value: Any) -> int:
+def basis_points(value: Any) -> int:
+    """A percent string with at most two decimals, as basis points: "11.2" -> 1120."""
     if not isinstance(value, str):
         raise LadderError(f"bonus_percent {value!r} must be a decimal string")
     try:
@@ -120,7 +121,7 @@ def _parse(data: dict[str, Any]) -> BonusLadder:
     if not 0 < low <= high or low % CREDITS_PER_CENT or high % CREDITS_PER_CENT:
         raise LadderError("need 0 < min_top_up <= max_top_up, in whole cents")
     tiers = tuple(
-        Tier(parse_usd(tier["min_amount"]), _basis_points(tier["bonus_percent"]))
+        Tier(parse_usd(tier["min_amount"]), basis_points(tier["bonus_percent"]))
         for tier in data.get("tiers", [])
     )
     if [t.min_amount for t in tiers] != sorted({t.min_amount for t in tiers}):

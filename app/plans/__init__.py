@@ -1,0 +1,1 @@
+"""Plans and credit policy: the catalog, subscriptions, allocations, rollover, unlock tiers."""
