@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -214,3 +215,45 @@ def adjust(slug: str, amount_usd: str, reason: str) -> None:
 
     balance = asyncio.run(_with_runtime(Settings(), run))
     click.echo(f"posted; balance is now {balance} credits")
+
+
+@main.group()
+def jobs() -> None:
+    """The periodic jobs (a server runs them every CREDITGRAPH_JOBS_INTERVAL_SECONDS)."""
+
+
+@jobs.command("run")
+def jobs_run() -> None:
+    """Run every periodic job now: plan renewals, expiry, stale holds, reconciliation,
+    overage. Safe to run beside a server, or twice."""
+    from app import maintenance
+
+    swept = asyncio.run(_with_runtime(Settings(), maintenance.run_once))
+    for name, count in asdict(swept).items():
+        click.echo(f"{name.replace('_', ' ')}: {count}")
+
+
+@main.group()
+def plan() -> None:
+    """Plans (the catalog is app/plans/catalog.toml, or CREDITGRAPH_PLAN_CATALOG_PATH)."""
+
+
+@plan.command("assign")
+@click.option("--org", "slug", required=True)
+@click.argument("code")
+def plan_assign(slug: str, code: str) -> None:
+    """Put an organization on a plan, including those priced by contract."""
+    from app.plans.service import PlanError
+
+    async def run(rt: Runtime) -> str:
+        found = await rt.orgs.by_slug(slug)
+        if found is None:
+            raise click.ClickException(f"no organization {slug!r}")
+        try:
+            change = await rt.subscriptions.change(found.id, code, by_operator=True)
+        except PlanError as error:
+            raise click.ClickException(str(error)) from None
+        when = "now" if change.immediate else f"from {change.effective.isoformat()}"
+        return f"{slug} is on {change.plan.name} {when}"
+
+    click.echo(asyncio.run(_with_runtime(Settings(), run)))

@@ -1,5 +1,7 @@
-"""Periodic work: expire lots, release holds whose usage never came, prune spend marks,
-reconcile payments whose webhook never came."""
+"""Periodic work, in order: begin plan periods that are due (before expiry, so unused
+allocation rolls over rather than expiring), expire lots, release holds whose usage
+never came, prune spend marks, reconcile payments whose webhook never came, and charge
+overage."""
 
 from __future__ import annotations
 
@@ -23,14 +25,17 @@ CHUNK = 500
 
 @dataclass(frozen=True, slots=True)
 class Swept:
+    periods_started: int
     lots_expired: int
     holds_expired: int
     marks_pruned: int
     payments_reconciled: int
+    overage_billed: int
 
 
 async def run_once(runtime: Runtime) -> Swept:
     """Run every periodic job now; safe to run twice (each job re-checks under the lock)."""
+    periods = await runtime.subscriptions.renew_due()
     now = runtime.clock.now()
     lots = holds = 0
     async with runtime.db.reader.connect() as conn:
@@ -48,7 +53,8 @@ async def run_once(runtime: Runtime) -> Swept:
             break
     async with runtime.db.writer.begin() as conn:
         marks = await prune_spend_marks(conn, now)
-    return Swept(lots, holds, marks, await runtime.payments.reconcile())
+    reconciled = await runtime.payments.reconcile()
+    return Swept(periods, lots, holds, marks, reconciled, await runtime.payments.bill_overages())
 
 
 async def prune_spend_marks(conn: AsyncConnection, now: datetime) -> int:

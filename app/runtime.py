@@ -23,6 +23,7 @@ from app.payments.config import payment_provider
 from app.payments.ladder import BonusLadder
 from app.payments.service import Payments
 from app.plans.catalog import Catalog
+from app.plans.service import Plans
 from app.pricing.book import PriceBook
 from app.settings import Settings
 
@@ -43,6 +44,7 @@ class Runtime:
     auth: Authenticator
     payments: Payments
     plans: Catalog
+    subscriptions: Plans
     _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -65,12 +67,14 @@ class Runtime:
         bus = InMemoryEventBus()
         writer = Writer(db, bus, clock, settings.writer_batch_max)
         writer.start()
+        subscriptions = Plans(db, writer, clock, plans, prices, provider)
         payments = Payments(
             db,
             writer,
             clock,
             provider,
             ladder,
+            subscriptions,
             reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
         )
         writer.on_low_balance = payments.low_balance
@@ -88,6 +92,7 @@ class Runtime:
             Authenticator(secret, orgs, keys, oidc),
             payments,
             plans,
+            subscriptions,
         )
         if settings.run_jobs:
             runtime._jobs = asyncio.create_task(runtime._run_jobs(), name="creditgraph-jobs")

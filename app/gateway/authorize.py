@@ -9,6 +9,8 @@ from app.keys.caps import Envelope, Refusal, check_spend, envelope
 from app.ledger.book import Book
 from app.ledger.state import Needs
 from app.ledger.tables import HoldStatus
+from app.plans.catalog import Catalog
+from app.plans.limits import check_plan
 from app.pricing.book import PriceBook, PricingError, UnknownModel
 
 
@@ -42,12 +44,15 @@ class AuthorizeJob:
     estimate: HoldEstimate
     prices: PriceBook
     hold_ttl: timedelta
+    plans: Catalog
 
     def needs(self, needs: Needs) -> None:
         needs.orgs.add(self.organization_id)
         needs.keys.add(self.api_key_id)
         needs.window_keys.add(self.api_key_id)
         needs.requests.add((self.organization_id, self.request_id))
+        needs.plan_limits.add(self.organization_id)
+        needs.catalog = self.plans
 
     def apply(self, book: Book) -> Decision:
         state, now = book.state, book.now
@@ -77,12 +82,24 @@ class AuthorizeJob:
             if hold.status == HoldStatus.ACTIVE and hold.api_key_id == key.id:
                 return Decision(None, budget, hold.amount)  # a replayed authorization
             return Decision(Refusal(409, "request_id_used", "this request id is used"), budget)
+        # The organization's plan (``app.plans.limits``): loaded only when it limits calls.
+        usage = state.plan_usage.get(self.organization_id)
+        if usage is not None:
+            refusal = check_plan(usage, price, now)
+            if refusal is not None:
+                return Decision(refusal, budget)
         refusal = check_spend(
-            wallet, key, amount, now, critical=self.prices.is_critical(price.action)
+            wallet,
+            key,
+            amount,
+            now,
+            critical=self.prices.is_critical(price.action),
+            overage=usage is not None and usage.plan.overage_usd_per_credit is not None,
         )
         if refusal is not None:
             return Decision(refusal, budget)
-        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl)
+        open_model = price.params_b is not None
+        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl, open_model=open_model)
         return Decision(None, envelope(wallet, key, now), amount)
 
     def _amount(self, card: str, now: datetime) -> int:

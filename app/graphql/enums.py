@@ -99,6 +99,10 @@ _register(
         "REFUND": "Part or all of a top-up's payment given back; its credits clawed back.",
         "ADJUSTMENT": "A manual correction or grant, with its reason in the memo.",
         "EXPIRY": "Credits that expired unspent (one per organization per expiry sweep).",
+        "PLAN_ALLOCATION": "A plan period's allocation, expiring at the period's end.",
+        "OVERAGE": "Usage past the plan's allocation when the period closed: `credits` is "
+        "what was used beyond it, `amount` the USD owed at the plan's overage rate, PENDING "
+        "until charged to the saved card.",
     },
 )
 _register(

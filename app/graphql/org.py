@@ -13,6 +13,7 @@ from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_connection, visible_keys
 from app.graphql.money import Amount, amount
 from app.graphql.payments import AutoReload, BillingTransaction, auto_reload, billing_transactions
+from app.graphql.plans import Entitlement, PlanSubscription, entitlement_of, subscription_of
 from app.graphql.relay import After, Connection, First, Node, connection, load_page
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
@@ -218,6 +219,17 @@ class Organization(Node):
         self, info: Info, first: First = 50, after: After = None
     ) -> Connection[BillingTransaction]:
         return await billing_transactions(info, self._org_id, first, after)
+
+    @strawberry.field(description="The organization's plan; null: none (prepaid only).")
+    async def subscription(self, info: Info) -> PlanSubscription | None:
+        return await subscription_of(info, self._org_id)
+
+    @strawberry.field(
+        description="What the plan lets the organization run now (unlock tier, open-model "
+        "size, concurrency); null without a plan."
+    )
+    async def entitlement(self, info: Info) -> Entitlement | None:
+        return await entitlement_of(info, self._org_id)
 
     @strawberry.field(description="Automatic top-ups when the balance runs low.")
     async def auto_reload(self, info: Info) -> AutoReload:

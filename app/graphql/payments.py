@@ -183,14 +183,14 @@ def bonus_ladder(info: Info) -> BonusLadder:
     )
 
 
-def top_up_quote(info: Info, amount_usd: Decimal) -> TopUpQuote:
+async def top_up_quote(info: Info, amount_usd: Decimal) -> TopUpQuote:
     principal = info.context.caller()
     payments = info.context.runtime.payments
     try:
         amount = payments.ladder.amount(amount_usd)
     except TopUpAmountError as exc:
         raise error(Code.BAD_USER_INPUT, f"amountUsd: {exc}") from None
-    return TopUpQuote.of(payments.quote(amount, principal.organization_id))
+    return TopUpQuote.of(await payments.quote(amount, principal.organization_id))
 
 
 async def billing_transactions(
@@ -358,7 +358,7 @@ class PaymentMutations:
                 amount = payments.ladder.amount(input.amount_usd)
             except TopUpAmountError as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
-            quote = payments.quote(amount, principal.organization_id)
+            quote = await payments.quote(amount, principal.organization_id)
             try:
                 started = await payments.start_top_up(
                     principal.organization_id, quote, principal.actor

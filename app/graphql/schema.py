@@ -28,6 +28,7 @@ from app.graphql.payments import (
     bonus_ladder,
     top_up_quote,
 )
+from app.graphql.plans import Plan, PlanMutations, plans
 from app.graphql.relay import Node
 from app.graphql.scalars import SCALARS, Decimal
 from app.graphql.spend_cap import SpendCapMutations
@@ -69,6 +70,10 @@ class Query:
     ) -> Node | None:
         return await resolve_node(info, id)
 
+    @strawberry.field(description="The plan catalog, in the catalog's order.")
+    def plans(self, info: Info) -> list[Plan]:
+        return plans(info)
+
     @strawberry.field(
         description="Top-up limits and the bonus ladder; the same for every organization."
     )
@@ -81,21 +86,21 @@ class Query:
         "bonus included, before paying. An amount outside the limits or not in whole "
         "cents is a BAD_USER_INPUT error."
     )
-    def top_up_quote(
+    async def top_up_quote(
         self,
         info: Info,
         amount_usd: Annotated[
             Decimal, strawberry.argument(description='The top-up in USD, e.g. "99.99".')
         ],
     ) -> TopUpQuote:
-        return top_up_quote(info, amount_usd)
+        return await top_up_quote(info, amount_usd)
 
 
 @strawberry.type(
     description="Every change. Expected failures (not allowed, not found, bad input) are "
     "the payload's userErrors and change nothing; not signed in is UNAUTHENTICATED."
 )
-class Mutation(KeyMutations, SpendCapMutations, UsageMutations, PaymentMutations):
+class Mutation(KeyMutations, SpendCapMutations, UsageMutations, PaymentMutations, PlanMutations):
     # One mixin per domain: each adds its mutations by being listed as a base.
     pass
 

@@ -29,10 +29,18 @@ def _fits(amount: int, left: int) -> bool:
 
 
 def check_spend(
-    wallet: WalletState, key: KeyState, amount: int, now: datetime, *, critical: bool
+    wallet: WalletState,
+    key: KeyState,
+    amount: int,
+    now: datetime,
+    *,
+    critical: bool,
+    overage: bool = False,
 ) -> Refusal | None:
-    """The first cap that ``amount`` would break, or None when it fits under all of them."""
-    if not _fits(amount, wallet.available):
+    """The first cap that ``amount`` would break, or None when it fits under all of them.
+    With ``overage`` (the org's plan bills usage past its wallet when the period closes),
+    the wallet is no cap; the others still are."""
+    if not overage and not _fits(amount, wallet.available):
         return Refusal(
             402,
             "insufficient_balance",

@@ -37,6 +37,8 @@ from app.ledger.state import (
     keys_t,
     lots_t,
     marks_t,
+    periods_t,
+    plan_subs_t,
     usage_t,
     wallets,
 )
@@ -190,8 +192,17 @@ class Book:
     # -- holds -------------------------------------------------------------------------
 
     def place_hold(
-        self, wallet: WalletState, key: KeyState, request_id: str, amount: int, ttl: timedelta
+        self,
+        wallet: WalletState,
+        key: KeyState,
+        request_id: str,
+        amount: int,
+        ttl: timedelta,
+        *,
+        open_model: bool = False,
     ) -> None:
+        """Reserve ``amount`` for a call; ``open_model`` marks what a plan's concurrency
+        counts."""
         hold = HoldState(
             None,
             wallet.organization_id,
@@ -202,15 +213,26 @@ class Book:
             HoldStatus.ACTIVE,
             self.now,
             self.now + ttl,
+            open_model=open_model,
         )
         self._new_holds.append(hold)
         self.state.holds[(wallet.organization_id, request_id)] = hold
         self._reserve(wallet, key, amount)
+        usage = self.state.plan_usage.get(wallet.organization_id)
+        if usage is not None:  # the next authorization of the batch counts this one
+            if open_model:
+                usage.open_model_holds += 1
+            usage.recent_holds += 1
+            if usage.oldest_recent is None:
+                usage.oldest_recent = self.now
 
     def close_hold(self, hold: HoldState, status: HoldStatus) -> None:
         """Settle, release or expire an active hold: its amount is no longer reserved."""
         assert hold.status == HoldStatus.ACTIVE
         hold.status, hold.closed_at, hold.dirty = status, self.now, True
+        usage = self.state.plan_usage.get(hold.organization_id)
+        if usage is not None and hold.open_model:
+            usage.open_model_holds -= 1
         wallet = self.state.wallets[hold.organization_id]
         self._reserve(wallet, self.state.keys[hold.api_key_id], -hold.amount)
 
@@ -365,6 +387,7 @@ class Book:
             conn.execute(insert(audit_t), self._audit)
         if self._transactions:
             conn.execute(insert(billing_t), self._transactions)
+        self._flush_plans(conn)
         marks = [
             {"api_key_id": k.id, "second": int(self.now.timestamp()), "cumulative": k.spent}
             for k in self.state.keys.values()
@@ -385,6 +408,52 @@ class Book:
                     self.now,
                 )
             )
+
+    def _flush_plans(self, conn: Connection) -> None:
+        """Subscriptions and periods that renewals and plan changes moved (rare: plain
+        statements)."""
+        for plan in self.state.plans.values():
+            if not plan.dirty:
+                continue
+            values = {
+                "plan_code": plan.plan_code,
+                "status": plan.status,
+                "provider": plan.provider,
+                "anchor": plan.anchor,
+                "period_number": plan.period_number,
+                "current_period_start": plan.period_start,
+                "current_period_end": plan.period_end,
+                "next_plan_code": plan.next_plan_code,
+                "updated_at": self.now,
+            }
+            where = plan_subs_t.c.organization_id == plan.organization_id
+            if plan.exists:
+                conn.execute(update(plan_subs_t).where(where).values(values))
+            else:
+                conn.execute(
+                    insert(plan_subs_t).values(
+                        organization_id=plan.organization_id, created_at=self.now, **values
+                    )
+                )
+            if plan.close_open_period and plan.open_period_id is not None:
+                conn.execute(
+                    update(periods_t)
+                    .where(periods_t.c.id == plan.open_period_id)
+                    .values(closed_at=self.now)
+                )
+            period = plan.new_period
+            if period is not None:
+                conn.execute(
+                    insert(periods_t).values(
+                        organization_id=plan.organization_id,
+                        plan_code=period.plan_code,
+                        period_start=period.start,
+                        period_end=period.end,
+                        allocation=period.allocation,
+                        allocation_lot_id=_lot_id(period.allocation_lot),
+                        rollover_lot_id=_lot_id(period.rollover_lot),
+                    )
+                )
 
     def _update_rows(self, conn: Connection) -> None:
         state = self.state
@@ -438,6 +507,10 @@ class Book:
         ):
             if rows:
                 conn.execute(statement, rows)
+
+
+def _lot_id(lot: Lot | None) -> int | None:
+    return None if lot is None else lot.id
 
 
 def _top_up_row(top_up: TopUpState) -> dict[str, Any]:

@@ -12,17 +12,33 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, Table, and_, bindparam, case, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from app.db import Prebuilt, in_list, request_pairs, table
 from app.keys.tables import ApiKey, SpendMark
 from app.keys.windows import WINDOWS, Window, WindowMarks, window_start
 from app.ledger.lots import Lot, consumption_key
-from app.ledger.tables import CreditLot, Hold, Wallet
+from app.ledger.tables import CreditLot, Hold, HoldStatus, Wallet
 from app.orgs.tables import Organization
-from app.payments.tables import BillingAccount, BillingTransaction
-from app.plans.tables import PlanSubscription, SubscriptionStatus
+from app.payments.tables import (
+    PAYMENT_KINDS,
+    BillingAccount,
+    BillingTransaction,
+    TransactionStatus,
+)
+from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, Catalog, Plan
+from app.plans.tables import PlanPeriod, PlanSubscription, SubscriptionStatus
 from app.usage.tables import UsageRecord
 
 wallets = table(Wallet)
@@ -35,6 +51,20 @@ orgs_t = table(Organization)
 billing_t = table(BillingTransaction)
 accounts_t = table(BillingAccount)
 plan_subs_t = table(PlanSubscription)
+periods_t = table(PlanPeriod)
+
+
+def purchases(since: datetime | BindParameter[datetime]) -> tuple[Any, list[ColumnElement[bool]]]:
+    """Credits purchased since ``since``: the sum, and the rows it adds up. What was paid
+    for credits (by card or auto-reload), net of refunds; bonuses and grants are not
+    purchases. The one definition behind ``Payments.purchased_since`` and the plans'
+    unlock tiers."""
+    total = func.coalesce(func.sum(billing_t.c.amount - billing_t.c.refunded), 0)
+    return total, [
+        billing_t.c.kind.in_(PAYMENT_KINDS),
+        billing_t.c.status == TransactionStatus.SUCCEEDED,
+        billing_t.c.settled_at >= since,
+    ]
 
 
 def month_of(at: datetime) -> int:
@@ -133,11 +163,59 @@ class TopUpState:
 
 
 @dataclass(slots=True)
+class Period:
+    """A plan period to grant: its allocation and rollover lots exist once flushed."""
+
+    plan_code: str
+    start: datetime
+    end: datetime
+    allocation: int
+    allocation_lot: Lot | None
+    rollover_lot: Lot | None
+
+
+@dataclass(slots=True)
+class PlanState:
+    """An organization's subscription and its open (granted, not closed) period, which
+    renewals and plan changes move on. ``exists`` is False for an organization's first."""
+
+    organization_id: int
+    plan_code: str
+    status: str
+    provider: str | None
+    anchor: datetime
+    period_number: int
+    period_start: datetime
+    period_end: datetime
+    next_plan_code: str | None
+    exists: bool = True
+    open_period_id: int | None = None
+    allocation_lot_id: int | None = None
+    rollover_lot_id: int | None = None
+    close_open_period: bool = False
+    new_period: Period | None = None
+    dirty: bool = False
+
+
+@dataclass(slots=True)
 class PriorUsage:
     """A usage record already billed for a request id: a replay returns it unchanged."""
 
     status: str
     cost: int
+
+
+@dataclass(slots=True)
+class PlanUsage:
+    """What an organization's plan limits (``app.plans.limits``), counted when loaded.
+    The book counts the holds that the batch places and closes, so each job sees those
+    of the jobs before it. Only the counts the plan limits are loaded."""
+
+    plan: Plan
+    open_model_holds: int = 0  # active holds on open models: the plan's concurrency
+    recent_holds: int = 0  # holds placed within MESSAGE_WINDOW: its message window
+    oldest_recent: datetime | None = None  # when the oldest of those was placed
+    purchased: int = 0  # credits purchased within PURCHASE_WINDOW: its unlock tier
 
 
 @dataclass(slots=True)
@@ -151,6 +229,11 @@ class Needs:
     requests: set[tuple[int, str]] = field(default_factory=set)  # (organization id, request id)
     hold_ids: set[int] = field(default_factory=set)
     top_ups: set[int] = field(default_factory=set)
+    # Organizations whose plan limits a job checks: once their wallet names the plan,
+    # looked up in ``catalog``, what it limits is counted (``PlanUsage``).
+    plan_limits: set[int] = field(default_factory=set)
+    catalog: Catalog | None = None
+    plans: set[int] = field(default_factory=set)  # organizations whose plan a job moves
 
 
 @dataclass(slots=True)
@@ -161,6 +244,8 @@ class State:
     holds: dict[tuple[int, str], HoldState]
     prior_usage: dict[tuple[int, str], PriorUsage]
     top_ups: dict[int, TopUpState] = field(default_factory=dict)
+    plan_usage: dict[int, PlanUsage] = field(default_factory=dict)  # by organization id
+    plans: dict[int, PlanState] = field(default_factory=dict)  # by organization id
     lock: bool = True
 
 
@@ -244,6 +329,26 @@ _top_ups = Prebuilt(
         billing_t,
     )
 )
+_plans = Prebuilt(
+    lambda dialect, lock: _locked(
+        select(plan_subs_t)
+        .where(in_list(plan_subs_t.c.organization_id, "ids", dialect))
+        .order_by(plan_subs_t.c.organization_id),
+        lock,
+        plan_subs_t,
+    )
+)
+_open_periods = Prebuilt(
+    lambda dialect, lock: _locked(
+        select(periods_t)
+        .where(
+            in_list(periods_t.c.organization_id, "ids", dialect), periods_t.c.closed_at.is_(None)
+        )
+        .order_by(periods_t.c.id),
+        lock,
+        periods_t,
+    )
+)
 _keys = Prebuilt(
     lambda dialect, lock: _locked(
         select(keys_t).where(in_list(keys_t.c.id, "ids", dialect)).order_by(keys_t.c.id),
@@ -276,6 +381,43 @@ def _marks_statement(dialect: str, _lock: bool) -> Select[Any]:
 
 
 _marks = Prebuilt(_marks_statement)
+
+# What plans limit, per organization. Not locked: every writer locks the wallet first,
+# so no other transaction places or closes the organization's holds, or settles its
+# top-ups, until this one commits.
+_open_model_holds = Prebuilt(
+    lambda dialect, _lock: (
+        select(holds_t.c.organization_id, func.count())
+        .where(
+            in_list(holds_t.c.organization_id, "ids", dialect),
+            holds_t.c.status == HoldStatus.ACTIVE,
+            holds_t.c.open_model,
+        )
+        .group_by(holds_t.c.organization_id)
+    )
+)
+_recent_holds = Prebuilt(
+    lambda dialect, _lock: (
+        select(holds_t.c.organization_id, func.count(), func.min(holds_t.c.created_at))
+        .where(
+            in_list(holds_t.c.organization_id, "ids", dialect),
+            holds_t.c.created_at > bindparam("since", type_=holds_t.c.created_at.type),
+        )
+        .group_by(holds_t.c.organization_id)
+    )
+)
+
+
+def _purchased_statement(dialect: str, _lock: bool) -> Select[Any]:
+    total, where = purchases(bindparam("since", type_=billing_t.c.settled_at.type))
+    return (
+        select(billing_t.c.organization_id, total)
+        .where(in_list(billing_t.c.organization_id, "ids", dialect), *where)
+        .group_by(billing_t.c.organization_id)
+    )
+
+
+_purchased = Prebuilt(_purchased_statement)
 
 
 def _lot(row: Any) -> Lot:
@@ -318,7 +460,11 @@ def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = Tr
                 row.failure_reason,
                 row.settled_at,
             )
+    if needs.plans:
+        _load_plans(conn, needs, state)
     _load_wallets(conn, needs, state)
+    if needs.plan_limits:
+        _load_plan_usage(conn, needs, state)
     _load_keys(conn, needs, state)
     return state
 
@@ -357,6 +503,62 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
         for wallet in with_lots.values():
             assert wallet.lots is not None
             wallet.lots.sort(key=consumption_key)
+
+
+def _load_plans(conn: Connection, needs: Needs, state: State) -> None:
+    ids = {"ids": sorted(needs.plans)}
+    for row in conn.execute(_plans(conn, state.lock), ids):
+        state.plans[row.organization_id] = PlanState(
+            row.organization_id,
+            row.plan_code,
+            row.status,
+            row.provider,
+            row.anchor,
+            row.period_number,
+            row.current_period_start,
+            row.current_period_end,
+            row.next_plan_code,
+        )
+    for row in conn.execute(_open_periods(conn, state.lock), ids):
+        plan = state.plans.get(row.organization_id)
+        if plan is not None:
+            plan.open_period_id = row.id
+            plan.allocation_lot_id = row.allocation_lot_id
+            plan.rollover_lot_id = row.rollover_lot_id
+
+
+def _load_plan_usage(conn: Connection, needs: Needs, state: State) -> None:
+    """Count what the plans of ``needs.plan_limits`` limit: nothing, and no query, for
+    organizations without a plan or whose plan limits none of it."""
+    assert needs.catalog is not None, "a job that checks plan limits gives the catalog"
+    concurrent: list[int] = []
+    messages: list[int] = []
+    purchased: list[int] = []
+    for organization_id in sorted(needs.plan_limits):
+        wallet = state.wallets.get(organization_id)
+        plan = needs.catalog.get(wallet.plan_code) if wallet is not None else None
+        if plan is None:
+            continue
+        state.plan_usage[organization_id] = PlanUsage(plan)
+        if plan.concurrency is not None or plan.unlock_tiers:
+            concurrent.append(organization_id)
+        if plan.messages_per_12h is not None:
+            messages.append(organization_id)
+        if plan.unlock_tiers:
+            purchased.append(organization_id)
+    usage = state.plan_usage
+    if concurrent:
+        for organization_id, count in conn.execute(_open_model_holds(conn), {"ids": concurrent}):
+            usage[organization_id].open_model_holds = count
+    if messages:
+        params = {"ids": messages, "since": state.now - MESSAGE_WINDOW}
+        for organization_id, count, oldest in conn.execute(_recent_holds(conn), params):
+            usage[organization_id].recent_holds = count
+            usage[organization_id].oldest_recent = oldest
+    if purchased:
+        params = {"ids": purchased, "since": state.now - PURCHASE_WINDOW}
+        for organization_id, total in conn.execute(_purchased(conn), params):
+            usage[organization_id].purchased = int(total)
 
 
 def _load_keys(conn: Connection, needs: Needs, state: State) -> None:

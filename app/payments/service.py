@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app import audit
 from app.clock import Clock
 from app.db import Database, is_postgres
-from app.ledger.state import accounts_t, billing_t, orgs_t, wallets
+from app.ledger.state import accounts_t, billing_t, orgs_t, purchases, wallets
 from app.ledger.writer import Writer
 from app.money import format_usd
 from app.payments.jobs import ApplyRefund, FailTopUp, Refunded, SettleTopUp
 from app.payments.ladder import CREDITS_PER_CENT, BonusLadder, Quote
 from app.payments.provider import Checkout, Payment, PaymentError, PaymentProvider
 from app.payments.tables import PAYMENT_KINDS, BillingAccount, TransactionKind, TransactionStatus
+from app.plans.service import Plans
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,11 @@ class Payments:
         clock: Clock,
         provider: PaymentProvider | None,
         ladder: BonusLadder,
+        plans: Plans,
         *,
         reconcile_after: timedelta,
     ) -> None:
+        self.plans = plans
         self.db = db
         self.writer = writer
         self.clock = clock
@@ -104,9 +107,12 @@ class Payments:
 
     # -- top-ups ---------------------------------------------------------------------
 
-    def quote(self, amount: int, organization_id: int) -> Quote:
-        # The plan's top-up bonus boost joins here once plans exist; until then none.
-        return self.ladder.quote(amount)
+    async def quote(self, amount: int, organization_id: int) -> Quote:
+        """The ladder's bonus plus the organization's plan's boost (ByteSpike Pro: +5%)."""
+        plan = await self.plans.plan_of(organization_id)
+        return self.ladder.quote(
+            amount, 0 if plan is None else plan.top_up_bonus_boost_basis_points
+        )
 
     async def start_top_up(self, organization_id: int, quote: Quote, actor: str) -> StartedTopUp:
         """Create a pending top-up and start its payment; with the fake provider it has
@@ -207,6 +213,11 @@ class Payments:
             )
 
     async def _purchase_expiry(self, organization_id: int) -> timedelta | None:
+        """The plan's policy (Bytez: 28 days); without a plan, the account's (never)."""
+        plan = await self.plans.plan_of(organization_id)
+        if plan is not None:
+            days = plan.purchase_expiry_days
+            return None if days is None else timedelta(days=days)
         async with self.db.reader.connect() as conn:
             days = await conn.scalar(
                 select(accounts_t.c.purchase_expiry_days).where(
@@ -463,16 +474,12 @@ class Payments:
     async def purchased_since(self, organization_id: int, since: datetime) -> int:
         """What the organization paid for credits since ``since``, net of refunds:
         bonuses and grants are not purchases."""
+        total, where = purchases(since)  # the rule the plans' unlock tiers count by
         async with self.db.reader.connect() as conn:
-            total = await conn.scalar(
-                select(func.coalesce(func.sum(billing_t.c.amount - billing_t.c.refunded), 0)).where(
-                    billing_t.c.organization_id == organization_id,
-                    billing_t.c.kind.in_(PAYMENT_KINDS),
-                    billing_t.c.status == TransactionStatus.SUCCEEDED,
-                    billing_t.c.settled_at >= since,
-                )
+            paid = await conn.scalar(
+                select(total).where(billing_t.c.organization_id == organization_id, *where)
             )
-        return int(total or 0)
+        return int(paid or 0)
 
     # -- reconciliation ----------------------------------------------------------------
 
@@ -514,6 +521,62 @@ class Payments:
                     continue
             changed += await self.apply(row.organization_id, row.id, payment, actor="reconcile")
         return changed
+
+    async def bill_overages(self) -> int:
+        """Charge the saved card for overage that closed periods left pending (the
+        ledger settled those credits when the period closed; this collects the USD).
+        Without a card they stay pending, shown on the billing history."""
+        provider = self.provider
+        if provider is None:
+            return 0
+        async with self.db.reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        billing_t.c.id,
+                        billing_t.c.organization_id,
+                        billing_t.c.amount,
+                        accounts_t.c.customer_id,
+                        accounts_t.c.payment_method_id,
+                    )
+                    .join(accounts_t, accounts_t.c.organization_id == billing_t.c.organization_id)
+                    .where(
+                        billing_t.c.kind == TransactionKind.OVERAGE,
+                        billing_t.c.status == TransactionStatus.PENDING,
+                        accounts_t.c.payment_method_id.is_not(None),
+                    )
+                )
+            ).all()
+        billed = 0
+        for row in rows:
+            cents = -(-row.amount // CREDITS_PER_CENT)  # a card is charged whole cents: up
+            try:
+                payment = await provider.charge_saved(
+                    top_up_id=row.id,
+                    organization_id=row.organization_id,
+                    customer_id=row.customer_id,
+                    payment_method_id=row.payment_method_id,
+                    amount_cents=cents,
+                )
+            except PaymentError as exc:
+                payment = Payment("failed", None, failure_reason=exc.message)
+            if payment.status == "pending":
+                continue
+            async with self.db.writer.begin() as conn:
+                await conn.execute(
+                    update(billing_t)
+                    .where(
+                        billing_t.c.id == row.id, billing_t.c.status == TransactionStatus.PENDING
+                    )
+                    .values(
+                        status=payment.status,
+                        payment_intent_id=payment.payment_intent_id,
+                        failure_reason=payment.failure_reason,
+                        settled_at=self.clock.now(),
+                    )
+                )
+            billed += payment.status == "succeeded"
+        return billed
 
     async def stop(self) -> None:
         """Let charges in flight finish: each is money the payer was told about."""

@@ -20,6 +20,9 @@ class TransactionKind(StrEnum):
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
     EXPIRY = "expiry"
+    PLAN_ALLOCATION = "plan_allocation"
+    # Usage past a plan's allocation, owed in USD at its overage rate (``amount``).
+    OVERAGE = "overage"
 
 
 PAYMENT_KINDS = (TransactionKind.TOP_UP, TransactionKind.AUTO_RELOAD)

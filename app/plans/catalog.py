@@ -20,6 +20,7 @@ from app.payments.ladder import LadderError, basis_points
 
 Period = Literal["month", "4 weeks"]
 PURCHASE_WINDOW = timedelta(days=28)  # Bytez: "credits purchased in the last 4 weeks"
+MESSAGE_WINDOW = timedelta(hours=12)  # ByteSpike: "messages per 12h window"
 
 
 def add_months(at: datetime, months: int) -> datetime:

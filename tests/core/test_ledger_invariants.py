@@ -71,6 +71,7 @@ async def _scenario(ops: list[tuple[object, ...]], directory: Path) -> list[str]
                             HoldEstimate(credits=amount),
                             runtime.prices,
                             runtime.hold_ttl,
+                            runtime.plans,
                         )
                     )
                 case ("use", int(tokens), int(request), status):

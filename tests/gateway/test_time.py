@@ -102,7 +102,7 @@ async def test_expiring_lots_are_spent_first_and_the_rest_expires(harness: Harne
     frozen(harness).advance(timedelta(days=28))
     swept = await maintenance.run_once(harness.runtime)
     assert swept.lots_expired == 1
-    assert await maintenance.run_once(harness.runtime) == maintenance.Swept(0, 0, 0, 0)
+    assert await maintenance.run_once(harness.runtime) == maintenance.Swept(0, 0, 0, 0, 0, 0)
 
     async with harness.runtime.db.reader.connect() as conn:
         last = (

@@ -46,6 +46,7 @@ async def authorize(request: Request) -> Response:
             estimate,
             rt.prices,
             rt.hold_ttl,
+            rt.plans,
         )
     )
     headers = decision.envelope.headers() if decision.envelope else {}

@@ -1,0 +1,208 @@
+"""Plans: the catalog, an organization's subscription and entitlement, changing plan."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from app.graphql.context import ADMINS, Info
+from app.graphql.money import Amount
+from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refused
+from app.graphql.scalars import Decimal
+from app.money import format_usd
+from app.payments.ladder import percent
+from app.plans.catalog import PURCHASE_WINDOW
+from app.plans.catalog import Plan as CatalogPlan
+from app.plans.service import PlanError
+
+
+@strawberry.type(description="What a plan costs per period.")
+class Price:
+    amount: Decimal = strawberry.field(description='In the currency, exact: "149.000000".')
+    currency: str = strawberry.field(description='ISO 4217: "USD", "CNY".')
+
+
+@strawberry.type(description="A plan of the catalog: what it grants, allows and costs.")
+class Plan:
+    code: str = strawberry.field(description='Stable identifier: "bytez-payg", "8bit-pro".')
+    name: str = strawberry.field(description="Display name.")
+    price: Price | None = strawberry.field(
+        description="Per period; null: priced by contract (an operator assigns the plan)."
+    )
+    period: str = strawberry.field(
+        description='"month" (calendar months from the start) or "4 weeks".'
+    )
+    unit: str = strawberry.field(
+        description='"usd" (credits are micro-USD) or "credit" (plan credits, micro precision: '
+        "amounts' `usd` field then counts plan credits, not dollars)."
+    )
+    monthly_credits: Amount = strawberry.field(
+        description="The allocation each period grants, expiring at its end."
+    )
+    top_up_bonus_boost_percent: Decimal = strawberry.field(
+        description='Percentage points added to the bonus ladder ("5" on ByteSpike Pro).'
+    )
+    rollover_percent: Decimal = strawberry.field(
+        description="How much of an unused allocation carries into the next period, in "
+        'percent of the allocation, for one period ("100" on 8bit-ai Pro, "0": none).'
+    )
+    overage_usd_per_credit: Decimal | None = strawberry.field(
+        description="Usage past the allocation keeps working and is billed at this USD rate "
+        "per plan credit when the period closes; null: no overage, an empty wallet refuses."
+    )
+    messages_per_12h: int | None = strawberry.field(
+        description="Calls per rolling 12-hour window; null: no limit."
+    )
+    concurrency: int | None = strawberry.field(
+        description="Open-model calls in flight at once; null: no limit (unlock tiers may "
+        "decide it instead: see Organization.entitlement)."
+    )
+    priority: bool = strawberry.field(description="Requests go to the priority queue.")
+
+    @classmethod
+    def of(cls, plan: CatalogPlan) -> Plan:
+        rate = plan.overage_usd_per_credit
+        return cls(
+            code=plan.code,
+            name=plan.name,
+            price=None
+            if plan.price is None
+            else Price(amount=Decimal(format_usd(plan.price)), currency=plan.currency),
+            period=plan.period,
+            unit=plan.unit,
+            monthly_credits=Amount.of(plan.allocation),
+            top_up_bonus_boost_percent=Decimal(percent(plan.top_up_bonus_boost_basis_points)),
+            rollover_percent=Decimal(percent(plan.rollover_basis_points)),
+            overage_usd_per_credit=None if rate is None else Decimal(format_usd(rate)),
+            messages_per_12h=plan.messages_per_12h,
+            concurrency=plan.concurrency,
+            priority=plan.priority,
+        )
+
+
+@strawberry.type(description="The organization's plan and its current period.")
+class PlanSubscription:
+    plan: Plan = strawberry.field(description="The plan now.")
+    current_period_start: datetime = strawberry.field(description="UTC.")
+    current_period_end: datetime = strawberry.field(
+        description="UTC: the period's allocation expires then, and the next one begins."
+    )
+    next_plan: Plan | None = strawberry.field(
+        description="A downgrade waiting for the period's end; null: none."
+    )
+    _org_id: strawberry.Private[int]
+
+    @strawberry.field(
+        description="What is left of this period's allocation and of what rolled into it."
+    )
+    async def allocation_remaining(self, info: Info) -> Amount:
+        plans = info.context.runtime.subscriptions
+        return Amount.of(await plans.allocation_remaining(self._org_id))
+
+
+@strawberry.type(description="The next unlock tier, and what it takes.")
+class NextTier:
+    tier: int = strawberry.field(description="Its number.")
+    purchase_needed: Amount = strawberry.field(
+        description="Credits to buy within 28 days, on top of those bought, to reach it."
+    )
+
+
+@strawberry.type(
+    description="What the organization may run now: on plans with unlock tiers (Bytez), "
+    "credits purchased in the last 28 days decide it."
+)
+class Entitlement:
+    tier: int = strawberry.field(description="The unlock tier reached; 0 is the first.")
+    max_open_model_params_b: int | None = strawberry.field(
+        description="The largest open model callable, in billions of parameters; null: any."
+    )
+    concurrent_requests: int | None = strawberry.field(
+        description="Open-model calls in flight at once; null: no limit."
+    )
+    next_tier: NextTier | None = strawberry.field(description="Null at the top tier.")
+
+
+async def subscription_of(info: Info, organization_id: int) -> PlanSubscription | None:
+    current = await info.context.runtime.subscriptions.subscription(organization_id)
+    if current is None:
+        return None
+    return PlanSubscription(
+        plan=Plan.of(current.plan),
+        current_period_start=current.period_start,
+        current_period_end=current.period_end,
+        next_plan=None if current.next_plan is None else Plan.of(current.next_plan),
+        _org_id=organization_id,
+    )
+
+
+async def entitlement_of(info: Info, organization_id: int) -> Entitlement | None:
+    runtime = info.context.runtime
+    plan = await runtime.subscriptions.plan_of(organization_id)
+    if plan is None:
+        return None
+    since = runtime.clock.now() - PURCHASE_WINDOW
+    granted = plan.entitlement(await runtime.payments.purchased_since(organization_id, since))
+    return Entitlement(
+        tier=granted.tier,
+        max_open_model_params_b=granted.max_open_model_params_b,
+        concurrent_requests=granted.concurrency,
+        next_tier=None
+        if granted.next_tier is None or granted.purchase_needed is None
+        else NextTier(tier=granted.next_tier, purchase_needed=Amount.of(granted.purchase_needed)),
+    )
+
+
+def plans(info: Info) -> list[Plan]:
+    info.context.caller()
+    return [Plan.of(plan) for plan in info.context.runtime.plans.plans.values()]
+
+
+@strawberry.input(description="The plan to move to.")
+class ChangePlanInput:
+    plan_code: str = strawberry.field(description="A plan's `code` from `plans`.")
+
+
+@strawberry.type(description="The plan change: at once (an upgrade) or at the period's end.")
+class ChangePlanPayload:
+    subscription: PlanSubscription | None = strawberry.field(
+        default=None, description="The subscription after the change; null on userErrors."
+    )
+    effective_at: datetime | None = strawberry.field(
+        default=None, description="When the new plan applies (UTC)."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing changed; empty on success."
+    )
+
+
+@strawberry.type
+class PlanMutations:
+    @strawberry.mutation(
+        description="Move the organization to another plan (owners and admins). An upgrade "
+        "(costs more) applies at once: the current period closes (rollover carried, the "
+        "rest expired, overage billed) and the new plan's first period begins with its full "
+        "allocation. A downgrade applies when the current period ends. Choosing the current "
+        "plan cancels a pending downgrade."
+    )
+    async def change_plan(
+        self,
+        info: Info,
+        input: Annotated[ChangePlanInput, strawberry.argument(description="The plan.")],
+    ) -> ChangePlanPayload:
+        try:
+            principal = caller(info, *ADMINS)
+            try:
+                change = await info.context.runtime.subscriptions.change(
+                    principal.organization_id, input.plan_code
+                )
+            except PlanError as exc:
+                raise refused(UserErrorCode.INVALID_INPUT, str(exc), "planCode") from None
+        except Refused as refusal:
+            return ChangePlanPayload(user_errors=refusal.errors)
+        return ChangePlanPayload(
+            subscription=await subscription_of(info, principal.organization_id),
+            effective_at=change.effective,
+        )

@@ -1,0 +1,141 @@
+"""Writer jobs for plans: a period begins, the one before it closes.
+
+Closing a period carries what the rollover policy allows of its unused allocation into
+a ``rollover`` lot expiring with the next period (one cycle), expires the rest and what
+rolled into it, and settles overage: on a plan that allows it, a negative balance is
+usage past the allocation, owed in USD at the plan's rate, and an ``overage`` entry
+brings the wallet back to zero so the next allocation arrives whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.ledger.book import Book
+from app.ledger.lots import Lot
+from app.ledger.state import Needs, Period, PlanState, WalletState
+from app.ledger.tables import EntryKind
+from app.money import CREDITS_PER_USD, div_round_half_up
+from app.payments.tables import TransactionKind, TransactionStatus
+from app.plans.catalog import Plan
+from app.plans.tables import SubscriptionStatus
+
+
+@dataclass(slots=True)
+class StartPeriod:
+    """Begin period ``number`` of ``plan`` at ``start``, closing the open one first.
+
+    Idempotent: a period that has already begun at or after ``start`` makes it a no-op,
+    so a renewal run twice (or on two instances) grants once.
+    """
+
+    organization_id: int
+    plan: Plan
+    # The plan whose period closes (its rollover and overage rules); None for the first.
+    closing: Plan | None
+    anchor: datetime
+    number: int
+    start: datetime
+    end: datetime
+    provider: str | None
+    next_plan_code: str | None = None
+
+    def needs(self, needs: Needs) -> None:
+        needs.orgs.add(self.organization_id)
+        needs.orgs_with_lots.add(self.organization_id)
+        needs.plans.add(self.organization_id)
+
+    def apply(self, book: Book) -> bool:
+        plan = book.state.plans.get(self.organization_id)
+        if plan is not None and plan.open_period_id is not None and plan.period_start >= self.start:
+            return False
+        wallet = book.state.wallets[self.organization_id]
+        reference = f"plan:{self.plan.code}:{self.start:%Y-%m-%dT%H:%M:%SZ}"
+        rollover: Lot | None = None
+        if plan is not None and self.closing is not None:
+            rollover = _close(book, wallet, plan, self.closing, self.end, reference)
+        allocation = None
+        if self.plan.allocation:
+            allocation = book.post(
+                wallet,
+                EntryKind.PLAN_ALLOCATION,
+                self.plan.allocation,
+                reference,
+                expires_at=self.end,
+            )
+            book.record(
+                self.organization_id,
+                TransactionKind.PLAN_ALLOCATION,
+                self.plan.allocation,
+                actor="plan",
+                memo=self.plan.name,
+            )
+        if plan is None:
+            plan = book.state.plans[self.organization_id] = PlanState(
+                self.organization_id,
+                self.plan.code,
+                SubscriptionStatus.ACTIVE,
+                self.provider,
+                self.anchor,
+                self.number,
+                self.start,
+                self.end,
+                None,
+                exists=False,
+            )
+        plan.close_open_period = plan.open_period_id is not None
+        plan.plan_code, plan.status, plan.provider = (
+            self.plan.code,
+            SubscriptionStatus.ACTIVE,
+            self.provider,
+        )
+        plan.anchor, plan.period_number = self.anchor, self.number
+        plan.period_start, plan.period_end = self.start, self.end
+        plan.next_plan_code = self.next_plan_code
+        plan.new_period = Period(
+            self.plan.code, self.start, self.end, self.plan.allocation, allocation, rollover
+        )
+        plan.dirty = True
+        return True
+
+
+def _open_lot(wallet: WalletState, lot_id: int | None) -> Lot | None:
+    assert wallet.lots is not None
+    return next((lot for lot in wallet.lots if lot.id == lot_id and lot.remaining), None)
+
+
+def _close(
+    book: Book, wallet: WalletState, plan: PlanState, closing: Plan, end: datetime, reference: str
+) -> Lot | None:
+    """Close the open period; the rollover lot opened for the next one, if any."""
+    allocation = _open_lot(wallet, plan.allocation_lot_id)
+    carried = _open_lot(wallet, plan.rollover_lot_id)
+    rollover = None
+    carry = min(allocation.remaining, closing.rollover_cap()) if allocation else 0
+    if allocation is not None and carry:
+        book.post(wallet, EntryKind.ROLLOVER, -carry, reference, lot=allocation)
+        rollover = book.post(wallet, EntryKind.ROLLOVER, carry, reference, expires_at=end)
+    expired = 0
+    for lot in (allocation, carried):
+        if lot is not None and lot.remaining:
+            expired += lot.remaining
+            book.post(wallet, EntryKind.EXPIRY, -lot.remaining, f"lot:{lot.id}", lot=lot)
+    if expired:
+        book.record(wallet.organization_id, TransactionKind.EXPIRY, -expired, actor="plan")
+    rate = closing.overage_usd_per_credit
+    if rate is not None and wallet.balance < 0:
+        used = -wallet.balance
+        book.post(wallet, EntryKind.OVERAGE, used, reference)
+        book.record(
+            wallet.organization_id,
+            TransactionKind.OVERAGE,
+            # Micro plan credits times micro-USD per credit: micro-USD, rounded once.
+            div_round_half_up(used * rate, CREDITS_PER_USD),
+            actor="plan",
+            status=TransactionStatus.PENDING,
+            credits=used,
+            settled_at=None,
+            memo=f"{closing.name}: usage past the allocation",
+        )
+    return rollover
