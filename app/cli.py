@@ -140,13 +140,22 @@ def org() -> None:
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug).")
 @click.option("--grant-usd", default="0", help="Opening credit, in USD (e.g. 25.00).")
-def org_create(slug: str, name: str | None, grant_usd: str) -> None:
+@click.option(
+    "--rate-card",
+    default="standard",
+    show_default=True,
+    help='The price-book card that bills it ("8bit-ai" counts plan credits).',
+)
+def org_create(slug: str, name: str | None, grant_usd: str, rate_card: str) -> None:
     """Create an organization with its wallet."""
     grant = _usd(grant_usd, "--grant-usd")
     try:
         created = asyncio.run(
             _with_runtime(
-                Settings(), lambda rt: create_organization(rt, slug=slug, name=name, grant=grant)
+                Settings(),
+                lambda rt: create_organization(
+                    rt, slug=slug, name=name, grant=grant, rate_card=rate_card
+                ),
             )
         )
     except OrgError as error:

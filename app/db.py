@@ -180,6 +180,13 @@ class Database:
             return self._sync_readers.engine
         return self.reader.sync_engine
 
+    @property
+    def write_engine(self) -> Engine:
+        """The engine ``transaction`` runs on (for instrumentation, as ``read_engine``)."""
+        if self._sync_writer is not None:
+            return self._sync_writer.engine
+        return self.writer.sync_engine
+
     async def dispose(self) -> None:
         for pool in (self._sync_writer, self._sync_readers):
             if pool is not None:

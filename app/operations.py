@@ -8,17 +8,26 @@ from app import audit
 from app.keys import service as keys
 from app.ledger.jobs import Adjust, Posted, PostEntry
 from app.ledger.tables import EntryKind
-from app.orgs.service import OrgRef, create_org
+from app.orgs.service import OrgError, OrgRef, create_org
 from app.runtime import Runtime
 
 
 async def create_organization(
-    rt: Runtime, *, slug: str, name: str | None = None, grant: int = 0, actor: str = "cli"
+    rt: Runtime,
+    *,
+    slug: str,
+    name: str | None = None,
+    grant: int = 0,
+    actor: str = "cli",
+    rate_card: str = "standard",
 ) -> OrgRef:
-    """A new organization and wallet, with an opening grant when ``grant`` is positive."""
+    """A new organization and wallet, with an opening grant when ``grant`` is positive.
+    ``rate_card`` (a price-book card) decides its unit: USD credits or plan credits."""
+    if rate_card not in rt.prices.cards:
+        raise OrgError(f"no rate card {rate_card!r}; the price book has {list(rt.prices.cards)}")
     now = rt.clock.now()
     async with rt.db.writer.begin() as conn:
-        org = await create_org(conn, slug=slug, name=name, now=now)
+        org = await create_org(conn, slug=slug, name=name, now=now, rate_card=rate_card)
         await audit.record(
             conn,
             organization_id=org.id,

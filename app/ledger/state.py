@@ -58,12 +58,13 @@ def purchases(since: datetime | BindParameter[datetime]) -> tuple[Any, list[Colu
     """Credits purchased since ``since``: the sum, and the rows it adds up. What was paid
     for credits (by card or auto-reload), net of refunds; bonuses and grants are not
     purchases. The one definition behind ``Payments.purchased_since`` and the plans'
-    unlock tiers."""
+    unlock tiers. A purchase counts for 28 days from its settling, not at the 28th: the
+    moment its credits expire (Bytez), it stops counting too."""
     total = func.coalesce(func.sum(billing_t.c.amount - billing_t.c.refunded), 0)
     return total, [
         billing_t.c.kind.in_(PAYMENT_KINDS),
         billing_t.c.status == TransactionStatus.SUCCEEDED,
-        billing_t.c.settled_at >= since,
+        billing_t.c.settled_at > since,
     ]
 
 

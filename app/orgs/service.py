@@ -31,9 +31,14 @@ class OrgRef:
 
 
 async def create_org(
-    conn: AsyncConnection, *, slug: str, name: str | None, now: datetime
+    conn: AsyncConnection,
+    *,
+    slug: str,
+    name: str | None,
+    now: datetime,
+    rate_card: str = "standard",
 ) -> OrgRef:
-    """Create an organization and its (empty) wallet."""
+    """Create an organization and its (empty) wallet, billed by ``rate_card``."""
     if not SLUG.fullmatch(slug):
         raise OrgError(f"slug {slug!r} must be lowercase letters, digits and dashes")
     existing = await conn.scalar(select(orgs_t.c.id).where(orgs_t.c.slug == slug))
@@ -41,7 +46,9 @@ async def create_org(
         raise OrgError(f"organization {slug!r} exists")
     name = name or slug
     org_id = await conn.scalar(
-        insert(orgs_t).values(slug=slug, name=name, created_at=now).returning(orgs_t.c.id)
+        insert(orgs_t)
+        .values(slug=slug, name=name, rate_card=rate_card, created_at=now)
+        .returning(orgs_t.c.id)
     )
     assert org_id is not None
     await conn.execute(insert(wallets_t).values(organization_id=org_id))

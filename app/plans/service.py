@@ -211,9 +211,11 @@ class Plans:
 
 
 def _costs_more(new: Plan, old: Plan) -> bool:
-    """Whether moving from ``old`` to ``new`` is an upgrade: more per period in the same
-    currency, else a larger allocation."""
-    priced = new.price is not None and old.price is not None
-    if new.currency == old.currency and priced and new.price != old.price:
+    """Whether moving from ``old`` to ``new`` is an upgrade: from free to paid, or more per
+    period in the same currency, else (prices not comparable) a larger allocation."""
+    if new.paid != old.paid:
+        return new.paid
+    comparable = new.currency == old.currency and None not in (new.price, old.price)
+    if comparable and new.price != old.price:
         return (new.price or 0) > (old.price or 0)
     return new.allocation > old.allocation
