@@ -219,7 +219,7 @@ class Book:
         self.state.holds[(wallet.organization_id, request_id)] = hold
         self._reserve(wallet, key, amount)
         usage = self.state.plan_usage.get(wallet.organization_id)
-        if False:  # MUTATION
+        if usage is not None:  # the next authorization of the batch counts this one
             if open_model:
                 usage.open_model_holds += 1
             usage.recent_holds += 1
