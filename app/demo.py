@@ -1,4 +1,5 @@
-"""``creditgraph serve --demo``: an organization ``demo`` with keys and 30 days of usage.
+"""``creditgraph serve --demo``: an organization ``demo`` on ByteSpike Pro, with keys and
+30 days of usage.
 
 The usage goes through the real writer under a clock that walks through the 30 days,
 so lots, windows, spend marks and the ledger are exactly what real traffic leaves.
@@ -51,6 +52,8 @@ async def seed(settings: Settings, progress: Callable[[int, int], None]) -> Demo
         org = await create_organization(
             runtime, slug="demo", name="Demo AI Labs", grant=parse_usd("500")
         )
+        # On ByteSpike Pro, so the dashboards' plan and quote (+5% boost) show something.
+        await runtime.subscriptions.change(org.id, "bytespike-pro", by_operator=True)
         keys = {
             "production": await create_api_key(runtime, org.id, "production"),
             "claude-agents": await create_api_key(

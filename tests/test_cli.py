@@ -161,3 +161,16 @@ def test_serve_refuses_a_partial_sso_configuration_before_starting(cli: Cli) -> 
 def test_schema_prints_the_exported_schema(cli: Cli) -> None:
     exported = (Path(__file__).resolve().parents[1] / "schema.graphql").read_text()
     assert cli.ok("schema") == exported
+
+
+def test_plans_are_assigned_and_renewed_from_the_command_line(cli: Cli) -> None:
+    cli.ok("org", "create", "agents", "--rate-card", "8bit-ai")
+    assert "no rate card" in cli.fails("org", "create", "other", "--rate-card", "gold")
+    assert "priced by contract" not in cli.ok("plan", "assign", "--org", "agents", "8bit-pro")
+    assert "counts usd credits" in cli.fails("plan", "assign", "--org", "agents", "bytez-free")
+    assert "no plan 'gold'" in cli.fails("plan", "assign", "--org", "agents", "gold")
+    # The period has not ended: nothing to renew, and the books balance.
+    assert "periods started: 0" in cli.ok("jobs", "run")
+    cli.sql("UPDATE plan_subscriptions SET current_period_end = '2000-01-01 00:00:00'")
+    assert "periods started: 1" in cli.ok("jobs", "run")
+    assert "ok:" in cli.ok("verify")
