@@ -171,6 +171,10 @@ def test_plans_are_assigned_and_renewed_from_the_command_line(cli: Cli) -> None:
     assert "no plan 'gold'" in cli.fails("plan", "assign", "--org", "agents", "gold")
     # The period has not ended: nothing to renew, and the books balance.
     assert "periods started: 0" in cli.ok("jobs", "run")
-    cli.sql("UPDATE plan_subscriptions SET current_period_end = '2000-01-01 00:00:00'")
+    # As if the server had been down since the period ended.
+    cli.sql(
+        "UPDATE plan_subscriptions SET current_period_start = '1999-12-01 00:00:00', "
+        "current_period_end = '2000-01-01 00:00:00'"
+    )
     assert "periods started: 1" in cli.ok("jobs", "run")
     assert "ok:" in cli.ok("verify")
