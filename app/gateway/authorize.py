@@ -82,7 +82,8 @@ class AuthorizeJob:
             if hold.status == HoldStatus.ACTIVE and hold.api_key_id == key.id:
                 return Decision(None, budget, hold.amount)  # a replayed authorization
             return Decision(Refusal(409, "request_id_used", "this request id is used"), budget)
-        # The organization's plan (``app.plans.limits``): loaded only when it limits calls.
+        # The organization's plan (``app.plans.limits``), when it is on one; only what the
+        # plan limits was counted.
         usage = state.plan_usage.get(self.organization_id)
         if usage is not None:
             refusal = check_plan(usage, price, now)
