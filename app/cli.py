@@ -262,6 +262,7 @@ def plan_assign(slug: str, code: str) -> None:
             change = await rt.subscriptions.change(found.id, code, by_operator=True)
         except PlanError as error:
             raise click.ClickException(str(error)) from None
+        assert change.effective is not None  # an operator's change waits for no payment
         when = "now" if change.immediate else f"from {change.effective.isoformat()}"
         return f"{slug} is on {change.plan.name} {when}"
 

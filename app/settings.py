@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     top_up_flow: Literal["elements", "checkout"] = "elements"
     checkout_success_url: str = "http://localhost:8000/graphql?top_up={top_up_id}"
     checkout_cancel_url: str = "http://localhost:8000/graphql?top_up={top_up_id}"
+    # Where Stripe Checkout sends a payer subscribing to a paid plan ("{plan_code}" in
+    # them is replaced).
+    plan_checkout_success_url: str = "http://localhost:8000/graphql?plan={plan_code}"
+    plan_checkout_cancel_url: str = "http://localhost:8000/graphql?plan={plan_code}"
     # A payment still pending this long after it started is checked with the provider,
     # in case its webhook was lost.
     reconcile_after_seconds: int = Field(default=300, gt=0)

@@ -13,6 +13,7 @@ from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refu
 from app.graphql.scalars import Decimal
 from app.money import format_usd
 from app.payments.ladder import percent
+from app.payments.provider import PaymentError
 from app.plans.catalog import PURCHASE_WINDOW
 from app.plans.catalog import Plan as CatalogPlan
 from app.plans.service import PlanError
@@ -165,13 +166,25 @@ class ChangePlanInput:
     plan_code: str = strawberry.field(description="A plan's `code` from `plans`.")
 
 
-@strawberry.type(description="The plan change: at once (an upgrade) or at the period's end.")
+@strawberry.type(
+    description="The plan change: at once (an upgrade), at the period's end (a downgrade), "
+    "or once paid on a Stripe Checkout page (a paid plan, with Stripe)."
+)
 class ChangePlanPayload:
     subscription: PlanSubscription | None = strawberry.field(
-        default=None, description="The subscription after the change; null on userErrors."
+        default=None,
+        description="The subscription after the change (still the current plan while "
+        "`checkoutUrl` waits for payment); null on userErrors.",
     )
     effective_at: datetime | None = strawberry.field(
-        default=None, description="When the new plan applies (UTC)."
+        default=None,
+        description="When the new plan applies (UTC); null while it waits for payment.",
+    )
+    checkout_url: str | None = strawberry.field(
+        default=None,
+        description="Send the payer to this Stripe Checkout page: the paid plan begins "
+        "once its first payment is made, and Stripe bills it every period after. Until "
+        "then nothing changes. Null when no payment is needed.",
     )
     user_errors: list[UserError] = strawberry.field(
         default_factory=list, description="Why nothing changed; empty on success."
@@ -185,7 +198,8 @@ class PlanMutations:
         "(costs more) applies at once: the current period closes (rollover carried, the "
         "rest expired, overage billed) and the new plan's first period begins with its full "
         "allocation. A downgrade applies when the current period ends. Choosing the current "
-        "plan cancels a pending downgrade."
+        "plan cancels a pending downgrade. With Stripe, a paid plan is paid first: the "
+        "payload's `checkoutUrl` is the page to pay it on."
     )
     async def change_plan(
         self,
@@ -200,9 +214,12 @@ class PlanMutations:
                 )
             except PlanError as exc:
                 raise refused(UserErrorCode.INVALID_INPUT, str(exc), "planCode") from None
+            except PaymentError as exc:
+                raise refused(UserErrorCode.PAYMENT_FAILED, exc.message) from None
         except Refused as refusal:
             return ChangePlanPayload(user_errors=refusal.errors)
         return ChangePlanPayload(
             subscription=await subscription_of(info, principal.organization_id),
             effective_at=change.effective,
+            checkout_url=change.checkout_url,
         )

@@ -424,6 +424,7 @@ class Book:
                 "current_period_start": plan.period_start,
                 "current_period_end": plan.period_end,
                 "next_plan_code": plan.next_plan_code,
+                "stripe_subscription_id": plan.stripe_subscription_id,
                 "updated_at": self.now,
             }
             where = plan_subs_t.c.organization_id == plan.organization_id

@@ -196,6 +196,8 @@ class PlanState:
     close_open_period: bool = False
     new_period: Period | None = None
     dirty: bool = False
+    # The Stripe subscription whose invoices grant the periods (provider "stripe").
+    stripe_subscription_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -519,6 +521,7 @@ def _load_plans(conn: Connection, needs: Needs, state: State) -> None:
             row.current_period_start,
             row.current_period_end,
             row.next_plan_code,
+            stripe_subscription_id=row.stripe_subscription_id,
         )
     for row in conn.execute(_open_periods(conn, state.lock), ids):
         plan = state.plans.get(row.organization_id)

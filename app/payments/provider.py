@@ -1,17 +1,33 @@
 """What creditgraph asks of a payment provider, and the fake one for local development.
 
-Amounts cross this boundary in cents (the unit card payments settle in); everything
-inside creditgraph stays in credits. Every call that creates something at the provider
-carries an idempotency key derived from our own row ids, so a retried request never
-charges twice.
+Amounts cross this boundary in cents (the unit card payments settle in; a plan's price,
+in the minor unit of its currency: ``minor_units``); everything inside creditgraph stays
+in credits. Every call that creates something at the provider carries an idempotency
+key derived from our own ids, so a retried request never charges twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 PaymentStatus = Literal["pending", "succeeded", "failed"]
+Interval = Literal["month", "week"]
+
+# Currencies a provider counts in whole units (Stripe's zero-decimal currencies); the
+# others, in hundredths (cents, fen).
+ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA"}
+    | {"PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+
+
+def minor_units(micro: int, currency: str) -> int | None:
+    """``micro`` millionths of ``currency`` in its minor unit, as a provider charges it;
+    None when that is not a whole number of them."""
+    per = 1_000_000 if currency.upper() in ZERO_DECIMAL else 10_000
+    return None if micro % per else micro // per
 
 
 class PaymentError(Exception):
@@ -43,6 +59,24 @@ class Payment:
     # The card kept for off-session charges (auto-reload), when the payer agreed to it.
     payment_method_id: str | None = None
     failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInvoice:
+    """An invoice of a subscription at the provider, with what creditgraph put in the
+    subscription's metadata (None when absent or malformed)."""
+
+    invoice_id: str
+    subscription_id: str
+    status: str  # "paid" once paid
+    # "subscription_create" (its first), "subscription_cycle" (a renewal), or another.
+    billing_reason: str
+    amount_paid: int  # in the currency's minor unit
+    currency: str  # as the provider writes it: "usd"
+    period_start: datetime  # the period the invoice pays for, from its line
+    period_end: datetime
+    organization_id: int | None
+    plan_code: str | None
 
 
 class PaymentProvider(Protocol):
@@ -84,6 +118,37 @@ class PaymentProvider(Protocol):
         self, *, payment_intent_id: str | None, checkout_session_id: str | None
     ) -> Payment:
         """Ask the provider where a payment stands (reconciling a missed webhook)."""
+        ...
+
+    async def start_subscription(
+        self,
+        *,
+        organization_id: int,
+        customer_id: str,
+        plan_code: str,
+        name: str,
+        amount: int,
+        currency: str,
+        interval: Interval,
+        interval_count: int,
+        key: str,
+    ) -> Checkout:
+        """A hosted page where the payer subscribes to a plan: ``amount`` (in the minor
+        unit of ``currency``) every ``interval_count`` ``interval``s. The subscription
+        exists once the page is paid; its invoices say which periods are paid for.
+        ``key`` is the idempotency key."""
+        ...
+
+    async def subscription_invoice(self, invoice_id: str) -> SubscriptionInvoice | None:
+        """A subscription's invoice as the provider has it now; None if it is not one."""
+        ...
+
+    async def renew_subscription(self, *, subscription_id: str, renew: bool) -> None:
+        """Whether a subscription renews at its period's end (False: it ends then)."""
+        ...
+
+    async def cancel_subscription(self, *, subscription_id: str) -> None:
+        """End a subscription now, refunding nothing."""
         ...
 
     async def close(self) -> None:
@@ -130,9 +195,37 @@ class FakeProvider:
     ) -> Payment:
         return Payment("succeeded", payment_intent_id, FAKE_CARD)
 
+    # The fake provider bills no subscriptions: with it a paid plan applies at once
+    # (``settles_at_once``), so plans never ask it for one.
+
+    async def start_subscription(
+        self,
+        *,
+        organization_id: int,
+        customer_id: str,
+        plan_code: str,
+        name: str,
+        amount: int,
+        currency: str,
+        interval: Interval,
+        interval_count: int,
+        key: str,
+    ) -> Checkout:
+        raise PaymentError(NO_SUBSCRIPTIONS)
+
+    async def subscription_invoice(self, invoice_id: str) -> SubscriptionInvoice | None:
+        raise PaymentError(NO_SUBSCRIPTIONS)
+
+    async def renew_subscription(self, *, subscription_id: str, renew: bool) -> None:
+        raise PaymentError(NO_SUBSCRIPTIONS)
+
+    async def cancel_subscription(self, *, subscription_id: str) -> None:
+        raise PaymentError(NO_SUBSCRIPTIONS)
+
     async def close(self) -> None:
         pass
 
 
+NO_SUBSCRIPTIONS = "the fake payment provider bills no subscriptions"
 # The card the fake provider "saves" with every payment, so auto-reload works locally.
 FAKE_CARD = "pm_fake_card"

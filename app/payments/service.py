@@ -14,16 +14,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import audit
 from app.clock import Clock
-from app.db import Database, is_postgres
-from app.ledger.state import accounts_t, billing_t, orgs_t, purchases, wallets
+from app.db import Database
+from app.ledger.state import accounts_t, billing_t, purchases, wallets
 from app.ledger.writer import Writer
 from app.money import format_usd
+from app.payments.customers import ensure_account, provider_customer
 from app.payments.jobs import ApplyRefund, FailTopUp, Refunded, SettleTopUp
 from app.payments.ladder import CREDITS_PER_CENT, BonusLadder, Quote
 from app.payments.provider import Checkout, Payment, PaymentError, PaymentProvider
@@ -118,7 +117,7 @@ class Payments:
         """Create a pending top-up and start its payment; with the fake provider it has
         already succeeded when this returns."""
         provider = self._provider()
-        customer_id = await self._customer(organization_id)
+        customer_id = await provider_customer(self.db, provider, organization_id)
         async with self.db.writer.begin() as conn:
             top_up_id = await conn.scalar(
                 insert(billing_t)
@@ -162,30 +161,6 @@ class Payments:
             await self.apply(organization_id, top_up_id, payment, actor=provider.name)
         return StartedTopUp(top_up_id, checkout)
 
-    async def _customer(self, organization_id: int) -> str:
-        """The organization's customer at the provider, created on its first payment."""
-        async with self.db.reader.connect() as conn:
-            existing = await conn.scalar(
-                select(accounts_t.c.customer_id).where(
-                    accounts_t.c.organization_id == organization_id
-                )
-            )
-            name = await conn.scalar(select(orgs_t.c.name).where(orgs_t.c.id == organization_id))
-        if existing:
-            return str(existing)
-        # The idempotency key makes a second, racing creation return the same customer.
-        customer_id = await self._provider().create_customer(
-            organization_id=organization_id, name=name or str(organization_id)
-        )
-        async with self.db.writer.begin() as conn:
-            await _ensure_account(conn, organization_id)
-            await conn.execute(
-                update(accounts_t)
-                .where(accounts_t.c.organization_id == organization_id)
-                .values(customer_id=customer_id)
-            )
-        return customer_id
-
     async def apply(
         self, organization_id: int, top_up_id: int, payment: Payment, *, actor: str
     ) -> bool:
@@ -205,7 +180,7 @@ class Payments:
         """Keep the card a payment saved for off-session charges; a new card lifts the
         pause a failed auto-reload left."""
         async with self.db.writer.begin() as conn:
-            await _ensure_account(conn, organization_id)
+            await ensure_account(conn, organization_id)
             await conn.execute(
                 update(accounts_t)
                 .where(accounts_t.c.organization_id == organization_id)
@@ -337,7 +312,7 @@ class Payments:
         changing one each cannot leave a maximum no reload fits in."""
         now = self.clock.now()
         async with self.db.writer.begin() as conn:
-            await _ensure_account(conn, organization_id)
+            await ensure_account(conn, organization_id)
             where = accounts_t.c.organization_id == organization_id
             before = (await conn.execute(select(accounts_t).where(where).with_for_update())).one()
             values = {f"auto_reload_{name}": value for name, value in changes.items()}
@@ -584,9 +559,3 @@ class Payments:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.provider is not None:
             await self.provider.close()
-
-
-async def _ensure_account(conn: AsyncConnection, organization_id: int) -> None:
-    """The organization's billing account, with the defaults, unless it has one."""
-    statement = (postgresql.insert if is_postgres(conn) else sqlite.insert)(accounts_t)
-    await conn.execute(statement.values(organization_id=organization_id).on_conflict_do_nothing())

@@ -4,6 +4,11 @@ Stripe delivers each event at least once, in any order, and one payment can prod
 both a Checkout Session event and a PaymentIntent event. Every handler below acts
 through ``Payments``, whose jobs look at the top-up's current state, so whichever
 event comes first does the work and the rest find it done.
+
+Plan subscriptions (Checkout Sessions in subscription mode, invoices, subscriptions)
+go to ``Plans`` (``app.plans.service``, whose docstring has the rules): a paid invoice
+begins the period it paid for, once, whether it comes as ``invoice.paid`` or through
+its Checkout Session's completion.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import is_postgres, table
 from app.payments.ladder import CREDITS_PER_CENT
-from app.payments.provider import Payment
+from app.payments.provider import Payment, PaymentError
 from app.payments.service import Payments
+from app.payments.stripe_provider import subscription_invoice
 from app.payments.tables import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,23 @@ async def receive(payments: Payments, event: dict[str, Any]) -> str:
 async def _handle(payments: Payments, kind: str, obj: Any) -> str:
     if not isinstance(obj, dict):
         return "ignored"
+    if kind.startswith("checkout.session.") and obj.get("mode") == "subscription":
+        return await _subscription_checkout(payments, kind, obj)
+    if kind == "invoice.paid":
+        invoice = subscription_invoice(obj)
+        return "ignored" if invoice is None else await payments.plans.invoice_paid(invoice)
+    if kind in ("customer.subscription.updated", "customer.subscription.deleted"):
+        subscription_id = _id(obj.get("id"))
+        if subscription_id is None:
+            return "ignored"
+        if kind == "customer.subscription.deleted":
+            return await payments.plans.subscription_ended(subscription_id)
+        status = obj.get("status")
+        return await payments.plans.subscription_updated(
+            subscription_id,
+            status if isinstance(status, str) else None,
+            obj.get("cancel_at_period_end") is True,
+        )
     if kind == "payment_intent.succeeded":
         return await _settle(payments, obj, obj.get("amount"), _id(obj.get("payment_method")))
     if kind == "payment_intent.payment_failed":
@@ -99,6 +122,23 @@ async def _handle(payments: Payments, kind: str, obj: Any) -> str:
         await payments.refunded(top_up.organization_id, top_up.top_up_id, total, actor=ACTOR)
         return "refunded"
     return "ignored"
+
+
+async def _subscription_checkout(payments: Payments, kind: str, obj: dict[str, Any]) -> str:
+    """A plan's Checkout page was paid: its subscription's first invoice, looked up at
+    Stripe, begins the plan (as its ``invoice.paid`` would, whichever comes first). Nothing
+    was recorded when the page opened, so one that expires or fails changes nothing."""
+    paid = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+    if kind not in paid:
+        return "ignored"
+    invoice_id = _id(obj.get("invoice"))
+    if obj.get("payment_status") != "paid" or invoice_id is None or payments.provider is None:
+        return "pending"  # the invoice's own event will begin the plan
+    try:
+        invoice = await payments.provider.subscription_invoice(invoice_id)
+    except PaymentError:
+        return "pending"
+    return "pending" if invoice is None else await payments.plans.invoice_paid(invoice)
 
 
 async def _settle(payments: Payments, obj: dict[str, Any], cents: Any, card: str | None) -> str:

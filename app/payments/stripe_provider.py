@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, Self
 
 import stripe
 
-from app.payments.provider import Checkout, Payment, PaymentError
+from app.payments.provider import Checkout, Interval, Payment, PaymentError, SubscriptionInvoice
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,57 @@ def _top_up_key(top_up_id: int) -> stripe.RequestOptions:
     return {"idempotency_key": f"creditgraph-top-up-{top_up_id}"}
 
 
+def subscription_invoice(invoice: Any) -> SubscriptionInvoice | None:
+    """A subscription's invoice from its JSON (a webhook's, or the API's as a dict), in
+    either API shape: ``parent.subscription_details`` (API versions from 2025-03-31) or
+    the top-level ``subscription`` and ``subscription_details`` before them. None when it
+    is no subscription's, or lacks what a period needs (its line's period)."""
+    if not isinstance(invoice, Mapping):
+        return None
+    parent = invoice.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+    if isinstance(details, Mapping):
+        subscription, metadata = details.get("subscription"), details.get("metadata")
+    else:
+        legacy = invoice.get("subscription_details")
+        subscription = invoice.get("subscription")
+        metadata = legacy.get("metadata") if isinstance(legacy, Mapping) else None
+    if isinstance(subscription, Mapping):  # expanded
+        subscription = subscription.get("id")
+    lines = invoice.get("lines")
+    data = lines.get("data") if isinstance(lines, Mapping) else None
+    line = data[0] if isinstance(data, list) and data else None
+    period = line.get("period") if isinstance(line, Mapping) else None
+    start = period.get("start") if isinstance(period, Mapping) else None
+    end = period.get("end") if isinstance(period, Mapping) else None
+    fields = (invoice.get("id"), invoice.get("status"), invoice.get("currency"))
+    if not (
+        isinstance(subscription, str)
+        and all(isinstance(field, str) for field in fields)
+        and isinstance(invoice.get("amount_paid"), int)
+        and isinstance(start, int)
+        and isinstance(end, int)
+    ):
+        return None
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    organization = metadata.get("creditgraph_organization_id")
+    plan_code = metadata.get("creditgraph_plan_code")
+    return SubscriptionInvoice(
+        invoice_id=invoice["id"],
+        subscription_id=subscription,
+        status=invoice["status"],
+        billing_reason=str(invoice.get("billing_reason")),
+        amount_paid=invoice["amount_paid"],
+        currency=invoice["currency"],
+        period_start=datetime.fromtimestamp(start, UTC),
+        period_end=datetime.fromtimestamp(end, UTC),
+        organization_id=int(organization)
+        if isinstance(organization, str) and organization.isdigit()
+        else None,
+        plan_code=plan_code if isinstance(plan_code, str) else None,
+    )
+
+
 @contextmanager
 def _provider_errors(action: str) -> Iterator[None]:
     """Turn what the library raises into a ``PaymentError`` a payer may be shown."""
@@ -111,6 +163,8 @@ class StripeProvider:
         flow: Literal["elements", "checkout"],
         success_url: str,
         cancel_url: str,
+        plan_success_url: str,
+        plan_cancel_url: str,
     ) -> None:
         self._http = _HTTPXClient()
         self._client = stripe.StripeClient(
@@ -122,6 +176,8 @@ class StripeProvider:
         self._flow = flow
         self._success_url = success_url
         self._cancel_url = cancel_url
+        self._plan_success_url = plan_success_url
+        self._plan_cancel_url = plan_cancel_url
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -133,6 +189,8 @@ class StripeProvider:
             flow=settings.top_up_flow,
             success_url=settings.checkout_success_url,
             cancel_url=settings.checkout_cancel_url,
+            plan_success_url=settings.plan_checkout_success_url,
+            plan_cancel_url=settings.plan_checkout_cancel_url,
         )
 
     async def close(self) -> None:
@@ -274,3 +332,66 @@ class StripeProvider:
         with _provider_errors("look up a payment"):
             found = await self._client.v1.payment_intents.retrieve_async(payment_intent_id)
         return _intent_payment(found)
+
+    async def start_subscription(
+        self,
+        *,
+        organization_id: int,
+        customer_id: str,
+        plan_code: str,
+        name: str,
+        amount: int,
+        currency: str,
+        interval: Interval,
+        interval_count: int,
+        key: str,
+    ) -> Checkout:
+        # On the subscription (its invoices carry a copy) for the webhooks; on the
+        # session for people reading the dashboard.
+        metadata = {
+            "creditgraph_organization_id": str(organization_id),
+            "creditgraph_plan_code": plan_code,
+        }
+        with _provider_errors("start a subscription"):
+            session = await self._client.v1.checkout.sessions.create_async(
+                {
+                    "mode": "subscription",
+                    "customer": customer_id,
+                    "line_items": [
+                        {
+                            "price_data": {
+                                "currency": currency.lower(),
+                                "unit_amount": amount,
+                                "recurring": {
+                                    "interval": interval,
+                                    "interval_count": interval_count,
+                                },
+                                "product_data": {"name": name},
+                            },
+                            "quantity": 1,
+                        }
+                    ],
+                    "subscription_data": {"metadata": metadata},
+                    "metadata": metadata,
+                    "client_reference_id": str(organization_id),
+                    "success_url": self._plan_success_url.replace("{plan_code}", plan_code),
+                    "cancel_url": self._plan_cancel_url.replace("{plan_code}", plan_code),
+                },
+                {"idempotency_key": key},
+            )
+        return Checkout(None, session.id, None, session.url)
+
+    async def subscription_invoice(self, invoice_id: str) -> SubscriptionInvoice | None:
+        with _provider_errors("look up an invoice"):
+            invoice = await self._client.v1.invoices.retrieve_async(invoice_id)
+        return subscription_invoice(invoice.to_dict())
+
+    async def renew_subscription(self, *, subscription_id: str, renew: bool) -> None:
+        with _provider_errors("change a subscription"):
+            await self._client.v1.subscriptions.update_async(
+                subscription_id, {"cancel_at_period_end": not renew}
+            )
+
+    async def cancel_subscription(self, *, subscription_id: str) -> None:
+        with _provider_errors("cancel a subscription"):
+            await self._client.v1.subscriptions.cancel_async(subscription_id)

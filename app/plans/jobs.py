@@ -10,7 +10,7 @@ brings the wallet back to zero so the next allocation arrives whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.ledger.book import Book
 from app.ledger.lots import Lot
@@ -27,7 +27,11 @@ class StartPeriod:
     """Begin period ``number`` of ``plan`` at ``start``, closing the open one first.
 
     Idempotent: a period that has already begun at or after ``start`` makes it a no-op,
-    so a renewal run twice (or on two instances) grants once.
+    so a renewal run twice (or on two instances) grants once. A period a Stripe invoice
+    paid for (``stripe_subscription_id``) is a no-op only after a period of the same
+    subscription: a new subscription replaces the plan before it even if that plan's
+    renewal began after the subscription's own start (its first period then begins just
+    after that renewal, keeping periods in order).
     """
 
     organization_id: int
@@ -40,6 +44,8 @@ class StartPeriod:
     end: datetime
     provider: str | None
     next_plan_code: str | None = None
+    # The Stripe subscription whose invoice paid for this period (provider "stripe").
+    stripe_subscription_id: str | None = None
 
     def needs(self, needs: Needs) -> None:
         needs.orgs.add(self.organization_id)
@@ -48,10 +54,14 @@ class StartPeriod:
 
     def apply(self, book: Book) -> bool:
         plan = book.state.plans.get(self.organization_id)
-        if plan is not None and plan.open_period_id is not None and plan.period_start >= self.start:
-            return False
+        start = self.start
+        if plan is not None and plan.open_period_id is not None and plan.period_start >= start:
+            stripe_id = self.stripe_subscription_id
+            if stripe_id is None or plan.stripe_subscription_id == stripe_id:
+                return False
+            start = plan.period_start + timedelta(seconds=1)
         wallet = book.state.wallets[self.organization_id]
-        reference = f"plan:{self.plan.code}:{self.start:%Y-%m-%dT%H:%M:%SZ}"
+        reference = f"plan:{self.plan.code}:{start:%Y-%m-%dT%H:%M:%SZ}"
         rollover: Lot | None = None
         if plan is not None and self.closing is not None:
             rollover = _close(book, wallet, plan, self.closing, self.end, reference)
@@ -79,7 +89,7 @@ class StartPeriod:
                 self.provider,
                 self.anchor,
                 self.number,
-                self.start,
+                start,
                 self.end,
                 None,
                 exists=False,
@@ -91,10 +101,11 @@ class StartPeriod:
             self.provider,
         )
         plan.anchor, plan.period_number = self.anchor, self.number
-        plan.period_start, plan.period_end = self.start, self.end
+        plan.period_start, plan.period_end = start, self.end
         plan.next_plan_code = self.next_plan_code
+        plan.stripe_subscription_id = self.stripe_subscription_id
         plan.new_period = Period(
-            self.plan.code, self.start, self.end, self.plan.allocation, allocation, rollover
+            self.plan.code, start, self.end, self.plan.allocation, allocation, rollover
         )
         plan.dirty = True
         return True

@@ -6,13 +6,40 @@ would at its end (rollover carried, the rest expired, overage settled) and the n
 plan's first period begins now with its full allocation. A **downgrade** (costs the
 same or less) waits for the current period's end, so nothing already paid for is lost.
 Plans priced "by contract" (no price) are assigned by an operator (``creditgraph plan
-assign``), never chosen in the dashboard. A paid plan needs a payment provider: the fake
-one of local development counts it paid at once; with Stripe, paid plans are not offered
-yet (subscriptions through Stripe Checkout are still to be built).
+assign``), never chosen in the dashboard; an operator's change takes no payment.
+
+A paid plan chosen in the dashboard needs a payment provider. The fake one of local
+development counts it paid at once, under the rule above. With **Stripe**, paid plans go
+through Stripe Checkout in subscription mode, and nothing changes until Stripe says the
+money came:
+
+- Choosing a paid plan that is an upgrade (or any paid plan without a plan) returns the
+  URL of a Checkout page and records nothing: the current plan stays, and is what
+  ``Organization.subscription`` shows, until the Stripe subscription's first invoice is
+  paid. That invoice (``invoice.paid``, or the Checkout Session's completion, which looks
+  the invoice up: whichever comes first) begins the plan like any upgrade, with the
+  period the invoice paid for; a Stripe subscription of the plan it replaces is canceled
+  at Stripe at once (no proration, no refund: as with any upgrade, the current period
+  closes early). Should two Checkout pages both be paid, the subscription processed last
+  is the one kept and the other is canceled.
+- Stripe bills every following period, and each paid renewal invoice begins the period it
+  paid for; ``renew_due`` leaves Stripe-billed subscriptions alone. An invoice whose
+  amount or currency is not the plan's price grants nothing (logged for a person).
+- A downgrade from a Stripe-billed plan waits for the period's end like any downgrade:
+  the Stripe subscription is set to end then (``cancel_at_period_end``), and when Stripe
+  ends it the next plan begins. Choosing the current plan again keeps it renewing. A
+  downgrade to a cheaper *paid* plan is refused with Stripe (it would begin unpaid):
+  choose a free plan, then the paid one once the period has ended.
+- A Stripe subscription ended otherwise (canceled in Stripe's dashboard, or unpaid after
+  Stripe's retries) leaves the organization without a plan. The period's allocation was
+  paid for: what is left of it stays until it expires at the period's end; nothing rolls
+  over. An unpaid renewal (``past_due``) grants nothing until its invoice is paid.
+- An operator's immediate change replacing a Stripe-billed plan cancels its subscription.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,11 +50,28 @@ from app.clock import Clock
 from app.db import Database
 from app.ledger.state import lots_t, orgs_t, periods_t, plan_subs_t
 from app.ledger.writer import Writer
-from app.payments.provider import PaymentProvider
-from app.plans.catalog import Catalog, Plan
+from app.payments.customers import provider_customer
+from app.payments.provider import (
+    Interval,
+    PaymentError,
+    PaymentProvider,
+    SubscriptionInvoice,
+    minor_units,
+)
+from app.plans.catalog import Catalog, Period, Plan
 from app.plans.jobs import StartPeriod
 from app.plans.tables import SubscriptionStatus
 from app.pricing.book import PriceBook
+
+log = logging.getLogger(__name__)
+
+STRIPE = "stripe"
+# How Stripe counts each period: "4 weeks" is every 4 weeks, not monthly.
+INTERVALS: dict[Period, tuple[Interval, int]] = {"month": ("month", 1), "4 weeks": ("week", 4)}
+# The invoices that pay for a period: a subscription's first, and each renewal.
+PERIOD_INVOICES = ("subscription_create", "subscription_cycle")
+# Stripe statuses of a subscription that has ended for good.
+ENDED = ("canceled", "incomplete_expired")
 
 
 class PlanError(ValueError):
@@ -45,11 +89,13 @@ class Subscription:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a plan change did: ``effective`` is when the new plan applies."""
+    """What a plan change did: ``effective`` is when the new plan applies; None when it
+    applies once paid on the Checkout page at ``checkout_url`` (Stripe)."""
 
     plan: Plan
-    effective: datetime
+    effective: datetime | None
     immediate: bool
+    checkout_url: str | None = None
 
 
 class Plans:
@@ -70,17 +116,19 @@ class Plans:
         self.prices = prices
 
     async def subscription(self, organization_id: int) -> Subscription | None:
+        return self._active(await self._row(plan_subs_t.c.organization_id == organization_id))
+
+    async def _row(self, where: Any) -> Any:
+        """The subscription row ``where`` selects, whatever its status."""
         async with self.db.reader.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(plan_subs_t).where(
-                        plan_subs_t.c.organization_id == organization_id,
-                        plan_subs_t.c.status == SubscriptionStatus.ACTIVE,
-                    )
-                )
-            ).first()
-        plan = None if row is None else self.catalog.get(row.plan_code)
-        if row is None or plan is None:
+            return (await conn.execute(select(plan_subs_t).where(where))).first()
+
+    def _active(self, row: Any) -> Subscription | None:
+        """The subscription of ``row`` if it is active on a plan the catalog has."""
+        if row is None or row.status != SubscriptionStatus.ACTIVE:
+            return None
+        plan = self.catalog.get(row.plan_code)
+        if plan is None:
             return None
         return Subscription(
             plan,
@@ -120,12 +168,11 @@ class Plans:
             raise PlanError(f"no plan {code!r}")
         if plan.price is None and not by_operator:
             raise PlanError(f"{plan.name} is priced by contract: ask us to set it up")
-        if (
-            plan.paid
-            and not by_operator
-            and (self.provider is None or not self.provider.settles_at_once)
-        ):
-            raise PlanError(f"{plan.name} is paid, and this server cannot take its payment yet")
+        # Paid through the provider: at once with the fake one, else through Checkout.
+        paying = plan.paid and not by_operator
+        if paying and self.provider is None:
+            raise PlanError(f"{plan.name} is paid, and this server takes no payments")
+        checkout = paying and self.provider is not None and not self.provider.settles_at_once
         async with self.db.reader.connect() as conn:
             rate_card = await conn.scalar(
                 select(orgs_t.c.rate_card).where(orgs_t.c.id == organization_id)
@@ -135,15 +182,29 @@ class Plans:
                 f"{plan.name} counts {plan.unit} credits; this organization's wallet does not"
             )
         now = self.clock.now()
-        current = await self.subscription(organization_id)
+        row = await self._row(plan_subs_t.c.organization_id == organization_id)
+        current = self._active(row)
+        # The Stripe subscription billing the current plan, if one does.
+        billed = row.stripe_subscription_id if current and row.provider == STRIPE else None
         if current is not None and current.plan.code == plan.code:
             if current.next_plan is not None:  # staying after all: cancel the downgrade
+                if billed is not None:
+                    await self._stripe().renew_subscription(subscription_id=billed, renew=True)
                 await self._schedule(organization_id, None)
             return Change(plan, current.period_start, immediate=False)
         if current is not None and not _costs_more(plan, current.plan):
+            if checkout:
+                raise PlanError(
+                    f"{plan.name} costs less than {current.plan.name}: choose a free plan "
+                    f"now, and {plan.name} once the current period has ended"
+                )
+            if billed is not None:  # Stripe bills no period after this one
+                await self._stripe().renew_subscription(subscription_id=billed, renew=False)
             await self._schedule(organization_id, plan.code)
             return Change(plan, current.period_end, immediate=False)
-        await self.writer.run(
+        if checkout:
+            return await self._checkout(organization_id, plan, row)
+        started = await self.writer.run(
             StartPeriod(
                 organization_id,
                 plan,
@@ -155,7 +216,157 @@ class Plans:
                 provider=None,
             )
         )
+        if started and billed is not None:  # an operator replaced a plan Stripe bills
+            await self._end_at_stripe(billed)
         return Change(plan, now, immediate=True)
+
+    def _stripe(self) -> PaymentProvider:
+        if self.provider is None or self.provider.name != STRIPE:
+            raise PlanError("this plan is billed by Stripe, which this server does not reach")
+        return self.provider
+
+    async def _checkout(self, organization_id: int, plan: Plan, row: Any) -> Change:
+        """Start the Checkout page that subscribes the organization to ``plan``."""
+        provider = self._stripe()
+        assert plan.price is not None
+        amount = minor_units(plan.price, plan.currency)
+        if amount is None:
+            raise PlanError(f"{plan.name}'s price is not a whole amount of {plan.currency}")
+        interval, count = INTERVALS[plan.period]
+        customer_id = await provider_customer(self.db, provider, organization_id)
+        # Asked twice for the same plan in the same state, Stripe returns the same page.
+        version = 0 if row is None else int(row.updated_at.timestamp())
+        started = await provider.start_subscription(
+            organization_id=organization_id,
+            customer_id=customer_id,
+            plan_code=plan.code,
+            name=plan.name,
+            amount=amount,
+            currency=plan.currency,
+            interval=interval,
+            interval_count=count,
+            key=f"creditgraph-plan-{organization_id}-{plan.code}-{version}",
+        )
+        return Change(plan, None, immediate=False, checkout_url=started.checkout_url)
+
+    async def _end_at_stripe(self, subscription_id: str) -> None:
+        """Cancel a Stripe subscription whose plan was replaced; a failure is logged, as
+        the replacement stands (Stripe's renewals of it would be ignored, but charged)."""
+        try:
+            await self._stripe().cancel_subscription(subscription_id=subscription_id)
+        except (PaymentError, PlanError):
+            log.exception(
+                "Stripe subscription %s was replaced but could not be canceled: "
+                "cancel it in Stripe's dashboard",
+                subscription_id,
+            )
+
+    # -- Stripe's word on subscriptions (app.payments.stripe_events) -------------------
+
+    async def invoice_paid(self, invoice: SubscriptionInvoice) -> str:
+        """Begin the period a subscription's paid invoice paid for, once; what happened,
+        for the webhook's reply."""
+        if invoice.status != "paid":
+            return "pending"
+        if invoice.billing_reason not in PERIOD_INVOICES:
+            return "ignored"
+        plan = self.catalog.get(invoice.plan_code)
+        organization_id = invoice.organization_id
+        if plan is None or organization_id is None:
+            log.warning("Stripe invoice %s pays for no plan we know", invoice.invoice_id)
+            return "unknown subscription"
+        price = minor_units(plan.price, plan.currency) if plan.paid and plan.price else None
+        if invoice.amount_paid != price or invoice.currency.upper() != plan.currency.upper():
+            # Never grant what was not paid; a retry cannot change it, so a person must look.
+            log.error(
+                "Stripe invoice %s paid %d %s, not %s's price: nothing granted",
+                invoice.invoice_id,
+                invoice.amount_paid,
+                invoice.currency,
+                plan.code,
+            )
+            return "amount mismatch"
+        row = await self._row(plan_subs_t.c.organization_id == organization_id)
+        current = self._active(row)
+        closing = None if current is None else current.plan
+        if row is not None and row.stripe_subscription_id == invoice.subscription_id:
+            if current is None:
+                return "subscription ended"
+            if row.current_period_start >= invoice.period_start:
+                return "already granted"
+            anchor, number = row.anchor, row.period_number + 1
+        elif invoice.billing_reason != "subscription_create":
+            log.warning(
+                "Stripe invoice %s renews subscription %s, which is not organization %d's",
+                invoice.invoice_id,
+                invoice.subscription_id,
+                organization_id,
+            )
+            return "not the current subscription"
+        else:
+            anchor, number = invoice.period_start, 0
+        job = StartPeriod(
+            organization_id,
+            plan,
+            closing,
+            anchor=anchor,
+            number=number,
+            start=invoice.period_start,
+            end=invoice.period_end,
+            provider=STRIPE,
+            stripe_subscription_id=invoice.subscription_id,
+        )
+        if not await self.writer.run(job):
+            return "already granted"
+        if number > 0:
+            return "renewed"
+        if current is not None and row.provider == STRIPE and row.stripe_subscription_id:
+            await self._end_at_stripe(row.stripe_subscription_id)
+        return "activated"
+
+    async def subscription_updated(
+        self, subscription_id: str, status: str | None, cancel_at_period_end: bool
+    ) -> str:
+        """Stripe changed a subscription. Its periods follow its paid invoices, so only an
+        end matters here; one set to end at the period's end ends when Stripe ends it."""
+        if status in ENDED:
+            return await self.subscription_ended(subscription_id)
+        return "ends at the period's end" if cancel_at_period_end else "noted"
+
+    async def subscription_ended(self, subscription_id: str) -> str:
+        """Stripe ended a subscription: the downgrade waiting for it begins, or the
+        organization is left without a plan (the period's allocation expires at its end)."""
+        row = await self._row(plan_subs_t.c.stripe_subscription_id == subscription_id)
+        current = self._active(row)
+        if current is None:
+            return "not the current subscription"
+        now = self.clock.now()
+        following = current.next_plan
+        if following is not None:
+            start = min(now, row.current_period_end)
+            job = StartPeriod(
+                row.organization_id,
+                following,
+                current.plan,
+                anchor=start,
+                number=0,
+                start=start,
+                end=following.period_end(start, 0),
+                provider=None,
+            )
+            if await self.writer.run(job):
+                return "ended; next plan begun"
+        async with self.db.writer.begin() as conn:
+            await conn.execute(
+                update(plan_subs_t)
+                .where(
+                    plan_subs_t.c.organization_id == row.organization_id,
+                    plan_subs_t.c.stripe_subscription_id == subscription_id,
+                    plan_subs_t.c.status == SubscriptionStatus.ACTIVE,
+                )
+                .values(status=SubscriptionStatus.CANCELED, next_plan_code=None, updated_at=now)
+            )
+        return "ended"
 
     async def _schedule(self, organization_id: int, code: str | None) -> None:
         async with self.db.writer.begin() as conn:
@@ -167,7 +378,8 @@ class Plans:
 
     async def renew_due(self) -> int:
         """Begin the next period of every subscription whose period has ended (as many
-        periods as have passed); returns how many began. Safe to run twice."""
+        periods as have passed); returns how many began. Safe to run twice. Subscriptions
+        Stripe bills are not renewed here: their paid invoices begin their periods."""
         now = self.clock.now()
         async with self.db.reader.connect() as conn:
             rows = (
@@ -175,6 +387,7 @@ class Plans:
                     select(plan_subs_t).where(
                         plan_subs_t.c.status == SubscriptionStatus.ACTIVE,
                         plan_subs_t.c.current_period_end <= now,
+                        plan_subs_t.c.provider.is_distinct_from(STRIPE),
                     )
                 )
             ).all()

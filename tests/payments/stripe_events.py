@@ -284,3 +284,170 @@ def charge_refunded(
     }
     previous = {"amount_refunded": previously_refunded, "refunded": False}
     return event("charge.refunded", charge, previous_attributes=previous)
+
+
+# -- plan subscriptions (Checkout in subscription mode) ----------------------------------
+
+
+def plan_metadata(organization_id: int | None, plan_code: str | None) -> dict[str, str]:
+    """The metadata ``StripeProvider`` puts on a plan's subscription."""
+    keys = {"creditgraph_organization_id": organization_id, "creditgraph_plan_code": plan_code}
+    return {key: str(value) for key, value in keys.items() if value is not None}
+
+
+def subscription(
+    subscription_id: str | None = None,
+    *,
+    customer: str,
+    amount: int,
+    period_start: int,
+    period_end: int,
+    currency: str = "usd",
+    interval: str = "week",
+    interval_count: int = 4,
+    status: str = "active",
+    cancel_at_period_end: bool = False,
+    latest_invoice: str | None = None,
+    organization_id: int | None = None,
+    plan_code: str | None = None,
+) -> Obj:
+    """A subscription of one item, as API versions from 2025-03-31 shape it: the billing
+    period is the item's (``items.data[0].current_period_*``), no longer the subscription's."""
+    subscription_id = subscription_id or _id("sub")
+    return {
+        "id": subscription_id,
+        "object": "subscription",
+        "billing_cycle_anchor": period_start,
+        "cancel_at": period_end if cancel_at_period_end else None,
+        "cancel_at_period_end": cancel_at_period_end,
+        "canceled_at": None,
+        "collection_method": "charge_automatically",
+        "created": period_start,
+        "currency": currency,
+        "customer": customer,
+        "ended_at": None,
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": _id("si"),
+                    "object": "subscription_item",
+                    "current_period_start": period_start,
+                    "current_period_end": period_end,
+                    "metadata": {},
+                    "price": {
+                        "id": _id("price"),
+                        "object": "price",
+                        "currency": currency,
+                        "product": _id("prod"),
+                        "recurring": {"interval": interval, "interval_count": interval_count},
+                        "type": "recurring",
+                        "unit_amount": amount,
+                    },
+                    "quantity": 1,
+                    "subscription": subscription_id,
+                }
+            ],
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={subscription_id}",
+        },
+        "latest_invoice": latest_invoice,
+        "livemode": False,
+        "metadata": plan_metadata(organization_id, plan_code),
+        "status": status,
+    }
+
+
+def invoice(
+    invoice_id: str | None = None,
+    *,
+    subscription_id: str,
+    amount_paid: int,
+    period_start: int,
+    period_end: int,
+    currency: str = "usd",
+    billing_reason: str = "subscription_cycle",
+    customer: str | None = None,
+    description: str = "Plan",
+    organization_id: int | None = None,
+    plan_code: str | None = None,
+    legacy: bool = False,
+) -> Obj:
+    """A paid subscription invoice. Its subscription and that subscription's metadata are
+    under ``parent.subscription_details`` (API versions from 2025-03-31), or with
+    ``legacy`` at the top level (``subscription``, ``subscription_details``) as before.
+    The period paid for is its line's; the invoice's own ``period_*`` is the past one."""
+    invoice_id = invoice_id or _id("in")
+    metadata = plan_metadata(organization_id, plan_code)
+    line: Obj = {
+        "id": _id("il"),
+        "object": "line_item",
+        "amount": amount_paid,
+        "currency": currency,
+        "description": description,
+        "invoice": invoice_id,
+        "metadata": metadata,
+        "period": {"start": period_start, "end": period_end},
+        "quantity": 1,
+    }
+    obj: Obj = {
+        "id": invoice_id,
+        "object": "invoice",
+        "amount_due": amount_paid,
+        "amount_paid": amount_paid,
+        "amount_remaining": 0,
+        "billing_reason": billing_reason,
+        "collection_method": "charge_automatically",
+        "created": period_start,
+        "currency": currency,
+        "customer": customer,
+        "lines": {
+            "object": "list",
+            "data": [line],
+            "has_more": False,
+            "url": f"/v1/invoices/{invoice_id}/lines",
+        },
+        "livemode": False,
+        "metadata": {},
+        "period_end": period_start,
+        "period_start": period_start,
+        "status": "paid",
+        "status_transitions": {"paid_at": period_start},
+        "subtotal": amount_paid,
+        "total": amount_paid,
+    }
+    if legacy:
+        obj["subscription"] = subscription_id
+        obj["subscription_details"] = {"metadata": metadata}
+        line |= {"type": "subscription", "subscription": subscription_id}
+    else:
+        obj["parent"] = {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {
+                "metadata": metadata,
+                "subscription": subscription_id,
+                "subscription_proration_date": None,
+            },
+        }
+        line["parent"] = {
+            "type": "subscription_item_details",
+            "subscription_item_details": {
+                "proration": False,
+                "subscription": subscription_id,
+                "subscription_item": _id("si"),
+            },
+        }
+    return obj
+
+
+def invoice_paid(obj: Obj) -> Obj:
+    return event("invoice.paid", obj)
+
+
+def customer_subscription_updated(obj: Obj, previous_attributes: Obj) -> Obj:
+    return event("customer.subscription.updated", obj, previous_attributes=previous_attributes)
+
+
+def customer_subscription_deleted(obj: Obj) -> Obj:
+    return event("customer.subscription.deleted", obj)

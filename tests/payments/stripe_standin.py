@@ -3,8 +3,8 @@
 
 Only what ``StripeProvider`` uses is there, behaving as Stripe documents it: form-encoded
 requests with ``a[b][0]=v`` keys, JSON objects back, idempotency keys honoured, declines as
-402 card errors. Test helpers play the payer's part (completing or failing a payment), and
-``fail_next`` plays an outage.
+402 card errors. Test helpers play the payer's part (completing or failing a payment) and
+Stripe Billing's (a subscription's renewal invoice), and ``fail_next`` plays an outage.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import secrets
 import socket
 import string
 import time
+from calendar import monthrange
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl
 
@@ -28,6 +30,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.payments import stripe_events
 
 Obj = dict[str, Any]
 
@@ -133,6 +137,21 @@ def _amount(params: Obj, name: str, param: str | None = None) -> int:
 Handler = Callable[..., Obj]
 
 
+def period_end(start: int, interval: str, count: int) -> int:
+    """When a billing period that began at ``start`` (Unix seconds) ends: Stripe moves
+    monthly periods by calendar months, keeping the day (the month's last when shorter)."""
+    at = datetime.fromtimestamp(start, UTC)
+    if interval == "week":
+        return int((at + timedelta(weeks=count)).timestamp())
+    if interval == "day":
+        return int((at + timedelta(days=count)).timestamp())
+    months = count * 12 if interval == "year" else count
+    year, month = divmod(at.month - 1 + months, 12)
+    year, month = at.year + year, month + 1
+    moved = at.replace(year=year, month=month, day=min(at.day, monthrange(year, month)[1]))
+    return int(moved.timestamp())
+
+
 class StripeStandin:
     """The stand-in's state and its Starlette app; ``serve()`` puts it on a local port.
 
@@ -151,6 +170,8 @@ class StripeStandin:
         self._saved: dict[str, tuple[tuple[str, str, Obj], int, bytes]] = {}
         # A Checkout Session's payment_intent_data, for the PaymentIntent its payer makes.
         self._intent_data: dict[str, Obj] = {}
+        # A subscription-mode Checkout Session's subscription_data and recurring price.
+        self._subscription_data: dict[str, tuple[Obj, Obj]] = {}
         self._routes: list[tuple[str, str, Handler]] = [
             ("POST", r"/v1/customers", self._create_customer),
             ("POST", r"/v1/payment_intents", self._create_payment_intent),
@@ -159,8 +180,13 @@ class StripeStandin:
             ("GET", r"/v1/checkout/sessions/(?P<session>[^/]+)", self._get("checkout.session")),
             ("POST", r"/v1/refunds", self._create_refund),
             ("GET", r"/v1/charges/(?P<charge>[^/]+)", self._get("charge")),
+            ("GET", r"/v1/invoices/(?P<invoice>[^/]+)", self._get("invoice")),
+            ("GET", r"/v1/subscriptions/(?P<subscription>[^/]+)", self._get("subscription")),
+            ("POST", r"/v1/subscriptions/(?P<subscription>[^/]+)", self._update_subscription),
+            ("DELETE", r"/v1/subscriptions/(?P<subscription>[^/]+)", self._cancel_subscription),
         ]
-        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])])
+        methods = ["GET", "POST", "DELETE"]
+        self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
 
     # -- serving --------------------------------------------------------------------------
 
@@ -245,6 +271,84 @@ class StripeStandin:
             url=None,
         )
         return copy.deepcopy(session)
+
+    def pay_subscription_session(
+        self, session_id: str, *, at: int | None = None, payment_method: str = CARD
+    ) -> tuple[Obj, Obj, Obj]:
+        """The payer subscribed on the hosted page at ``at`` (Unix seconds; now by default):
+        the subscription exists, its first invoice is paid for the first period. Returns
+        the session, the subscription and the invoice."""
+        session = self._session(session_id)
+        data, price = self._subscription_data[session_id]
+        start = int(time.time()) if at is None else at
+        recurring = price["recurring"]
+        interval, count = recurring["interval"], int(recurring.get("interval_count", "1"))
+        subscription = self._add(
+            stripe_events.subscription(
+                f"sub_{_random()}",
+                customer=session["customer"],
+                amount=session["amount_total"],
+                currency=session["currency"],
+                interval=interval,
+                interval_count=count,
+                period_start=start,
+                period_end=period_end(start, interval, count),
+            )
+        )
+        subscription["metadata"] = data.get("metadata", {})
+        subscription["default_payment_method"] = payment_method
+        invoice = self._invoice(subscription, "subscription_create")
+        session.update(
+            status="complete",
+            payment_status="paid",
+            subscription=subscription["id"],
+            invoice=invoice["id"],
+            url=None,
+        )
+        return copy.deepcopy(session), copy.deepcopy(subscription), copy.deepcopy(invoice)
+
+    def renew_subscription(self, subscription_id: str) -> Obj:
+        """Stripe Billing renewed the subscription at its period's end and the card paid:
+        the next period's invoice (``subscription_cycle``)."""
+        subscription = self.objects[subscription_id]
+        if subscription["status"] != "active" or subscription["cancel_at_period_end"]:
+            raise ValueError(f"{subscription_id} does not renew")
+        item = subscription["items"]["data"][0]
+        recurring = item["price"]["recurring"]
+        start = item["current_period_end"]
+        item["current_period_start"] = start
+        item["current_period_end"] = period_end(
+            start, recurring["interval"], recurring["interval_count"]
+        )
+        return copy.deepcopy(self._invoice(subscription, "subscription_cycle"))
+
+    def end_subscription(self, subscription_id: str) -> Obj:
+        """Stripe ended the subscription (its period ended with ``cancel_at_period_end``,
+        or it was canceled in the dashboard)."""
+        subscription = self.objects[subscription_id]
+        now = int(time.time())
+        subscription.update(status="canceled", canceled_at=now, ended_at=now)
+        return copy.deepcopy(subscription)
+
+    def _invoice(self, subscription: Obj, billing_reason: str) -> Obj:
+        item = subscription["items"]["data"][0]
+        metadata = subscription["metadata"]
+        invoice = self._add(
+            stripe_events.invoice(
+                f"in_{_random()}",
+                subscription_id=subscription["id"],
+                amount_paid=item["price"]["unit_amount"],
+                currency=subscription["currency"],
+                period_start=item["current_period_start"],
+                period_end=item["current_period_end"],
+                billing_reason=billing_reason,
+                customer=subscription["customer"],
+            )
+        )
+        # The invoice's snapshot of the subscription's metadata, as Stripe keeps it.
+        invoice["parent"]["subscription_details"]["metadata"] = copy.deepcopy(metadata)
+        subscription["latest_invoice"] = invoice["id"]
+        return invoice
 
     def expire_checkout_session(self, session_id: str) -> Obj:
         session = self._session(session_id)
@@ -502,21 +606,52 @@ class StripeStandin:
         return session
 
     def _create_checkout_session(self, params: Obj) -> Obj:
-        if params.get("mode") != "payment":
-            raise _invalid("The stand-in only knows mode=payment.", param="mode")
+        mode = params.get("mode")
+        if mode not in ("payment", "subscription"):
+            raise _invalid("The stand-in knows mode=payment and mode=subscription.", param="mode")
         items = params.get("line_items")
         if not items:
             raise _invalid("Missing required param: line_items.", param="line_items")
+        if mode == "subscription" and "payment_intent_data" in params:
+            raise _invalid(
+                "You can not pass `payment_intent_data` in `subscription` mode.",
+                param="payment_intent_data",
+            )
         amount_total = 0
+        currencies = set()
         for index, item in enumerate(items):
             price = item.get("price_data", {})
-            if price.get("currency") != "usd" or "name" not in price.get("product_data", {}):
-                raise _invalid("Line items need usd price_data with a product name.")
+            currency = price.get("currency", "")
+            if not re.fullmatch("[a-z]{3}", currency) or "name" not in price.get(
+                "product_data", {}
+            ):
+                raise _invalid("Line items need price_data with a currency and a product name.")
+            if mode == "payment" and currency != "usd":
+                raise _invalid("The stand-in takes payments in usd.")
+            recurring = price.get("recurring")
+            if (mode == "subscription") != isinstance(recurring, dict):
+                raise _invalid(
+                    "Subscription mode needs recurring prices, and payment mode one-time ones."
+                )
+            if isinstance(recurring, dict) and (
+                recurring.get("interval") not in ("day", "week", "month", "year")
+                or not recurring.get("interval_count", "1").isdigit()
+            ):
+                raise _invalid("Invalid recurring price.", param=f"line_items[{index}]")
+            currencies.add(currency)
             name = f"line_items[{index}]"
             unit_amount = _amount(price, "unit_amount", f"{name}[price_data][unit_amount]")
             amount_total += unit_amount * _amount(item, "quantity", f"{name}[quantity]")
+        if len(currencies) != 1:
+            raise _invalid("All line items must share one currency.")
         session_id = f"cs_test_{_random(58)}"
-        self._intent_data[session_id] = params.get("payment_intent_data", {})
+        if mode == "subscription":
+            if len(items) != 1:
+                raise _invalid("The stand-in subscribes to one line item.")
+            price = items[0]["price_data"]
+            self._subscription_data[session_id] = (params.get("subscription_data", {}), price)
+        else:
+            self._intent_data[session_id] = params.get("payment_intent_data", {})
         return self._add(
             {
                 "id": session_id,
@@ -526,19 +661,44 @@ class StripeStandin:
                 "cancel_url": params.get("cancel_url"),
                 "client_reference_id": params.get("client_reference_id"),
                 "created": int(time.time()),
-                "currency": "usd",
+                "currency": currencies.pop(),
                 "customer": self._customer_param(params),
                 "expires_at": int(time.time()) + 24 * 3600,
+                "invoice": None,
                 "livemode": False,
                 "metadata": params.get("metadata", {}),
-                "mode": "payment",
+                "mode": mode,
                 "payment_intent": None,
                 "payment_status": "unpaid",
                 "status": "open",
+                "subscription": None,
                 "success_url": params.get("success_url"),
                 "url": CHECKOUT_PAGE + session_id,
             }
         )
+
+    def _subscription(self, subscription_id: str) -> Obj:
+        subscription = self._get("subscription")({}, subscription=subscription_id)
+        if subscription["status"] == "canceled":
+            raise _invalid(
+                "A canceled subscription can only update its cancellation_details and metadata.",
+                code="resource_missing",
+            )
+        return subscription
+
+    def _update_subscription(self, params: Obj, subscription: str) -> Obj:
+        found = self._subscription(subscription)
+        if "cancel_at_period_end" in params:
+            cancel = params["cancel_at_period_end"] == "true"
+            end = found["items"]["data"][0]["current_period_end"]
+            found.update(cancel_at_period_end=cancel, cancel_at=end if cancel else None)
+        if "metadata" in params:
+            found["metadata"] = found["metadata"] | params["metadata"]
+        return found
+
+    def _cancel_subscription(self, params: Obj, subscription: str) -> Obj:
+        self.end_subscription(self._subscription(subscription)["id"])
+        return self.objects[subscription]
 
     def _create_refund(self, params: Obj) -> Obj:
         intent_id = params.get("payment_intent")

@@ -27,6 +27,7 @@ META = {"creditgraph_top_up_id": "41", "creditgraph_organization_id": "7"}
 KEY = "creditgraph-top-up-41"
 SUCCESS_URL = "https://app.test/paid?top_up={top_up_id}&session={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "https://app.test/top-ups/{top_up_id}"
+PLAN_URL = "https://app.test/plans/{plan_code}"
 
 
 @asynccontextmanager
@@ -39,6 +40,8 @@ async def _provider(
         flow=flow,
         success_url=SUCCESS_URL,
         cancel_url=CANCEL_URL,
+        plan_success_url=PLAN_URL,
+        plan_cancel_url=PLAN_URL,
     )
     try:
         yield provider
@@ -502,6 +505,8 @@ async def test_wrong_secret_key_is_a_payment_error(stripe_standin: StripeStandin
         flow="elements",
         success_url=SUCCESS_URL,
         cancel_url=CANCEL_URL,
+        plan_success_url=PLAN_URL,
+        plan_cancel_url=PLAN_URL,
     )
     try:
         with pytest.raises(PaymentError) as failed:
@@ -523,6 +528,8 @@ async def test_unreachable_stripe_is_a_payment_error(monkeypatch: pytest.MonkeyP
         flow="elements",
         success_url=SUCCESS_URL,
         cancel_url=CANCEL_URL,
+        plan_success_url=PLAN_URL,
+        plan_cancel_url=PLAN_URL,
     )
     try:
         with pytest.raises(PaymentError) as failed:
