@@ -53,15 +53,28 @@ GRAPHQL_ANSWERS: dict[str, Any] = {
             "organization": {"id": "T3JnYW5pemF0aW9uOjE=", "slug": "bench", "name": "bench"},
         }
     },
+    # The full contract operation on an organization on the bytez-payg plan: its
+    # allocation lot and the benchmark's grant.
     "WalletOverview": {
         "viewer": {
             "organization": {
                 "id": "T3JnYW5pemF0aW9uOjE=",
                 "wallet": {
                     "id": "V2FsbGV0OjE=",
-                    "balance": {"credits": "1000000000000", "usd": "1000000.000000"},
+                    "balance": {"credits": "1000005000000", "usd": "1000005.000000"},
+                    "purchasedLast28Days": {"credits": "0", "usd": "0.000000"},
                     "lots": {
                         "edges": [
+                            {
+                                "node": {
+                                    "id": "Q3JlZGl0TG90OjI=",
+                                    "source": "PLAN_ALLOCATION",
+                                    "original": {"credits": "5000000", "usd": "5.000000"},
+                                    "remaining": {"credits": "5000000", "usd": "5.000000"},
+                                    "expiresAt": "2026-12-21T14:03:49.406358+00:00",
+                                    "createdAt": "2026-11-23T14:03:49.410099+00:00",
+                                }
+                            },
                             {
                                 "node": {
                                     "id": "Q3JlZGl0TG90OjE=",
@@ -75,15 +88,37 @@ GRAPHQL_ANSWERS: dict[str, Any] = {
                                         "usd": "1000000.000000",
                                     },
                                     "expiresAt": None,
-                                    "createdAt": "2026-11-23T00:00:00+00:00",
+                                    "createdAt": "2026-11-23T14:03:49.346230+00:00",
                                 }
-                            }
+                            },
                         ]
                     },
+                },
+                "subscription": {
+                    "plan": {"code": "bytez-payg", "name": "Bytez Pay-as-you-go"},
+                    "currentPeriodStart": "2026-11-23T14:03:49.406358+00:00",
+                    "currentPeriodEnd": "2026-12-21T14:03:49.406358+00:00",
+                    "allocationRemaining": {"credits": "5000000", "usd": "5.000000"},
+                },
+                "autoReload": {
+                    "enabled": False,
+                    "threshold": {"credits": "3000000", "usd": "3.000000"},
+                    "amount": {"credits": "10000000", "usd": "10.000000"},
+                    "monthlyMax": {"credits": "100000000", "usd": "100.000000"},
+                    "reloadedThisMonth": {"credits": "0", "usd": "0.000000"},
                 },
                 "spendCap": {
                     "monthlyLimit": None,
                     "spentThisMonth": {"credits": "0", "usd": "0.000000"},
+                },
+                "entitlement": {
+                    "tier": 0,
+                    "maxOpenModelParamsB": 7,
+                    "concurrentRequests": 1,
+                    "nextTier": {
+                        "tier": 1,
+                        "purchaseNeeded": {"credits": "3000000", "usd": "3.000000"},
+                    },
                 },
             }
         }
