@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -12,6 +12,7 @@ from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_connection, visible_keys
 from app.graphql.money import Amount, amount
+from app.graphql.overview import overview_of
 from app.graphql.payments import AutoReload, BillingTransaction, auto_reload, billing_transactions
 from app.graphql.plans import Entitlement, PlanSubscription, entitlement_of, subscription_of
 from app.graphql.relay import After, Connection, First, Node, connection, load_page
@@ -87,9 +88,7 @@ class Wallet(Node):
         "It decides the unlock tier where a plan has them."
     )
     async def purchased_last_28_days(self, info: Info) -> Amount:
-        payments = info.context.runtime.payments
-        since = info.context.runtime.clock.now() - timedelta(days=28)
-        return Amount.of(await payments.purchased_since(self._org_id, since))
+        return Amount.of((await overview_of(info, self._org_id)).purchased_last_28_days)
 
     @strawberry.field(
         description="Credit lots, newest first; by default only those with credits left."

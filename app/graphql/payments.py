@@ -14,6 +14,7 @@ from app.graphql.context import ADMINS, Info
 from app.graphql.enums import TransactionKind, TransactionStatus
 from app.graphql.errors import Code, error
 from app.graphql.money import Amount
+from app.graphql.overview import overview_of
 from app.graphql.payloads import (
     Refused,
     UserError,
@@ -28,7 +29,12 @@ from app.ids import parse_global_id, to_global_id
 from app.ledger.state import billing_t
 from app.payments.ladder import Quote, TopUpAmountError, percent
 from app.payments.provider import PaymentError
-from app.payments.service import AutoReloadError, PaymentsUnavailable, RefundError
+from app.payments.service import (
+    AutoReloadError,
+    PaymentsUnavailable,
+    RefundError,
+    auto_reload_settings,
+)
 
 # -- types ---------------------------------------------------------------------------
 
@@ -204,14 +210,14 @@ async def billing_transactions(
 
 
 async def auto_reload(info: Info, organization_id: int) -> AutoReload:
-    payments = info.context.runtime.payments
-    settings = await payments.auto_reload_settings(organization_id)
+    billing = await overview_of(info, organization_id)
+    settings = auto_reload_settings(billing.account)
     return AutoReload(
         enabled=settings.enabled,
         threshold=Amount.of(settings.threshold),
         amount=Amount.of(settings.amount),
         monthly_max=Amount.of(settings.monthly_max),
-        reloaded_this_month=Amount.of(await payments.reloaded_this_month(organization_id)),
+        reloaded_this_month=Amount.of(billing.reloaded_this_month),
         card_saved=settings.card_saved,
         failure_reason=settings.failure_reason,
     )

@@ -9,12 +9,12 @@ import strawberry
 
 from app.graphql.context import ADMINS, Info
 from app.graphql.money import Amount
+from app.graphql.overview import overview_of
 from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refused
 from app.graphql.scalars import Decimal
 from app.money import format_usd
 from app.payments.ladder import percent
 from app.payments.provider import PaymentError
-from app.plans.catalog import PURCHASE_WINDOW
 from app.plans.catalog import Plan as CatalogPlan
 from app.plans.service import PlanError
 
@@ -99,8 +99,7 @@ class PlanSubscription:
         description="What is left of this period's allocation and of what rolled into it."
     )
     async def allocation_remaining(self, info: Info) -> Amount:
-        plans = info.context.runtime.subscriptions
-        return Amount.of(await plans.allocation_remaining(self._org_id))
+        return Amount.of((await overview_of(info, self._org_id)).allocation_remaining)
 
 
 @strawberry.type(description="The next unlock tier, and what it takes.")
@@ -127,7 +126,8 @@ class Entitlement:
 
 
 async def subscription_of(info: Info, organization_id: int) -> PlanSubscription | None:
-    current = await info.context.runtime.subscriptions.subscription(organization_id)
+    billing = await overview_of(info, organization_id)
+    current = info.context.runtime.subscriptions.active(billing.subscription)
     if current is None:
         return None
     return PlanSubscription(
@@ -140,12 +140,11 @@ async def subscription_of(info: Info, organization_id: int) -> PlanSubscription 
 
 
 async def entitlement_of(info: Info, organization_id: int) -> Entitlement | None:
-    runtime = info.context.runtime
-    plan = await runtime.subscriptions.plan_of(organization_id)
-    if plan is None:
+    billing = await overview_of(info, organization_id)
+    current = info.context.runtime.subscriptions.active(billing.subscription)
+    if current is None:
         return None
-    since = runtime.clock.now() - PURCHASE_WINDOW
-    granted = plan.entitlement(await runtime.payments.purchased_since(organization_id, since))
+    granted = current.plan.entitlement(billing.purchased_last_28_days)
     return Entitlement(
         tier=granted.tier,
         max_open_model_params_b=granted.max_open_model_params_b,

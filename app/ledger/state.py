@@ -57,7 +57,7 @@ periods_t = table(PlanPeriod)
 def purchases(since: datetime | BindParameter[datetime]) -> tuple[Any, list[ColumnElement[bool]]]:
     """Credits purchased since ``since``: the sum, and the rows it adds up. What was paid
     for credits (by card or auto-reload), net of refunds; bonuses and grants are not
-    purchases. The one definition behind ``Payments.purchased_since`` and the plans'
+    purchases. The one definition behind ``orgs.billing.purchased_since`` and the plans'
     unlock tiers. A purchase counts for 28 days from its settling, not at the 28th: the
     moment its credits expire (Bytez), it stops counting too."""
     total = func.coalesce(func.sum(billing_t.c.amount - billing_t.c.refunded), 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
@@ -19,9 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from app import audit
 from app.clock import Clock
 from app.db import Database
-from app.ledger.state import accounts_t, billing_t, purchases, wallets
+from app.ledger.state import accounts_t, billing_t, wallets
 from app.ledger.writer import Writer
 from app.money import format_usd
+from app.orgs.billing import month_start
 from app.payments.customers import ensure_account, provider_customer
 from app.payments.jobs import ApplyRefund, FailTopUp, Refunded, SettleTopUp
 from app.payments.ladder import CREDITS_PER_CENT, BonusLadder, Quote
@@ -62,6 +63,20 @@ class AutoReloadSettings:
     failure_reason: str | None
 
 
+def auto_reload_settings(account: Any) -> AutoReloadSettings:
+    """Auto-reload as a ``billing_accounts`` row says, or the defaults without one."""
+    if account is None:
+        account = BillingAccount(organization_id=0)
+    return AutoReloadSettings(
+        account.auto_reload_enabled,
+        account.auto_reload_threshold,
+        account.auto_reload_amount,
+        account.auto_reload_monthly_max,
+        account.payment_method_id is not None,
+        account.auto_reload_failure,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _TopUpRef:
     organization_id: int
@@ -71,10 +86,6 @@ class _TopUpRef:
     refunded: int
     payment_intent_id: str | None
     checkout_session_id: str | None
-
-
-def month_start(at: datetime) -> datetime:
-    return datetime(at.year, at.month, 1, tzinfo=UTC)
 
 
 class Payments:
@@ -286,23 +297,6 @@ class Payments:
 
     # -- auto-reload -------------------------------------------------------------------
 
-    async def auto_reload_settings(self, organization_id: int) -> AutoReloadSettings:
-        async with self.db.reader.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts_t).where(accounts_t.c.organization_id == organization_id)
-                )
-            ).first()
-        account: Any = row if row is not None else BillingAccount(organization_id=organization_id)
-        return AutoReloadSettings(
-            account.auto_reload_enabled,
-            account.auto_reload_threshold,
-            account.auto_reload_amount,
-            account.auto_reload_monthly_max,
-            account.payment_method_id is not None,
-            account.auto_reload_failure,
-        )
-
     async def update_auto_reload(
         self, organization_id: int, changes: dict[str, Any], *, actor: str
     ) -> None:
@@ -433,28 +427,6 @@ class Payments:
                 .where(accounts_t.c.organization_id == organization_id)
                 .values(auto_reload_failure=(reason or "the charge failed")[:500])
             )
-
-    async def reloaded_this_month(self, organization_id: int) -> int:
-        async with self.db.reader.connect() as conn:
-            total = await conn.scalar(
-                select(func.coalesce(func.sum(billing_t.c.amount), 0)).where(
-                    billing_t.c.organization_id == organization_id,
-                    billing_t.c.kind == TransactionKind.AUTO_RELOAD,
-                    billing_t.c.status == TransactionStatus.SUCCEEDED,
-                    billing_t.c.created_at >= month_start(self.clock.now()),
-                )
-            )
-        return int(total or 0)
-
-    async def purchased_since(self, organization_id: int, since: datetime) -> int:
-        """What the organization paid for credits since ``since``, net of refunds:
-        bonuses and grants are not purchases."""
-        total, where = purchases(since)  # the rule the plans' unlock tiers count by
-        async with self.db.reader.connect() as conn:
-            paid = await conn.scalar(
-                select(total).where(billing_t.c.organization_id == organization_id, *where)
-            )
-        return int(paid or 0)
 
     # -- reconciliation ----------------------------------------------------------------
 

@@ -42,14 +42,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from app.clock import Clock
 from app.db import Database
-from app.ledger.state import lots_t, orgs_t, periods_t, plan_subs_t
+from app.ledger.state import orgs_t, plan_subs_t
 from app.ledger.writer import Writer
+from app.orgs.billing import subscription_row
 from app.payments.customers import provider_customer
 from app.payments.provider import (
     Interval,
@@ -116,14 +118,16 @@ class Plans:
         self.prices = prices
 
     async def subscription(self, organization_id: int) -> Subscription | None:
-        return self._active(await self._row(plan_subs_t.c.organization_id == organization_id))
+        return self.active(
+            await self.db.read(partial(subscription_row, organization_id=organization_id))
+        )
 
     async def _row(self, where: Any) -> Any:
         """The subscription row ``where`` selects, whatever its status."""
         async with self.db.reader.connect() as conn:
             return (await conn.execute(select(plan_subs_t).where(where))).first()
 
-    def _active(self, row: Any) -> Subscription | None:
+    def active(self, row: Any) -> Subscription | None:
         """The subscription of ``row`` if it is active on a plan the catalog has."""
         if row is None or row.status != SubscriptionStatus.ACTIVE:
             return None
@@ -141,25 +145,6 @@ class Plans:
     async def plan_of(self, organization_id: int) -> Plan | None:
         subscription = await self.subscription(organization_id)
         return None if subscription is None else subscription.plan
-
-    async def allocation_remaining(self, organization_id: int) -> int:
-        """What is left of the current period's allocation and of what rolled into it."""
-        async with self.db.reader.connect() as conn:
-            period = (
-                await conn.execute(
-                    select(periods_t.c.allocation_lot_id, periods_t.c.rollover_lot_id).where(
-                        periods_t.c.organization_id == organization_id,
-                        periods_t.c.closed_at.is_(None),
-                    )
-                )
-            ).first()
-            if period is None:
-                return 0
-            ids = [i for i in period if i is not None]
-            total = await conn.scalar(
-                select(func.coalesce(func.sum(lots_t.c.remaining), 0)).where(lots_t.c.id.in_(ids))
-            )
-        return int(total or 0)
 
     async def change(self, organization_id: int, code: str, *, by_operator: bool = False) -> Change:
         """Put the organization on plan ``code`` per the rule above."""
@@ -183,7 +168,7 @@ class Plans:
             )
         now = self.clock.now()
         row = await self._row(plan_subs_t.c.organization_id == organization_id)
-        current = self._active(row)
+        current = self.active(row)
         # The Stripe subscription billing the current plan, if one does.
         billed = row.stripe_subscription_id if current and row.provider == STRIPE else None
         if current is not None and current.plan.code == plan.code:
@@ -287,7 +272,7 @@ class Plans:
             )
             return "amount mismatch"
         row = await self._row(plan_subs_t.c.organization_id == organization_id)
-        current = self._active(row)
+        current = self.active(row)
         closing = None if current is None else current.plan
         if row is not None and row.stripe_subscription_id == invoice.subscription_id:
             if current is None:
@@ -337,7 +322,7 @@ class Plans:
         """Stripe ended a subscription: the downgrade waiting for it begins, or the
         organization is left without a plan (the period's allocation expires at its end)."""
         row = await self._row(plan_subs_t.c.stripe_subscription_id == subscription_id)
-        current = self._active(row)
+        current = self.active(row)
         if current is None:
             return "not the current subscription"
         now = self.clock.now()

@@ -1,0 +1,92 @@
+"""An organization's billing state as synchronous reads, one rule each.
+
+The services read their parts through these functions (in ``Database.read``), and the
+dashboards' WalletOverview reads them all in one transaction (``overview``) instead of
+one round trip per field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from app.ledger.state import accounts_t, billing_t, lots_t, periods_t, plan_subs_t, purchases
+from app.payments.tables import TransactionKind, TransactionStatus
+from app.plans.catalog import PURCHASE_WINDOW
+
+
+def month_start(at: datetime) -> datetime:
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def subscription_row(conn: Connection, organization_id: int) -> Any:
+    """The organization's ``plan_subscriptions`` row, whatever its status, or None."""
+    return conn.execute(
+        select(plan_subs_t).where(plan_subs_t.c.organization_id == organization_id)
+    ).first()
+
+
+def allocation_remaining(conn: Connection, organization_id: int) -> int:
+    """What is left of the open period's allocation and of what rolled into it."""
+    period = conn.execute(
+        select(periods_t.c.allocation_lot_id, periods_t.c.rollover_lot_id).where(
+            periods_t.c.organization_id == organization_id, periods_t.c.closed_at.is_(None)
+        )
+    ).first()
+    ids = [] if period is None else [i for i in period if i is not None]
+    if not ids:
+        return 0
+    total = conn.scalar(
+        select(func.coalesce(func.sum(lots_t.c.remaining), 0)).where(lots_t.c.id.in_(ids))
+    )
+    return int(total or 0)
+
+
+def account_row(conn: Connection, organization_id: int) -> Any:
+    """The organization's ``billing_accounts`` row, or None (the defaults apply)."""
+    return conn.execute(
+        select(accounts_t).where(accounts_t.c.organization_id == organization_id)
+    ).first()
+
+
+def reloaded_since(conn: Connection, organization_id: int, since: datetime) -> int:
+    """What succeeded auto-reloads charged since ``since``."""
+    total = conn.scalar(
+        select(func.coalesce(func.sum(billing_t.c.amount), 0)).where(
+            billing_t.c.organization_id == organization_id,
+            billing_t.c.kind == TransactionKind.AUTO_RELOAD,
+            billing_t.c.status == TransactionStatus.SUCCEEDED,
+            billing_t.c.created_at >= since,
+        )
+    )
+    return int(total or 0)
+
+
+def purchased_since(conn: Connection, organization_id: int, since: datetime) -> int:
+    """What the organization paid for credits since ``since`` (``ledger.state.purchases``)."""
+    total, where = purchases(since)
+    paid = conn.scalar(select(total).where(billing_t.c.organization_id == organization_id, *where))
+    return int(paid or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    subscription: Any  # the plan_subscriptions row, or None
+    allocation_remaining: int
+    account: Any  # the billing_accounts row, or None
+    reloaded_this_month: int
+    purchased_last_28_days: int
+
+
+def overview(conn: Connection, organization_id: int, now: datetime) -> Overview:
+    return Overview(
+        subscription_row(conn, organization_id),
+        allocation_remaining(conn, organization_id),
+        account_row(conn, organization_id),
+        reloaded_since(conn, organization_id, month_start(now)),
+        purchased_since(conn, organization_id, now - PURCHASE_WINDOW),
+    )
