@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 from sqlalchemy.engine import Connection as DBConnection
+from strawberry.types.nodes import SelectedField
 
 from app.graphql.context import Info
 from app.graphql.errors import Code, error
@@ -65,15 +66,28 @@ async def load_page(
     """One page of ``statement`` newest first (``pages``), and the whole list's count."""
 
     limit = page_size(first)  # refused before any read
+    counted = _asks_total(info)
 
     def work(conn: DBConnection) -> tuple[Page, int]:
         page = newest_first(conn, statement, time_column, id_column, limit, after)
-        return page, count(conn, statement)
+        # Counting scans the whole list: only when the query selects totalCount (a field
+        # that is not selected is never sent, so the 0 cannot reach a client).
+        return page, count(conn, statement) if counted else 0
 
     try:
         return await info.context.runtime.db.read(work)
     except CursorError as exc:
         raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
+
+
+def _asks_total(info: Info) -> bool:
+    """Whether the connection field being resolved selects ``totalCount`` (assumed so
+    behind a fragment, which this check does not follow)."""
+    for field in info.selected_fields:
+        for selection in field.selections:
+            if not isinstance(selection, SelectedField) or selection.name == "totalCount":
+                return True
+    return False
 
 
 def connection(page: Page, total: int, node: Callable[[Any], N]) -> Connection[N]:
