@@ -1,5 +1,5 @@
-"""The event bus: every committed balance change, usage record and top-up, pushed to
-subscribers.
+"""The event bus: every committed balance change, usage record, top-up and fired alert,
+pushed to subscribers.
 
 The writer publishes after its transaction commits, never before, so a subscriber
 never sees money that could still roll back. This module holds the in-process bus;
@@ -56,7 +56,20 @@ class TopUpUpdated:
     at: datetime
 
 
-Event = BalanceChanged | UsageRecorded | TopUpUpdated
+@dataclass(slots=True)
+class AlertFired:
+    """An alert rule fired: its event is stored (``alert_events``) before this is sent."""
+
+    organization_id: int
+    alert_event_id: int
+    rule_id: int
+    kind: str
+    message: str
+    value: int | None
+    at: datetime
+
+
+Event = BalanceChanged | UsageRecorded | TopUpUpdated | AlertFired
 
 # A subscriber that falls this far behind loses the oldest events and is told so.
 QUEUE_SIZE = 1000

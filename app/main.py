@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/api/v1/usage", gateway.record_usage, methods=["POST"]),
         Route("/api/v1/me/account", me.account),
         Route("/api/v1/me/usage", me.usage),
+        Route("/api/v1/me/usage.csv", me.usage_csv),
         Route("/api/v1/me/billing/transactions", me.transactions),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
     ]

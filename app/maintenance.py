@@ -1,12 +1,12 @@
 """Periodic work, in order: begin plan periods that are due (before expiry, so unused
 allocation rolls over rather than expiring), expire lots, release holds whose usage
-never came, prune spend marks, reconcile payments whose webhook never came, and charge
-overage."""
+never came, prune spend marks, prune raw usage past its retention (when set), reconcile
+payments whose webhook never came, and charge overage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select
@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.keys.windows import LONGEST
 from app.ledger.jobs import ExpireHolds, ExpireLots, organizations_with_expired_lots, stale_hold_ids
-from app.ledger.state import marks_t
+from app.ledger.state import marks_t, usage_t
+from app.usage.rollups import floor_day
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -31,6 +32,7 @@ class Swept:
     marks_pruned: int
     payments_reconciled: int
     overage_billed: int
+    usage_pruned: int = 0
 
 
 async def run_once(runtime: Runtime) -> Swept:
@@ -53,8 +55,40 @@ async def run_once(runtime: Runtime) -> Swept:
             break
     async with runtime.db.writer.begin() as conn:
         marks = await prune_spend_marks(conn, now)
+    pruned = await prune_usage(runtime, now)
     reconciled = await runtime.payments.reconcile()
-    return Swept(periods, lots, holds, marks, reconciled, await runtime.payments.bill_overages())
+    await runtime.alerts.deliver_due()  # webhook retries, and deliveries a restart cut short
+    overage = await runtime.payments.bill_overages()
+    return Swept(periods, lots, holds, marks, reconciled, overage, pruned)
+
+
+def usage_cutoff(now: datetime, retention_days: int) -> datetime:
+    """Raw usage billed before this is past retention: a UTC midnight, so every hourly
+    and daily rollup bucket is either wholly pruned or wholly kept."""
+    return floor_day(now - timedelta(days=retention_days))
+
+
+async def prune_usage(runtime: Runtime, now: datetime) -> int:
+    """Delete raw usage records past ``usage_retention_days``, ``CHUNK`` per transaction;
+    rollups and ledger entries stay (``ledger.verify`` counts the pruned history from
+    the hourly rollups)."""
+    days = runtime.settings.usage_retention_days
+    if days is None:
+        return 0
+    cutoff = usage_cutoff(now, days)
+    oldest = (
+        select(usage_t.c.id)
+        .where(usage_t.c.created_at < cutoff)
+        .order_by(usage_t.c.id)
+        .limit(CHUNK)
+    )
+    pruned = 0
+    while True:
+        async with runtime.db.writer.begin() as conn:
+            result = await conn.execute(delete(usage_t).where(usage_t.c.id.in_(oldest)))
+        pruned += int(result.rowcount)
+        if result.rowcount < CHUNK:
+            return pruned
 
 
 async def prune_spend_marks(conn: AsyncConnection, now: datetime) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from app import maintenance
+from app.alerts.service import Alerts
 from app.auth import Authenticator, jwt_secret
 from app.clock import Clock
 from app.db import Database
@@ -45,6 +46,7 @@ class Runtime:
     payments: Payments
     plans: Catalog
     subscriptions: Plans
+    alerts: Alerts
     _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -78,6 +80,9 @@ class Runtime:
             reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
         )
         writer.on_low_balance = payments.low_balance
+        alerts = Alerts(db, bus, clock, settings)
+        writer.on_balance_changed = alerts.changed
+        payments.on_reload_failed = alerts.reload_failed_hook
         orgs, keys = OrgDirectory(db.reader), KeyDirectory(db.reader)
         runtime = cls(
             settings,
@@ -93,6 +98,7 @@ class Runtime:
             payments,
             plans,
             subscriptions,
+            alerts,
         )
         if settings.run_jobs:
             runtime._jobs = asyncio.create_task(runtime._run_jobs(), name="creditgraph-jobs")
@@ -117,4 +123,5 @@ class Runtime:
                 await self._jobs
         await self.payments.stop()  # charges in flight finish and are recorded
         await self.writer.stop()  # finishes every write already submitted
+        await self.alerts.stop()  # deliveries cut short are retried by the next start
         await self.db.dispose()

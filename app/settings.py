@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # How often the embedded process runs its periodic jobs (expiry, stale holds).
     jobs_interval_seconds: float = Field(default=30.0, gt=0)
     run_jobs: bool = True
+    # Raw usage records billed more than this many days ago (counted from the start of
+    # that UTC day) are deleted by the periodic jobs; the hourly and daily rollups and the
+    # ledger stay, so summaries and `verify` still cover them. None: keep every record.
+    usage_retention_days: int | None = Field(default=None, gt=0)
+
+    # Alert webhooks (app/alerts): loopback and private addresses are refused unless
+    # allowed (link-local and metadata addresses always are); failed deliveries are
+    # retried after backoff * 2^(attempt - 1) seconds, up to max attempts in all.
+    alert_webhook_allow_private: bool = False
+    alert_webhook_max_attempts: int = Field(default=6, gt=0)
+    alert_webhook_backoff_seconds: float = Field(default=30.0, ge=0)
+    alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Plain properties: a cached value would survive ``model_copy(update=...)``.
     @property

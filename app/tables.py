@@ -2,17 +2,23 @@
 
 from sqlmodel import SQLModel
 
+from app.alerts.tables import AlertDelivery, AlertDeliveryAttempt, AlertEvent, AlertRule
 from app.audit import AuditEvent
 from app.keys.tables import ApiKey, SpendMark
 from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
 from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
 from app.plans.tables import PlanPeriod, PlanSubscription
+from app.usage.rollups import UsageDaily, UsageHourly
 from app.usage.tables import UsageRecord
 
 metadata = SQLModel.metadata
 
 __all__ = [
+    "AlertDelivery",
+    "AlertDeliveryAttempt",
+    "AlertEvent",
+    "AlertRule",
     "ApiKey",
     "AuditEvent",
     "BillingAccount",
@@ -25,6 +31,8 @@ __all__ = [
     "PlanSubscription",
     "SpendMark",
     "StripeEvent",
+    "UsageDaily",
+    "UsageHourly",
     "UsageRecord",
     "Wallet",
     "metadata",

@@ -24,7 +24,11 @@ from app.graphql.relay import Connection, Node, connection, load_page
 from app.ids import parse_global_id, to_global_id
 
 # The kinds of ``target`` ("api_key:12") and the GraphQL types whose IDs they are.
-_TARGET_TYPES = {"api_key": "ApiKey", "organization": "Organization"}
+_TARGET_TYPES = {
+    "api_key": "ApiKey",
+    "organization": "Organization",
+    "alert_rule": "AlertRule",
+}
 _TARGET_KINDS = {type_name: kind for kind, type_name in _TARGET_TYPES.items()}
 
 _VALUES = (
@@ -93,8 +97,8 @@ class AuditEventFilterInput:
     )
     target_id: strawberry.ID | None = strawberry.field(
         default=None,
-        description="Changes to one object, by its global ID (an ApiKey or the Organization); "
-        "an ID of another type is BAD_USER_INPUT.",
+        description="Changes to one object, by its global ID (an ApiKey, an AlertRule or "
+        "the Organization); an ID of another type is BAD_USER_INPUT.",
     )
 
 
@@ -108,7 +112,9 @@ AuditFilter = Annotated[
 def _target(global_id: strawberry.ID) -> str:
     parsed = parse_global_id(global_id)
     if parsed is None or parsed[0] not in _TARGET_KINDS:
-        raise error(Code.BAD_USER_INPUT, "filter.targetId: not an API key or organization ID")
+        raise error(
+            Code.BAD_USER_INPUT, "filter.targetId: not an API key, alert rule or organization ID"
+        )
     return f"{_TARGET_KINDS[parsed[0]]}:{parsed[1]}"
 
 

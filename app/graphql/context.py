@@ -22,6 +22,8 @@ V = TypeVar("V")
 # Roles that may change things; viewers and API keys only read.
 WRITERS = (Role.OWNER, Role.ADMIN, Role.MEMBER)
 ADMINS = (Role.OWNER, Role.ADMIN)
+# The dashboards' roles: people, not the gateway and not API keys.
+PEOPLE = (*WRITERS, Role.VIEWER)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from enum import Enum
 
 import strawberry
 
+from app.alerts.tables import AlertKind
 from app.auth import Role
 from app.keys.tables import KeyStatus
 from app.keys.windows import Window
@@ -119,6 +120,7 @@ _register(
 )
 
 __all__ = [
+    "AlertKind",
     "EntryKind",
     "KeyStatus",
     "Role",
@@ -127,3 +129,21 @@ __all__ = [
     "UsageStatus",
     "Window",
 ]
+
+
+_register(
+    AlertKind,
+    "AlertKind",
+    "What an alert rule watches, and the unit of its threshold.",
+    {
+        "BALANCE_BELOW": "The wallet's balance falls below the threshold, in USD.",
+        "SPEND_PERCENT_OF_ALLOCATION": "Spend reaches this percent of the current plan "
+        'period\'s allocation (threshold in percent, "80" for 80%). Never fires without a '
+        "plan period.",
+        "KEY_CAP_PERCENT": "An API key (apiKeyId) reaches this percent of its lifetime quota "
+        "or of its tightest rolling window, holds included (threshold in percent).",
+        "DAILY_SPEND_ABOVE": "Usage billed since midnight UTC goes above the threshold, in USD.",
+        "AUTO_RELOAD_FAILED": "An auto-reload's charge failed; fires on every failure. No "
+        "threshold.",
+    },
+)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from app.auth import Principal
+from app.graphql.alerts import event_loader, rule_loader
 from app.graphql.audit import audit_event_node
 from app.graphql.context import Info
 from app.graphql.keys import keys_by_id
@@ -75,6 +76,8 @@ LOADERS: dict[str, Loader] = {
     "ApiKey": _api_key,
     "AuditEvent": audit_event_node,  # owners and admins only
     "BillingTransaction": transaction_node,
+    "AlertRule": rule_loader,
+    "AlertEvent": event_loader,
 }
 
 

@@ -7,6 +7,15 @@ from typing import Annotated, Any
 
 import strawberry
 
+from app.graphql.alerts import AlertEvent, AlertRule, alert_events, alert_rules
+from app.graphql.analytics import (
+    Granularity,
+    GranularityArg,
+    SinceArg,
+    UntilArg,
+    UsageSummary,
+    usage_summary,
+)
 from app.graphql.audit import AuditEvent, AuditFilter, audit_page
 from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
@@ -195,6 +204,20 @@ class Organization(Node):
         return await usage_page(info, self._org_id, filter, first, after)
 
     @strawberry.field(
+        description="Spend and calls over a time range: totals, a series, breakdowns by "
+        "model, action and API key, and a forecast of the period's spend. Read from hourly "
+        "and daily rollups, never from the usage log. An API key sees only its own figures."
+    )
+    async def usage_summary(
+        self,
+        info: Info,
+        since: SinceArg,
+        until: UntilArg,
+        granularity: GranularityArg = Granularity.DAY,
+    ) -> UsageSummary:
+        return await usage_summary(info, self._org_id, since, until, granularity)
+
+    @strawberry.field(
         description="API keys, newest first. Every role sees all of the organization's keys "
         "but an API key, which sees only itself. Secrets are never listed."
     )
@@ -229,6 +252,21 @@ class Organization(Node):
     )
     async def entitlement(self, info: Info) -> Entitlement | None:
         return await entitlement_of(info, self._org_id)
+
+    @strawberry.field(
+        description="Alert rules, oldest first (deleted ones are not listed). People's roles "
+        "only: an API key or the service role gets FORBIDDEN."
+    )
+    async def alert_rules(self, info: Info) -> list[AlertRule]:
+        return await alert_rules(info, self._org_id)
+
+    @strawberry.field(
+        description="Events the alert rules fired, newest first. People's roles only."
+    )
+    async def alert_events(
+        self, info: Info, first: First = 50, after: After = None
+    ) -> Connection[AlertEvent]:
+        return await alert_events(info, self._org_id, first, after)
 
     @strawberry.field(description="Automatic top-ups when the balance runs low.")
     async def auto_reload(self, info: Info) -> AutoReload:

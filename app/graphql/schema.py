@@ -16,6 +16,7 @@ from strawberry.extensions.max_aliases import create_validator as alias_limit
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit
 from strawberry.schema.config import StrawberryConfig
 
+from app.graphql.alerts import AlertMutations
 from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
 from app.graphql.key_mutations import KeyMutations
@@ -100,7 +101,14 @@ class Query:
     description="Every change. Expected failures (not allowed, not found, bad input) are "
     "the payload's userErrors and change nothing; not signed in is UNAUTHENTICATED."
 )
-class Mutation(KeyMutations, SpendCapMutations, UsageMutations, PaymentMutations, PlanMutations):
+class Mutation(
+    KeyMutations,
+    SpendCapMutations,
+    UsageMutations,
+    PaymentMutations,
+    PlanMutations,
+    AlertMutations,
+):
     # One mixin per domain: each adds its mutations by being listed as a base.
     pass
 

@@ -14,8 +14,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from app.auth import AuthError, Principal
-from app.events import QUEUE_SIZE, BalanceChanged, TopUpUpdated, UsageRecorded
+from app.events import QUEUE_SIZE, AlertFired, BalanceChanged, TopUpUpdated, UsageRecorded
 from app.events import Subscription as BusSubscription
+from app.graphql.alerts import AlertEvent, event_node
 from app.graphql.context import Info
 from app.graphql.enums import UsageStatus
 from app.graphql.errors import Code, error
@@ -203,6 +204,25 @@ async def top_up_updates(
         runtime.bus.unsubscribe(subscription)
 
 
+async def alerts_fired(runtime: Runtime, principal: Principal) -> AsyncGenerator[AlertEvent, None]:
+    """Each alert event of the caller's organization as its rule fires."""
+    organization_id, session = principal.organization_id, Session(runtime, principal)
+    subscription = runtime.bus.subscribe(organization_id)
+    try:
+        async for event in subscription:
+            _check_lag(subscription, "alertEvents")
+            if not isinstance(event, AlertFired):
+                continue
+            await session.check()
+            node = await runtime.db.read(
+                partial(event_node, organization_id=organization_id, event_id=event.alert_event_id)
+            )
+            if node is not None:
+                yield node
+    finally:
+        runtime.bus.unsubscribe(subscription)
+
+
 @strawberry.type(
     description="Live changes over a WebSocket at /graphql (graphql-transport-ws), "
     "scoped to the caller's organization."
@@ -239,6 +259,14 @@ class Subscription:
     async def top_up_updated(self, info: Info) -> AsyncGenerator[BillingTransaction, None]:
         principal = info.context.caller()
         return top_up_updates(info.context.runtime, principal)
+
+    @strawberry.subscription(
+        description="Each alert event of the caller's organization as its rule fires (the "
+        "event as stored). Any signed-in role."
+    )
+    async def alert_fired(self, info: Info) -> AsyncGenerator[AlertEvent, None]:
+        principal = info.context.caller()
+        return alerts_fired(info.context.runtime, principal)
 
 
 class WebSocketOnly(SchemaExtension):

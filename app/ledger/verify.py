@@ -4,6 +4,13 @@ Balances, versions and lots are replayed from the ledger entries with the same l
 rules the writer uses (``ledger.lots``); held amounts from the active holds; key spend,
 monthly spend and spend marks from the usage records; each top-up's credits and
 refunds from the entries that reference it. Every mismatch is reported.
+
+Usage rollups are checked too: hourly rollups against the usage records, daily ones
+against the hourly. Raw usage may be pruned past its retention (``app.maintenance``),
+always before a UTC midnight, while its rollups and ledger entries stay; so the usage
+history before the hour of the oldest record left is taken from the hourly rollups (the
+ledger, never pruned, still checks it in full), and spend marks before that hour are not
+checked (the rollups do not know the second of a call).
 """
 
 from __future__ import annotations
@@ -30,13 +37,16 @@ from app.ledger.state import (
 from app.ledger.tables import EntryKind, HoldStatus
 from app.money import format_usd
 from app.payments.tables import PAYMENT_KINDS, TransactionKind, TransactionStatus
+from app.usage.rollups import daily_t, floor_day, floor_hour, hourly_t
 
 
 async def verify(conn: AsyncConnection) -> list[str]:
     """Every inconsistency found, as readable lines; empty when the books balance."""
     problems: list[str] = []
     active = await _active_holds(conn)
-    usage = await _usage_by_org(conn)
+    kept_from = await _kept_from(conn)
+    pruned = await _pruned_history(conn, kept_from)
+    usage = await _usage_by_org(conn, pruned)
     for wallet in (await conn.execute(select(wallets).order_by(wallets.c.id))).all():
         where = f"wallet {wallet.id} (organization {wallet.organization_id})"
         problems += await _replay_wallet(conn, wallet, where)
@@ -61,7 +71,8 @@ async def verify(conn: AsyncConnection) -> list[str]:
             problems.append(
                 f"{where}: usage entries charge {-int(charged or 0)}, usage records bill {billed}"
             )
-    problems += await _verify_keys(conn, active["key"])
+    problems += await _verify_keys(conn, active["key"], pruned, kept_from)
+    problems += await _verify_rollups(conn, kept_from)
     problems += await _verify_payments(conn)
     return problems
 
@@ -182,8 +193,76 @@ async def _active_holds(conn: AsyncConnection) -> dict[str, dict[int, int]]:
     return sums
 
 
-async def _usage_by_org(conn: AsyncConnection) -> dict[int, list[tuple[datetime, int]]]:
+async def _kept_from(conn: AsyncConnection) -> datetime:
+    """The hour of the oldest usage record left: raw usage is complete from there on."""
+    oldest = await conn.scalar(select(func.min(usage_t.c.created_at)))
+    return datetime.max.replace(tzinfo=UTC) if oldest is None else floor_hour(oldest)
+
+
+async def _pruned_history(conn: AsyncConnection, kept_from: datetime) -> list[Any]:
+    """Hourly rollups before ``kept_from``: the pruned usage, oldest first."""
+    result = await conn.execute(
+        select(hourly_t.c.organization_id, hourly_t.c.api_key_id, hourly_t.c.bucket)
+        .add_columns(hourly_t.c.spend)
+        .where(hourly_t.c.bucket < kept_from)
+        .order_by(hourly_t.c.bucket)
+    )
+    return list(result.all())
+
+
+async def _verify_rollups(conn: AsyncConnection, kept_from: datetime) -> list[str]:
+    """Hourly rollups from ``kept_from`` on equal the usage records; daily ones equal
+    the sum of their hours."""
+    problems: list[str] = []
+    Group = tuple[int, int, str, str, datetime]
+    raw: dict[Group, list[int]] = defaultdict(lambda: [0, 0])
+    for org, key, model, action, created_at, cost in await conn.execute(
+        select(
+            usage_t.c.organization_id,
+            usage_t.c.api_key_id,
+            usage_t.c.model,
+            usage_t.c.action,
+            usage_t.c.created_at,
+            usage_t.c.cost,
+        )
+    ):
+        sums = raw[(org, key, model, action, floor_hour(created_at))]
+        sums[0] += cost
+        sums[1] += 1
+    hours: dict[Group, list[int]] = {}
+    days: dict[Group, list[int]] = defaultdict(lambda: [0, 0])
+    for row in await conn.execute(select(hourly_t)):
+        group = (row.organization_id, row.api_key_id, row.model, row.action, row.bucket)
+        day = days[(*group[:4], floor_day(row.bucket))]
+        day[0] += row.spend
+        day[1] += row.requests
+        if row.bucket >= kept_from:
+            hours[group] = [row.spend, row.requests]
+    for group in raw.keys() | hours.keys():
+        if raw.get(group, [0, 0]) != hours.get(group, [0, 0]):
+            problems.append(
+                f"usage rollup {group}: hourly says {hours.get(group)} (spend, requests), "
+                f"usage records give {raw.get(group)}"
+            )
+    stored = {
+        (r.organization_id, r.api_key_id, r.model, r.action, r.bucket): [r.spend, r.requests]
+        for r in await conn.execute(select(daily_t))
+    }
+    for group in days.keys() | stored.keys():
+        if days.get(group, [0, 0]) != stored.get(group, [0, 0]):
+            problems.append(
+                f"usage rollup {group}: daily says {stored.get(group)} (spend, requests), "
+                f"its hours give {days.get(group)}"
+            )
+    return problems
+
+
+async def _usage_by_org(
+    conn: AsyncConnection, pruned: list[Any]
+) -> dict[int, list[tuple[datetime, int]]]:
     by_org: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for organization_id, _, bucket, spend in pruned:
+        by_org[organization_id].append((bucket, spend))
     rows = await conn.execute(
         select(usage_t.c.organization_id, usage_t.c.created_at, usage_t.c.cost)
     )
@@ -192,9 +271,14 @@ async def _usage_by_org(conn: AsyncConnection) -> dict[int, list[tuple[datetime,
     return by_org
 
 
-async def _verify_keys(conn: AsyncConnection, held: dict[int, int]) -> list[str]:
+async def _verify_keys(
+    conn: AsyncConnection, held: dict[int, int], pruned: list[Any], kept_from: datetime
+) -> list[str]:
     problems: list[str] = []
     spend: dict[int, list[tuple[int, int]]] = defaultdict(list)  # key -> [(second, cost)]
+    for _, key_id, bucket, cost in pruned:
+        if cost > 0:
+            spend[key_id].append((int(bucket.timestamp()), cost))
     rows = await conn.execute(
         select(usage_t.c.api_key_id, usage_t.c.created_at, usage_t.c.cost)
         .where(usage_t.c.cost > 0)
@@ -216,7 +300,8 @@ async def _verify_keys(conn: AsyncConnection, held: dict[int, int]) -> list[str]
             problems.append(f"{where}: spent {key.spent}, usage records sum to {total}")
         if key.held != held.get(key.id, 0):
             problems.append(f"{where}: held {key.held}, active holds sum to {held.get(key.id, 0)}")
-        problems += _check_marks(where, spend[key.id], marks[key.id])
+        checked = [m for m in marks[key.id] if m[0] >= kept_from.timestamp()]
+        problems += _check_marks(where, spend[key.id], checked)
     return problems
 
 

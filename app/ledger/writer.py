@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from app.clock import Clock
 from app.db import Database
-from app.events import Event, EventBus
+from app.events import BalanceChanged, Event, EventBus
 from app.ledger.book import Book
 from app.ledger.state import Needs, load_state
 
@@ -63,6 +63,8 @@ class Writer:
         # Told, after each commit, which organizations' balances fell under their
         # auto-reload threshold (``app.payments``).
         self.on_low_balance: Callable[[set[int]], None] | None = None
+        # Told, after each commit, which organizations' balances changed (``app.alerts``).
+        self.on_balance_changed: Callable[[set[int]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="creditgraph-writer")
@@ -142,4 +144,8 @@ class Writer:
             await self._bus.publish(events)
         if low_balance and self.on_low_balance is not None:
             self.on_low_balance(low_balance)
+        if events and self.on_balance_changed is not None:
+            changed = {e.organization_id for e in events if isinstance(e, BalanceChanged)}
+            if changed:
+                self.on_balance_changed(changed)
         return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -109,6 +110,8 @@ class Payments:
         self.reconcile_after = reconcile_after
         self._reloading: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told when an auto-reload's charge failed, with why (``app.alerts``).
+        self.on_reload_failed: Callable[[int, str | None], None] | None = None
 
     def _provider(self) -> PaymentProvider:
         if self.provider is None:
@@ -363,6 +366,8 @@ class Payments:
             payment = Payment("failed", None, failure_reason=exc.message)
         if payment.status == "failed":
             await self._pause_reload(organization_id, payment.failure_reason)
+            if self.on_reload_failed is not None:
+                self.on_reload_failed(organization_id, payment.failure_reason)
         await self.apply(organization_id, top_up_id, payment, actor="auto-reload")
         return top_up_id
 

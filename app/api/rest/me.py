@@ -1,4 +1,5 @@
-"""The seeds' management paths: ``/api/v1/me/account``, ``/usage``, ``/billing/transactions``.
+"""The seeds' management paths: ``/api/v1/me/account``, ``/usage`` (and ``/usage.csv``),
+``/billing/transactions``.
 
 API keys see their own usage and their org's balance; dashboard roles see the org's.
 Lists are newest first with keyset cursors (opaque), never offsets.
@@ -6,14 +7,17 @@ Lists are newest first with keyset cursors (opaque), never offsets.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from app.api.rest.gateway import amount_json
 from app.api.rest.http import JSONResponse, invalid
@@ -119,22 +123,94 @@ async def _paged(
     return JSONResponse({"data": data, "next_cursor": next_cursor}, headers=headers)
 
 
+def _usage_filter(request: Request, api_key_id: int | None) -> UsageFilter:
+    return UsageFilter(
+        api_key_id=api_key_id,
+        model=request.query_params.get("model"),
+        request_id=request.query_params.get("request_id"),
+        since=_time_param(request, "since"),
+        until=_time_param(request, "until"),
+    )
+
+
 async def usage(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request)
     headers = await key_headers(rt, principal)
-    statement = usage_of(
-        principal.organization_id,
-        UsageFilter(
-            api_key_id=principal.api_key_id,
-            model=request.query_params.get("model"),
-            request_id=request.query_params.get("request_id"),
-            since=_time_param(request, "since"),
-            until=_time_param(request, "until"),
-        ),
-    )
+    statement = usage_of(principal.organization_id, _usage_filter(request, principal.api_key_id))
     return await _paged(
         request, statement, usage_t.c.created_at, usage_t.c.id, _usage_json, headers
+    )
+
+
+CSV_COLUMNS = (
+    "request_id",
+    "api_key_id",
+    "model",
+    "action",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "units",
+    "credits",
+    "usd",
+    "created_at",
+)
+# Rows per read transaction while streaming: each page is one short read.
+CSV_PAGE = 1000
+
+
+async def usage_csv(request: Request) -> Response:
+    """The usage log as CSV, newest first, with the filters of ``/usage``; streamed in
+    keyset pages so an export of any size holds one page in memory. Its credits sum to
+    ``usageSummary``'s total over the same range."""
+    rt = runtime(request)
+    principal = await require(request)
+    headers = await key_headers(rt, principal)
+    statement = usage_of(principal.organization_id, _usage_filter(request, principal.api_key_id))
+
+    def line(values: tuple[Any, ...]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow(values)
+        return buffer.getvalue()
+
+    async def rows() -> AsyncIterator[str]:
+        yield line(CSV_COLUMNS)
+        cursor: str | None = None
+        while True:
+            page = await rt.db.read(
+                partial(
+                    newest_first,
+                    statement=statement,
+                    time_column=usage_t.c.created_at,
+                    id_column=usage_t.c.id,
+                    limit=CSV_PAGE,
+                    after=cursor,
+                )
+            )
+            yield "".join(line(_usage_csv(row)) for row in page.rows)
+            if not page.has_next:
+                return
+            last = page.rows[-1]
+            cursor = encode_cursor(last.created_at, last.id)
+
+    headers = headers | {"Content-Disposition": 'attachment; filename="usage.csv"'}
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _usage_csv(row: Any) -> tuple[Any, ...]:
+    return (
+        row.request_id,
+        to_global_id("ApiKey", row.api_key_id),
+        row.model,
+        row.action,
+        row.status,
+        row.prompt_tokens,
+        row.completion_tokens,
+        row.units,
+        row.cost,
+        format_usd(row.cost),
+        row.created_at.isoformat(),
     )
 
 
