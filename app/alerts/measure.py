@@ -6,7 +6,7 @@ for percents (so ``80`` percent is 80,000,000).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,6 +18,7 @@ from app.keys.windows import spent_in_window
 from app.ledger.state import key_state, keys_t, load_marks, lots_t, wallets
 from app.money import format_usd
 from app.plans.tables import PlanPeriod
+from app.usage.rollups import floor_day
 from app.usage.tables import UsageRecord
 
 MICRO = 1_000_000  # millionths per unit, for USD and percents alike
@@ -31,9 +32,8 @@ def percent(used: int, limit: int) -> int:
 
 
 def _daily_spend(conn: Connection, organization_id: int, now: datetime) -> int:
-    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     statement = select(func.coalesce(func.sum(usage_t.c.cost), 0)).where(
-        usage_t.c.organization_id == organization_id, usage_t.c.created_at >= midnight
+        usage_t.c.organization_id == organization_id, usage_t.c.created_at >= floor_day(now)
     )
     return int(conn.scalar(statement) or 0)
 

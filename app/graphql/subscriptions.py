@@ -3,12 +3,13 @@ commit."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import datetime
-from functools import partial
+from typing import TypeVar
 
 import strawberry
 from graphql import ExecutionResult
+from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
@@ -17,7 +18,7 @@ from app.auth import AuthError, Principal
 from app.events import QUEUE_SIZE, AlertFired, BalanceChanged, TopUpUpdated, UsageRecorded
 from app.events import Subscription as BusSubscription
 from app.graphql.alerts import AlertEvent, event_node
-from app.graphql.context import Info
+from app.graphql.context import PEOPLE, Info
 from app.graphql.enums import UsageStatus
 from app.graphql.errors import Code, error
 from app.graphql.money import Amount
@@ -27,6 +28,9 @@ from app.ids import to_global_id
 from app.keys.access import caller_key
 from app.ledger import reads
 from app.runtime import Runtime
+
+E = TypeVar("E", TopUpUpdated, AlertFired)
+N = TypeVar("N")
 
 CURRENT = "current"
 
@@ -184,43 +188,54 @@ async def usage_records(
         runtime.bus.unsubscribe(subscription)
 
 
-async def top_up_updates(
-    runtime: Runtime, principal: Principal
-) -> AsyncGenerator[BillingTransaction, None]:
-    """Each top-up of the caller's organization as its status (or refunded total) changes."""
-    organization_id, session = principal.organization_id, Session(runtime, principal)
-    subscription = runtime.bus.subscribe(organization_id)
+async def _stored_rows(
+    runtime: Runtime,
+    principal: Principal,
+    kind: type[E],
+    gap: str,
+    load: Callable[[Connection, E], N | None],
+) -> AsyncGenerator[N, None]:
+    """Each event of ``kind`` for the caller's organization, as ``load`` reads its row
+    after the commit; a dropped event ends the stream (read ``gap`` for what was missed)."""
+    session = Session(runtime, principal)
+    subscription = runtime.bus.subscribe(principal.organization_id)
     try:
         async for event in subscription:
-            _check_lag(subscription, "billingTransactions")
-            if not isinstance(event, TopUpUpdated):
+            _check_lag(subscription, gap)
+            if not isinstance(event, kind):
                 continue
             await session.check()
-            row = await runtime.db.read(
-                partial(transaction_row, organization_id=organization_id, row_id=event.top_up_id)
-            )
-            yield BillingTransaction.of(row)
-    finally:
-        runtime.bus.unsubscribe(subscription)
-
-
-async def alerts_fired(runtime: Runtime, principal: Principal) -> AsyncGenerator[AlertEvent, None]:
-    """Each alert event of the caller's organization as its rule fires."""
-    organization_id, session = principal.organization_id, Session(runtime, principal)
-    subscription = runtime.bus.subscribe(organization_id)
-    try:
-        async for event in subscription:
-            _check_lag(subscription, "alertEvents")
-            if not isinstance(event, AlertFired):
-                continue
-            await session.check()
-            node = await runtime.db.read(
-                partial(event_node, organization_id=organization_id, event_id=event.alert_event_id)
-            )
+            node = await runtime.db.read(_bound(load, event))
             if node is not None:
                 yield node
     finally:
         runtime.bus.unsubscribe(subscription)
+
+
+def _bound(load: Callable[[Connection, E], N], event: E) -> Callable[[Connection], N]:
+    return lambda conn: load(conn, event)
+
+
+def top_up_updates(
+    runtime: Runtime, principal: Principal
+) -> AsyncGenerator[BillingTransaction, None]:
+    """Each top-up of the caller's organization as its status (or refunded total) changes."""
+
+    def load(conn: Connection, event: TopUpUpdated) -> BillingTransaction:
+        return BillingTransaction.of(
+            transaction_row(conn, principal.organization_id, event.top_up_id)
+        )
+
+    return _stored_rows(runtime, principal, TopUpUpdated, "billingTransactions", load)
+
+
+def alerts_fired(runtime: Runtime, principal: Principal) -> AsyncGenerator[AlertEvent, None]:
+    """Each alert event of the caller's organization as its rule fires."""
+
+    def load(conn: Connection, event: AlertFired) -> AlertEvent | None:
+        return event_node(conn, principal.organization_id, event.alert_event_id)
+
+    return _stored_rows(runtime, principal, AlertFired, "alertEvents", load)
 
 
 @strawberry.type(
@@ -262,10 +277,11 @@ class Subscription:
 
     @strawberry.subscription(
         description="Each alert event of the caller's organization as its rule fires (the "
-        "event as stored). Any signed-in role."
+        "event as stored). People's roles only, as for alertEvents: an API key or the "
+        "service role gets FORBIDDEN."
     )
     async def alert_fired(self, info: Info) -> AsyncGenerator[AlertEvent, None]:
-        principal = info.context.caller()
+        principal = info.context.caller(*PEOPLE)
         return alerts_fired(info.context.runtime, principal)
 
 

@@ -327,6 +327,20 @@ async def test_alert_fired_is_pushed_to_subscribers(harness: Harness) -> None:
     assert "below 5.000000 USD" in fired["message"]
 
 
+async def test_alert_fired_is_for_peoples_roles_only(harness: Harness) -> None:
+    """Its events carry their rules, webhook URLs included: not for keys or the gateway."""
+    org = await harness.org("acme")
+    for role in (Role.API_KEY, Role.SERVICE):
+        principal = Principal(org.id, org.slug, role, "caller@test")
+        context = Context(harness.runtime, request=None, response=None, principal=principal)  # type: ignore[arg-type]
+        results = await schema.subscribe(FIRED, context_value=context)
+        # A stream that was allowed would wait for an event: bound it so that fails.
+        first = await asyncio.wait_for(anext(results), 5)  # type: ignore[arg-type]
+        await results.aclose()  # type: ignore[union-attr]
+        assert first.errors is not None
+        assert [e.extensions for e in first.errors] == [{"code": "FORBIDDEN"}]
+
+
 async def test_a_failed_auto_reload_fires(
     harness: Harness, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
