@@ -238,6 +238,9 @@ def jobs_run() -> None:
     from app import maintenance
 
     swept = asyncio.run(_with_runtime(Settings(), maintenance.run_once))
+    if swept is None:
+        click.echo("another instance is running the periodic jobs; nothing done")
+        return
     for name, count in asdict(swept).items():
         click.echo(f"{name.replace('_', ' ')}: {count}")
 

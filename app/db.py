@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 from sqlalchemy.sql.elements import ColumnClause
@@ -36,6 +39,26 @@ from app.settings import Settings
 
 T = TypeVar("T")
 S = TypeVar("S")
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL errors after which a write transaction is run again from the start: a
+# deadlock (40P01) or serialization failure (40001) aborts one of the transactions
+# involved, and a unique violation (23505) means another instance inserted the same row
+# (a request id) first, which the rerun loads and sees.
+RETRY_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+RETRY_ATTEMPTS = 6
+RETRY_BACKOFF_SECONDS = 0.005
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in RETRY_SQLSTATES
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before rerun ``attempt`` (1, 2, ...): doubling, jittered so that the
+    transactions that collided do not collide again."""
+    return RETRY_BACKOFF_SECONDS * (1 << (attempt - 1)) * random.uniform(0.5, 1.5)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -160,11 +183,24 @@ class Database:
             )
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
-        """``work`` within one write transaction, committed when it returns."""
+        """``work`` within one write transaction, committed when it returns.
+
+        On PostgreSQL, where other instances write too, a transaction that collided with
+        one of theirs (``RETRY_SQLSTATES``) is rolled back and ``work`` run again, up to
+        ``RETRY_ATTEMPTS`` times in all: ``work`` must load what it decides on itself."""
         if self._sync_writer is not None:
             return await self._sync_writer.run(work)
-        async with self.writer.begin() as conn:
-            return await conn.run_sync(work)
+        attempt = 1
+        while True:
+            try:
+                async with self.writer.begin() as conn:
+                    return await conn.run_sync(work)
+            except DBAPIError as error:
+                if attempt >= RETRY_ATTEMPTS or not is_retryable(error):
+                    raise
+                log.info("write transaction collided (%s); retrying", error.orig)
+            await asyncio.sleep(retry_delay(attempt))
+            attempt += 1
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """``work`` within one read transaction: its queries see one snapshot."""

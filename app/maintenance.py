@@ -1,10 +1,15 @@
 """Periodic work, in order: begin plan periods that are due (before expiry, so unused
 allocation rolls over rather than expiring), expire lots, release holds whose usage
 never came, prune spend marks, prune raw usage past its retention (when set), reconcile
-payments whose webhook never came, and charge overage."""
+payments whose webhook never came, and charge overage.
+
+Several instances on one PostgreSQL database each run the jobs on their own timer; a
+transaction-level advisory lock lets one sweep at a time, and the others skip their turn.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -19,6 +24,11 @@ from app.usage.rollups import floor_day
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# The advisory lock's key: any fixed number that nothing else locks ("cgjobs" in ASCII).
+JOBS_LOCK = 0x63676A6F6273
 
 # Rows per writer job: bounded so one sweep never holds the write lock for long.
 CHUNK = 500
@@ -35,8 +45,22 @@ class Swept:
     usage_pruned: int = 0
 
 
-async def run_once(runtime: Runtime) -> Swept:
-    """Run every periodic job now; safe to run twice (each job re-checks under the lock)."""
+async def run_once(runtime: Runtime) -> Swept | None:
+    """Run every periodic job now; None, doing nothing, while another instance runs them.
+    Safe to run twice all the same (each job re-checks under the writer's lock)."""
+    if runtime.settings.is_sqlite:
+        return await _sweep(runtime)  # one process owns an SQLite database
+    # The lock lives as long as this transaction, which only holds it: the sweep's own
+    # work commits in transactions of its own. A crashed instance's lock goes with its
+    # connection.
+    async with runtime.db.writer.connect() as conn, conn.begin():
+        if not await conn.scalar(select(func.pg_try_advisory_xact_lock(JOBS_LOCK))):
+            log.info("another instance is running the periodic jobs; skipping")
+            return None
+        return await _sweep(runtime)
+
+
+async def _sweep(runtime: Runtime) -> Swept:
     periods = await runtime.subscriptions.renew_due()
     now = runtime.clock.now()
     lots = holds = 0

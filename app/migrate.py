@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,3 +31,15 @@ async def upgrade(engine: AsyncEngine) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+async def pending(engine: AsyncEngine) -> bool:
+    """Whether the database is behind the newest revision (or was never migrated)."""
+
+    def behind(connection: Connection) -> bool:
+        heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+        current = MigrationContext.configure(connection).get_current_heads()
+        return set(current) != set(heads)
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(behind)

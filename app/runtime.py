@@ -11,13 +11,13 @@ from datetime import timedelta
 
 from app import maintenance
 from app.alerts.service import Alerts
-from app.auth import Authenticator, jwt_secret
+from app.auth import Authenticator, ConfigurationError, jwt_secret
 from app.clock import Clock
 from app.db import Database
 from app.events import EventBus, InMemoryEventBus
 from app.keys.service import KeyDirectory, KeyVault
 from app.ledger.writer import Writer
-from app.migrate import upgrade
+from app.migrate import pending, upgrade
 from app.oidc import Oidc
 from app.orgs.service import OrgDirectory
 from app.payments.config import payment_provider
@@ -66,6 +66,11 @@ class Runtime:
         if not settings.is_production:
             # The embedded default migrates itself; production runs `creditgraph migrate`.
             await upgrade(db.writer)
+        elif await pending(db.writer):
+            await db.dispose()
+            raise ConfigurationError(
+                "the database schema is not up to date: run `creditgraph migrate` first"
+            )
         bus = InMemoryEventBus()
         writer = Writer(db, bus, clock, settings.writer_batch_max)
         writer.start()

@@ -1,17 +1,30 @@
-"""Shared fixtures: a real creditgraph app on a temporary SQLite database, driven over HTTP."""
+"""Shared fixtures: a real creditgraph app on a temporary database, driven over HTTP.
+
+Every test taking ``settings`` runs twice: on a fresh SQLite file, and on a fresh
+PostgreSQL database when ``CREDITGRAPH_TEST_DATABASE_URL`` names a server (skipped, with
+how to enable it, otherwise). Each PostgreSQL test gets its own database, copied from a
+template migrated once per run, so parallel runs and tests never share state.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.auth import Role, issue_token
 from app.clock import Clock
@@ -20,22 +33,125 @@ from app.keys.service import NO_CAPS, Caps, CreatedKey, revoke_key
 from app.ledger.state import wallets
 from app.ledger.verify import verify
 from app.main import create_app
+from app.migrate import upgrade
 from app.money import parse_usd
 from app.operations import create_api_key, create_organization
 from app.orgs.service import OrgRef
 from app.runtime import Runtime
 from app.settings import Settings
 
+T = TypeVar("T")
+
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
+PG_URL_VARIABLE = "CREDITGRAPH_TEST_DATABASE_URL"
+REDIS_URL_VARIABLE = "CREDITGRAPH_TEST_REDIS_URL"
+ENABLE_POSTGRES = (
+    f"set {PG_URL_VARIABLE}=postgresql+asyncpg://postgres@127.0.0.1:5432/postgres "
+    "to run against PostgreSQL"
+)
+# One name per pytest run, so runs in parallel never touch each other's databases.
+RUN_ID = uuid.uuid4().hex[:12]
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to the end from synchronous code, on a loop of its own in another
+    thread (the test's loop may be current in this one)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
+
+
+class PostgresServer:
+    """The server ``CREDITGRAPH_TEST_DATABASE_URL`` names: databases are created and
+    dropped through its database (usually ``postgres``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        if self.url.get_backend_name() != "postgresql":
+            raise pytest.UsageError(f"{PG_URL_VARIABLE} must be a postgresql+asyncpg:// URL")
+
+    def database(self, name: str) -> URL:
+        return self.url.set(database=name)
+
+    async def _admin(self, sql: str) -> None:
+        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def create(self, name: str, template: str | None = None) -> None:
+        copy = f' TEMPLATE "{template}"' if template else ""
+        _run(self._admin(f'CREATE DATABASE "{name}"{copy}'))
+
+    def drop(self, name: str) -> None:
+        _run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _migrate(url: URL) -> None:
+    engine = create_async_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[tuple[PostgresServer, str]]:
+    """The server and the name of this run's migrated template database."""
+    url = os.environ.get(PG_URL_VARIABLE)
+    if not url:
+        pytest.skip(ENABLE_POSTGRES)
+    server = PostgresServer(url)
+    template = f"cg_template_{RUN_ID}"
+    server.create(template)
+    try:
+        _run(_migrate(server.database(template)))
+        yield server, template
+    finally:
+        server.drop(template)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def postgres_url(postgres: tuple[PostgresServer, str]) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of its own, dropped after the test."""
+    server, template = postgres
+    name = f"cg_{RUN_ID}_{uuid.uuid4().hex[:12]}"
+    server.create(name, template)
+    try:
+        yield server.database(name).render_as_string(hide_password=False)
+    finally:
+        server.drop(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test's own empty database, on each engine."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'creditgraph.db'}"
+    return cast(str, request.getfixturevalue("postgres_url"))
+
+
+def redis_settings() -> dict[str, Any]:
+    """The Redis event bus for a PostgreSQL test, when ``CREDITGRAPH_TEST_REDIS_URL`` is set
+    and this build has the bus (``redis_url``); channels carry a prefix of the test's own."""
+    url = os.environ.get(REDIS_URL_VARIABLE)
+    if not url or "redis_url" not in Settings.model_fields:
+        return {}
+    return {"redis_url": url, "redis_channel_prefix": f"cg-test-{uuid.uuid4().hex[:12]}"}
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    engine = {} if database_url.startswith("sqlite") else redis_settings()
     return Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'creditgraph.db'}",
+        database_url=database_url,
         state_dir=tmp_path / "state",
         jwt_secret=JWT_SECRET,
         run_jobs=False,
+        **engine,
     )
 
 

@@ -267,11 +267,15 @@ def _by_request(t: Table, columns: Sequence[Any], dialect: str) -> Select[Any]:
 
 
 _holds_by_request = Prebuilt(
-    lambda dialect, lock: _locked(_by_request(holds_t, [holds_t], dialect), lock, holds_t)
+    lambda dialect, lock: _locked(
+        _by_request(holds_t, [holds_t], dialect).order_by(holds_t.c.id), lock, holds_t
+    )
 )
 _holds_by_id = Prebuilt(
     lambda dialect, lock: _locked(
-        select(holds_t).where(in_list(holds_t.c.id, "ids", dialect)), lock, holds_t
+        select(holds_t).where(in_list(holds_t.c.id, "ids", dialect)).order_by(holds_t.c.id),
+        lock,
+        holds_t,
     )
 )
 _usage_by_request = Prebuilt(
