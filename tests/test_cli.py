@@ -1,4 +1,7 @@
-"""The ``creditgraph`` console script, run as a real process on a temporary database."""
+"""The ``creditgraph`` console script, run as a real process on a temporary database.
+
+SQLite only: these tests read and corrupt the file directly; ``creditgraph migrate`` on
+PostgreSQL is tested in tests/test_postgres.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""A real server process over TCP: concurrent gateways, then ``creditgraph verify``."""
+"""A real server process over TCP: concurrent gateways, then ``creditgraph verify``.
+
+SQLite only (the embedded setup); several server processes on PostgreSQL are the
+multi-instance tests'."""
 
 from __future__ import annotations
 

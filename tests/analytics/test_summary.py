@@ -51,9 +51,11 @@ KINDS = [
 ]
 
 
-def app_settings(directory: Path, **extra: Any) -> Settings:
+def app_settings(directory: Path, database_url: str | None = None, **extra: Any) -> Settings:
+    """Settings on ``database_url`` (conftest's, on each engine), else an SQLite file in
+    ``directory`` (the property test's examples each need a database of their own)."""
     return Settings(
-        database_url=f"sqlite+aiosqlite:///{directory / 'creditgraph.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{directory / 'creditgraph.db'}",
         state_dir=directory / "state",
         jwt_secret=JWT_SECRET,
         run_jobs=False,
@@ -287,9 +289,9 @@ async def test_range_is_checked(harness: Harness) -> None:
     assert [datetime.fromisoformat(b["bucketStart"]).hour for b in series] == [10, 11, 12]
 
 
-async def test_projection_extrapolates_the_month(tmp_path: Path) -> None:
+async def test_projection_extrapolates_the_month(tmp_path: Path, database_url: str) -> None:
     clock = FrozenClock(datetime(2026, 4, 11, 0, 0, tzinfo=UTC))  # a third of April gone
-    async with running_app(app_settings(tmp_path), clock) as harness:
+    async with running_app(app_settings(tmp_path, database_url), clock) as harness:
         org = await harness.org("acme", grant_usd="10")
         key = await harness.key(org)
         await harness.usage(org, usage_event(key.id, "r1"))
@@ -302,9 +304,12 @@ async def test_projection_extrapolates_the_month(tmp_path: Path) -> None:
         assert summary_of(body)["projectedPeriodSpend"]["credits"] == str(6000 * 3)
 
 
-async def test_retention_prunes_raw_usage_and_keeps_summaries(tmp_path: Path) -> None:
+async def test_retention_prunes_raw_usage_and_keeps_summaries(
+    tmp_path: Path, database_url: str
+) -> None:
     clock = FrozenClock(T0)
-    async with running_app(app_settings(tmp_path, usage_retention_days=2), clock) as harness:
+    retained = app_settings(tmp_path, database_url, usage_retention_days=2)
+    async with running_app(retained, clock) as harness:
         org = await harness.org("acme", grant_usd="10")
         key = await harness.key(org)
         for day in range(5):

@@ -1,5 +1,8 @@
 """Property: whatever mix of grants, expiring credits, holds, usage and failures runs,
-every stored counter equals what the ledger replays to (``creditgraph verify``)."""
+every stored counter equals what the ledger replays to (``creditgraph verify``).
+
+SQLite only: each example needs a database of its own; the same ledger code runs on
+PostgreSQL through every test taking ``settings``."""
 
 from __future__ import annotations
 
