@@ -12,7 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,16 +63,25 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 class PostgresServer:
-    """The server ``CREDITGRAPH_TEST_DATABASE_URL`` names: databases are created and
-    dropped through its database (usually ``postgres``)."""
+    """The server ``CREDITGRAPH_TEST_DATABASE_URL`` names, and this run's template database.
+
+    Copying the template takes the server longer than most tests take to run, so the
+    next test's copy is made in the background while a test runs, and databases are
+    dropped in the background too."""
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
         if self.url.get_backend_name() != "postgresql":
             raise pytest.UsageError(f"{PG_URL_VARIABLE} must be a postgresql+asyncpg:// URL")
+        self.template = f"cg_template_{RUN_ID}"
+        self._admin_threads = ThreadPoolExecutor(2, thread_name_prefix="cg-test-postgres")
+        self._spare: tuple[str, Future[None]] | None = None
 
     def database(self, name: str) -> URL:
         return self.url.set(database=name)
+
+    def url_of(self, name: str) -> str:
+        return self.database(name).render_as_string(hide_password=False)
 
     async def _admin(self, sql: str) -> None:
         dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -82,12 +91,37 @@ class PostgresServer:
         finally:
             await conn.close()
 
+    def _submit(self, sql: str) -> Future[None]:
+        return self._admin_threads.submit(asyncio.run, self._admin(sql))
+
     def create(self, name: str, template: str | None = None) -> None:
         copy = f' TEMPLATE "{template}"' if template else ""
-        _run(self._admin(f'CREATE DATABASE "{name}"{copy}'))
+        self._submit(f'CREATE DATABASE "{name}"{copy}').result()
 
-    def drop(self, name: str) -> None:
-        _run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    def drop(self, name: str) -> Future[None]:
+        return self._submit(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _copy(self) -> tuple[str, Future[None]]:
+        name = f"cg_{RUN_ID}_{uuid.uuid4().hex[:12]}"
+        return name, self._submit(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+
+    def fresh(self) -> str:
+        """The name of a new copy of the template; the next one starts being made."""
+        name, made = self._spare or self._copy()
+        made.result()
+        self._spare = self._copy()
+        return name
+
+    def start(self) -> None:
+        self.create(self.template)
+        _run(_migrate(self.database(self.template)))
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare[1].result()
+            self.drop(self._spare[0])
+        self.drop(self.template)
+        self._admin_threads.shutdown(wait=True)
 
 
 async def _migrate(url: URL) -> None:
@@ -99,31 +133,25 @@ async def _migrate(url: URL) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[tuple[PostgresServer, str]]:
-    """The server and the name of this run's migrated template database."""
+def postgres() -> Iterator[PostgresServer]:
+    """The server, with this run's migrated template database."""
     url = os.environ.get(PG_URL_VARIABLE)
     if not url:
         pytest.skip(ENABLE_POSTGRES)
     server = PostgresServer(url)
-    template = f"cg_template_{RUN_ID}"
-    server.create(template)
     try:
-        _run(_migrate(server.database(template)))
-        yield server, template
+        server.start()
+        yield server
     finally:
-        server.drop(template)
+        server.close()
 
 
 @pytest.fixture
-def postgres_url(postgres: tuple[PostgresServer, str]) -> Iterator[str]:
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database of its own, dropped after the test."""
-    server, template = postgres
-    name = f"cg_{RUN_ID}_{uuid.uuid4().hex[:12]}"
-    server.create(name, template)
-    try:
-        yield server.database(name).render_as_string(hide_password=False)
-    finally:
-        server.drop(name)
+    name = postgres.fresh()
+    yield postgres.url_of(name)
+    postgres.drop(name)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

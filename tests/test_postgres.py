@@ -160,15 +160,12 @@ async def test_periodic_jobs_run_by_two_instances_at_once_sweep_once(
 
 
 @pytest.fixture
-def empty_postgres_url(postgres: tuple[PostgresServer, str]) -> Iterator[str]:
+def empty_postgres_url(postgres: PostgresServer) -> Iterator[str]:
     """A database of its own that nothing migrated."""
-    server, _template = postgres
     name = f"cg_{RUN_ID}_{uuid.uuid4().hex[:12]}_empty"
-    server.create(name)
-    try:
-        yield server.database(name).render_as_string(hide_password=False)
-    finally:
-        server.drop(name)
+    postgres.create(name)
+    yield postgres.url_of(name)
+    postgres.drop(name).result()
 
 
 async def test_production_waits_for_the_migrate_command(

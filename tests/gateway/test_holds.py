@@ -6,8 +6,10 @@ import asyncio
 from collections import Counter
 
 import pytest
+from sqlalchemy import update
 
 from app.keys.service import Caps
+from app.ledger.state import orgs_t
 from app.money import parse_usd
 from tests.conftest import Harness
 
@@ -150,8 +152,8 @@ async def test_spend_cap_refuses_non_critical_actions_only(harness: Harness) -> 
     org = await harness.org(grant_usd="10")
     key = await harness.key(org)
     async with harness.runtime.db.writer.begin() as conn:
-        await conn.exec_driver_sql(
-            "UPDATE organizations SET spend_cap_monthly = 1000000 WHERE id = ?", (org.id,)
+        await conn.execute(
+            update(orgs_t).where(orgs_t.c.id == org.id).values(spend_cap_monthly=1_000_000)
         )
     assert (await harness.authorize(key, "a", hold_usd="1")).status_code == 200
     capped = await harness.authorize(key, "b", hold_usd="0.01")

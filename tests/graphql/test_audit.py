@@ -124,17 +124,28 @@ async def test_an_adjustment_is_logged_with_its_ledger_entry(harness: Harness) -
     ]
 
 
+# A trigger failing the audit record of an adjustment, in each engine's dialect.
+REFUSE_ADJUST_AUDIT = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_adjust_audit BEFORE INSERT ON audit_events "
+        "WHEN NEW.action = 'wallet.adjust' BEGIN SELECT RAISE(ABORT, 'no log'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_adjust_audit() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'no log'; END $$",
+        "CREATE TRIGGER refuse_adjust_audit BEFORE INSERT ON audit_events FOR EACH ROW "
+        "WHEN (NEW.action = 'wallet.adjust') EXECUTE FUNCTION refuse_adjust_audit()",
+    ],
+}
+
+
 async def test_an_adjustment_whose_audit_record_fails_is_not_committed(
     harness: Harness,
 ) -> None:
     org = await harness.org("acme")
     async with harness.runtime.db.writer.begin() as conn:
-        await conn.execute(
-            text(
-                "CREATE TRIGGER refuse_adjust_audit BEFORE INSERT ON audit_events "
-                "WHEN NEW.action = 'wallet.adjust' BEGIN SELECT RAISE(ABORT, 'no log'); END"
-            )
-        )
+        for statement in REFUSE_ADJUST_AUDIT[conn.dialect.name]:
+            await conn.execute(text(statement))
     with pytest.raises(RuntimeError, match="the write failed"):
         await adjust(harness.runtime, org.id, 1_000_000, "unlogged", actor="support@test")
     async with harness.runtime.db.reader.connect() as conn:
