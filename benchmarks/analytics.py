@@ -103,7 +103,11 @@ async def load(db_path: Path, records: int, end: datetime) -> Loaded:
                         ),
                         status=UsageStatus.SUCCEEDED,
                         occurred_at=None,
-                        tags={"agent": ("support-bot", "coder", "researcher")[i % 3]},
+                        tags={
+                            "agent": ("support-bot", "coder", "researcher")[i % 3],
+                            # 20 calls per conversation, on one key: 50,000 at 1M.
+                            "conversation": f"c{i % KEYS}-{i // (KEYS * 20)}",
+                        },
                     ),
                     runtime.prices,
                 )
@@ -122,8 +126,20 @@ async def load(db_path: Path, records: int, end: datetime) -> Loaded:
     return Loaded(fixture, key_ids, clock.at, seconds)
 
 
+TAGS_QUERY = """
+query UsageTags($since: DateTime!, $until: DateTime!) {
+  viewer { organization { usageSummary(since: $since, until: $until, granularity: DAY) {
+    byAgent { value spend { credits } requests }
+    byConversation(first: 20) { value spend { credits } requests }
+  } } }
+}
+"""
+TAGS = "UsageSummary tags 30d"  # not a contract operation, so not one of the targets
+
+
 def operations(loaded: Loaded) -> dict[str, dict[str, Any]]:
-    """Request bodies: the contract operations, verbatim, with their variables."""
+    """Request bodies: the contract operations, verbatim, with their variables, and the
+    tag breakdowns (agents, the top 20 conversations)."""
     until = loaded.end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     since = until - timedelta(days=30)
     summary, usage = contract_operation("UsageSummary"), contract_operation("Usage")
@@ -137,6 +153,11 @@ def operations(loaded: Loaded) -> dict[str, dict[str, Any]]:
                 "until": until.isoformat(),
                 "granularity": "DAY",
             },
+        },
+        TAGS: {
+            "query": TAGS_QUERY,
+            "operationName": "UsageTags",
+            "variables": {"since": since.isoformat(), "until": until.isoformat()},
         },
         f"Usage model={FILTER_MODEL}": {
             "query": usage,
@@ -240,7 +261,7 @@ def main() -> None:
         p95_small, p95_large = figures[small][name][1], figures[large][name][1]
         ratio = p95_large / p95_small
         fast, flat = p95_large < TARGET_P95_MS, ratio <= TARGET_RATIO
-        ok = ok and fast and flat
+        ok = ok and ((fast and flat) or name == TAGS)
         print(
             f"  {name:<28} p50 {figures[small][name][0]:7.2f} / {figures[large][name][0]:7.2f} ms"
             f"  p95 {p95_small:7.2f} / {p95_large:7.2f} ms  ratio {ratio:5.2f}x"

@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, Insert
+from sqlalchemy import Index, Insert, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from app.db import Prebuilt, credits_field, table, time_field
+from app.db import Prebuilt, credits_field, driver_time, table, time_field
 from app.usage.tables import UsageRow
 
 HOUR = timedelta(hours=1)
@@ -80,7 +80,11 @@ class Dimension(StrEnum):
     CONVERSATION = "conversation"
 
 
-TAGS = (Dimension.AGENT, Dimension.CONVERSATION)
+TAGS = (Dimension.AGENT.value, Dimension.CONVERSATION.value)
+# Plain strings for the driver.
+_TOTAL, _MODEL, _ACTION, _API_KEY = (
+    d.value for d in (Dimension.TOTAL, Dimension.MODEL, Dimension.ACTION, Dimension.API_KEY)
+)
 # ``scope`` of the rows that count the whole organization (API key ids start at 1).
 WHOLE_ORG = 0
 
@@ -121,105 +125,96 @@ _KEY = ("organization_id", "bucket", "api_key_id", "model", "action")
 _BY_KEY = ("organization_id", "scope", "dimension", "bucket", "value")
 
 
-def _upsert(t: Any, key: Sequence[str]) -> Prebuilt[Insert]:
-    def build(dialect: str, _lock: bool) -> Insert:
-        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
-        return statement.on_conflict_do_update(
-            index_elements=[t.c[name] for name in key],
-            set_={
-                "spend": t.c.spend + statement.excluded.spend,
-                "requests": t.c.requests + statement.excluded.requests,
-            },
-        )
+class _Upsert:
+    """Adds (spend, requests) to rollup rows, creating those missing: compiled once per
+    dialect and run at the driver with plain tuples in ``columns`` order, as
+    ``db.BulkInsert`` runs inserts (Core's executemany costs more per row than the
+    database does, and a batch writes a few rows per record)."""
 
-    return Prebuilt(build)
+    def __init__(self, t: Table, key: Sequence[str]) -> None:
+        self.columns = (*key, "spend", "requests")
+
+        def build(dialect: str, _lock: bool) -> Insert:
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            statement = insert(t).values({name: bindparam(name) for name in self.columns})
+            return statement.on_conflict_do_update(
+                index_elements=[t.c[name] for name in key],
+                set_={
+                    "spend": t.c.spend + statement.excluded.spend,
+                    "requests": t.c.requests + statement.excluded.requests,
+                },
+            )
+
+        self._built = Prebuilt(build)
+        self._sql: dict[str, str] = {}
+
+    def execute(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        sql = self._sql.get(conn.dialect.name)
+        if sql is None:
+            compiled = self._built(conn).compile(dialect=conn.dialect)
+            assert tuple(compiled.positiontup or ()) == self.columns
+            sql = self._sql[conn.dialect.name] = str(compiled)
+        conn.exec_driver_sql(sql, rows)
 
 
-upsert_hourly = _upsert(hourly_t, _KEY)
-upsert_daily = _upsert(daily_t, _KEY)
-upsert_hourly_by = _upsert(hourly_by_t, _BY_KEY)
-upsert_daily_by = _upsert(daily_by_t, _BY_KEY)
+_upsert_hourly = _Upsert(hourly_t, _KEY)
+_upsert_daily = _Upsert(daily_t, _KEY)
+_upsert_hourly_by = _Upsert(hourly_by_t, _BY_KEY)
+_upsert_daily_by = _Upsert(daily_by_t, _BY_KEY)
+
+Sums = dict[tuple[Any, ...], list[int]]
+
+
+def _add(sums: Sums, group: tuple[Any, ...], cost: int) -> None:
+    found = sums.get(group)
+    if found is None:
+        sums[group] = [cost, 1]
+    else:
+        found[0] += cost
+        found[1] += 1
 
 
 def write(conn: Connection, usage: Sequence[UsageRow], billed_at: datetime) -> None:
     """Count one transaction's usage, all billed at ``billed_at``, in every rollup."""
-    cells = aggregate(
-        ((u.organization_id, u.api_key_id, u.model, u.action, u.cost) for u in usage), billed_at
-    )
-    if cells is None:
+    if not usage:
         return
-    day = floor_day(billed_at)
-    conn.execute(upsert_hourly(conn), cells)
-    conn.execute(upsert_daily(conn), [r | {"bucket": day} for r in cells])
-    by = breakdowns(usage, floor_hour(billed_at))
-    conn.execute(upsert_hourly_by(conn), by)
-    conn.execute(upsert_daily_by(conn), [r | {"bucket": day} for r in by])
+    to_driver = driver_time(conn)
+    hour, day = to_driver(floor_hour(billed_at)), to_driver(floor_day(billed_at))
+    cells = aggregate(usage)
+    for upsert, bucket in ((_upsert_hourly, hour), (_upsert_daily, day)):
+        upsert.execute(
+            conn,
+            [(org, bucket, key, model, action, *sums) for (org, key, model, action), sums in cells],
+        )
+    by = breakdowns(usage)
+    for upsert, bucket in ((_upsert_hourly_by, hour), (_upsert_daily_by, day)):
+        upsert.execute(
+            conn,
+            [(org, scope, dim, bucket, value, *sums) for (org, scope, dim, value), sums in by],
+        )
 
 
-def breakdowns(usage: Iterable[UsageRow], bucket: datetime) -> list[dict[str, Any]]:
-    """Breakdown rows of ``usage`` in ``bucket``: each record counts once per dimension
-    it has a value for, in its organization's rows and in its key's."""
-    sums: dict[tuple[int, int, str, str], list[int]] = {}
+def aggregate(usage: Iterable[UsageRow]) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """(spend, requests) per (organization, key, model, action): the cells."""
+    sums: Sums = {}
+    for u in usage:
+        _add(sums, (u.organization_id, u.api_key_id, u.model, u.action), u.cost)
+    return list(sums.items())
 
-    def add(org: int, scope: int, dimension: str, value: str, cost: int) -> None:
-        found = sums.get((org, scope, dimension, value))
-        if found is None:
-            sums[(org, scope, dimension, value)] = [cost, 1]
-        else:
-            found[0] += cost
-            found[1] += 1
 
+def breakdowns(usage: Iterable[UsageRow]) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """(spend, requests) per (organization, scope, dimension, value): each record counts
+    once per dimension it has a value for, in its organization's rows and in its key's."""
+    sums: Sums = {}
     for u in usage:
         org, key, cost = u.organization_id, u.api_key_id, u.cost
-        add(org, WHOLE_ORG, Dimension.API_KEY, str(key), cost)
+        _add(sums, (org, WHOLE_ORG, _API_KEY, str(key)), cost)
         for scope in (WHOLE_ORG, key):
-            add(org, scope, Dimension.TOTAL, "", cost)
-            add(org, scope, Dimension.MODEL, u.model, cost)
-            add(org, scope, Dimension.ACTION, u.action, cost)
+            _add(sums, (org, scope, _TOTAL, ""), cost)
+            _add(sums, (org, scope, _MODEL, u.model), cost)
+            _add(sums, (org, scope, _ACTION, u.action), cost)
             for tag in TAGS:
                 value = u.tags.get(tag)
                 if value is not None:
-                    add(org, scope, tag, value, cost)
-    return [
-        {
-            "organization_id": org,
-            "scope": scope,
-            "dimension": dimension,
-            "bucket": bucket,
-            "value": value,
-            "spend": spend,
-            "requests": requests,
-        }
-        for (org, scope, dimension, value), (spend, requests) in sums.items()
-    ]
-
-
-def aggregate(
-    usage: Iterable[tuple[int, int, str, str, int]], billed_at: datetime
-) -> list[dict[str, Any]] | None:
-    """``(organization, key, model, action, cost)`` of one transaction's usage, all
-    billed at ``billed_at``, as hourly rollup rows; the daily rows are the same with
-    another bucket. None when there is no usage."""
-    sums: dict[tuple[int, int, str, str], list[int]] = {}
-    for org, key, model, action, cost in usage:
-        found = sums.get((org, key, model, action))
-        if found is None:
-            sums[(org, key, model, action)] = [cost, 1]
-        else:
-            found[0] += cost
-            found[1] += 1
-    if not sums:
-        return None
-    bucket = floor_hour(billed_at)
-    return [
-        {
-            "organization_id": org,
-            "bucket": bucket,
-            "api_key_id": key,
-            "model": model,
-            "action": action,
-            "spend": spend,
-            "requests": requests,
-        }
-        for (org, key, model, action), (spend, requests) in sums.items()
-    ]
+                    _add(sums, (org, scope, tag, value), cost)
+    return list(sums.items())
