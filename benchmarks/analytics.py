@@ -24,12 +24,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, func, select
 
 from app.auth import Role, issue_token
 from app.clock import FrozenClock
@@ -39,6 +41,9 @@ from app.operations import create_api_key
 from app.pricing.book import Metered
 from app.runtime import Runtime
 from app.usage.ingest import UsageEvent, UsageJob
+from app.usage.reads import UsageFilter, usage_count
+from app.usage.rollups import Dimension, daily_by_t, daily_t, floor_day, hourly_t
+from app.usage.summary import breakdown, series, spent_since
 from app.usage.tables import UsageStatus
 from benchmarks.common import JWT_SECRET, ORG_SLUG, Fixture, prepare
 from benchmarks.graphql_http import contract_operation
@@ -172,6 +177,82 @@ def operations(loaded: Loaded) -> dict[str, dict[str, Any]]:
     }
 
 
+def sql_timings(loaded: Loaded, db_path: Path, runs: int = 30) -> dict[str, float]:
+    """Median ms of each read behind the two operations, alone on a synchronous
+    connection (SQL and SQLAlchemy, no GraphQL, no event loop), beside the reads they
+    replace (``old``): the summary's scan of the daily cells summed in Python, the
+    projection's sum of the hourly cells since the month began, and counting the model
+    filter's records without an index on model (``NOT INDEXED``)."""
+    until = loaded.end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    since = until - timedelta(days=30)
+    month = floor_day(loaded.end).replace(day=1)
+    org = loaded.fixture.organization_id
+    engine = create_engine(f"sqlite:///{db_path}")
+
+    def old_summary(conn: Any) -> None:
+        sums: dict[Any, list[int]] = defaultdict(lambda: [0, 0])
+        statement = select(daily_t).where(
+            daily_t.c.organization_id == org, daily_t.c.bucket >= since, daily_t.c.bucket < until
+        )
+        for row in conn.execute(statement):
+            for group in (row.bucket, row.model, row.action, row.api_key_id):
+                sums[group][0] += row.spend
+                sums[group][1] += row.requests
+
+    reads: dict[str, Any] = {
+        "old: summary, daily cells summed in Python": old_summary,
+        "old: projection, hourly cells since the 1st": lambda conn: conn.scalar(
+            select(func.sum(hourly_t.c.spend)).where(
+                hourly_t.c.organization_id == org,
+                hourly_t.c.bucket >= month,
+                hourly_t.c.bucket <= loaded.end,
+            )
+        ),
+        "old: count model=, no index on model": lambda conn: conn.exec_driver_sql(
+            "SELECT count(*) FROM usage_records NOT INDEXED"
+            " WHERE organization_id = ? AND model = ?",
+            (org, FILTER_MODEL),
+        ).scalar(),
+        "new: summary series (daily totals)": lambda conn: series(
+            conn, daily_by_t, org, None, since, until
+        ),
+        "new: summary model/action/key GROUP BY": lambda conn: breakdown(
+            conn,
+            daily_by_t,
+            org,
+            None,
+            [Dimension.MODEL, Dimension.ACTION, Dimension.API_KEY],
+            since,
+            until,
+        ),
+        "new: projection, days + today's hours": lambda conn: spent_since(
+            conn, org, None, month, loaded.end
+        ),
+        "new: top 20 conversations, 30 days": lambda conn: breakdown(
+            conn, daily_by_t, org, None, [Dimension.CONVERSATION], since, until, 20
+        ),
+        "new: totalCount model=": lambda conn: usage_count(
+            conn, org, UsageFilter(model=FILTER_MODEL)
+        ),
+        "new: totalCount apiKeyId": lambda conn: usage_count(
+            conn, org, UsageFilter(api_key_id=loaded.key_ids[3])
+        ),
+    }
+    medians: dict[str, float] = {}
+    with engine.connect() as conn:
+        for name, read in reads.items():
+            read(conn)  # warm the statement cache and the pages
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                read(conn)
+                times.append((time.perf_counter() - started) * 1000)
+            medians[name] = statistics.median(times)
+            print(f"  SQL {name:<44} {medians[name]:8.2f} ms", flush=True)
+    engine.dispose()
+    return medians
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -245,6 +326,7 @@ def main() -> None:
 
     end = datetime.now(UTC).replace(microsecond=0)
     figures: dict[int, dict[str, tuple[float, float, int]]] = {}
+    sql: dict[int, dict[str, float]] = {}
     for size in args.sizes:
         db_path = workdir / f"usage-{size}.db"
         for path in (db_path, db_path.with_name(db_path.name + "-wal")):
@@ -253,8 +335,12 @@ def main() -> None:
         loaded = asyncio.run(load(db_path, size, end))
         print(f"  loaded in {loaded.seconds:.1f} s ({size / loaded.seconds:,.0f} records/s)")
         figures[size] = asyncio.run(measure(loaded, args.requests, args.warmup, args.budget))
+        sql[size] = sql_timings(loaded, db_path)
 
     small, large = min(figures), max(figures)
+    print(f"\nSQL medians, ms ({small:,} / {large:,} records)")
+    for name in sql[large]:
+        print(f"  {name:<48} {sql[small][name]:8.2f} / {sql[large][name]:8.2f}")
     print(f"\nsummary (p95 target < {TARGET_P95_MS:.0f} ms; {large:,} vs {small:,} records)")
     ok = True
     for name in figures[large]:
