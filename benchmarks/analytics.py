@@ -45,7 +45,7 @@ from app.usage.reads import UsageFilter, usage_count
 from app.usage.rollups import Dimension, daily_by_t, daily_t, floor_day, hourly_t
 from app.usage.summary import breakdown, series, spent_since
 from app.usage.tables import UsageStatus
-from benchmarks.common import JWT_SECRET, ORG_SLUG, Fixture, prepare
+from benchmarks.common import JWT_SECRET, ORG_SLUG, Fixture, env_for, prepare, settings_for
 from benchmarks.graphql_http import contract_operation
 
 SIZES = (10_000, 1_000_000)
@@ -140,6 +140,23 @@ query UsageTags($since: DateTime!, $until: DateTime!) {
 }
 """
 TAGS = "UsageSummary tags 30d"  # not a contract operation, so not one of the targets
+
+
+def reopen(db_path: Path) -> Loaded:
+    """A database an earlier run loaded (``--reuse``): its organization, keys and end."""
+    with sqlite3.connect(db_path) as conn:
+        (org,) = conn.execute("SELECT id FROM organizations").fetchone()
+        key_ids = [k for (k,) in conn.execute("SELECT id FROM api_keys ORDER BY id")]
+        (last,) = conn.execute("SELECT max(created_at) FROM usage_records").fetchone()
+    fixture = Fixture(
+        settings_for(db_path),
+        env_for(db_path),
+        org,
+        key_ids[0],
+        to_global_id("ApiKey", key_ids[0]),
+        "",
+    )
+    return Loaded(fixture, key_ids, datetime.fromisoformat(last).replace(tzinfo=UTC), 0.0)
 
 
 def operations(loaded: Loaded) -> dict[str, dict[str, Any]]:
@@ -320,6 +337,9 @@ def main() -> None:
         "--budget", type=float, default=90.0, help="at most this many seconds per op"
     )
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the databases a run left in --workdir"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="creditgraph-bench-analytics-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -329,11 +349,15 @@ def main() -> None:
     sql: dict[int, dict[str, float]] = {}
     for size in args.sizes:
         db_path = workdir / f"usage-{size}.db"
-        for path in (db_path, db_path.with_name(db_path.name + "-wal")):
-            path.unlink(missing_ok=True)
-        print(f"{size:,} records into {db_path} through the writer", flush=True)
-        loaded = asyncio.run(load(db_path, size, end))
-        print(f"  loaded in {loaded.seconds:.1f} s ({size / loaded.seconds:,.0f} records/s)")
+        if args.reuse:
+            print(f"{size:,} records in {db_path}", flush=True)
+            loaded = reopen(db_path)
+        else:
+            for path in (db_path, db_path.with_name(db_path.name + "-wal")):
+                path.unlink(missing_ok=True)
+            print(f"{size:,} records into {db_path} through the writer", flush=True)
+            loaded = asyncio.run(load(db_path, size, end))
+            print(f"  loaded in {loaded.seconds:.1f} s ({size / loaded.seconds:,.0f} records/s)")
         figures[size] = asyncio.run(measure(loaded, args.requests, args.warmup, args.budget))
         sql[size] = sql_timings(loaded, db_path)
 
