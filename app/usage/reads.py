@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from app.ledger.state import usage_t
 from app.pages import count
-from app.usage.rollups import DAY, floor_day
+from app.usage.rollups import DAY, HOUR, floor_day, floor_hour
 from app.usage.summary import requests_from
 
 
@@ -53,11 +53,12 @@ def usage_record(conn: Connection, organization_id: int, request_id: str) -> Any
 def usage_count(conn: Connection, organization_id: int, f: UsageFilter) -> int:
     """How many records match ``f`` (the log's ``totalCount``) without reading them all.
 
-    Without a request id or a time range: the records of the oldest day still kept,
-    counted on the index, plus the daily rollups from the next midnight on. Retention
-    prunes whole days from the oldest on, so every later day is still whole in usage and
-    in its rollups; records it pruned are not counted, as the log no longer lists them.
-    With a request id or a time range: counted on the index the filter uses.
+    Without a request id or a time range: the records of the oldest hour still kept,
+    counted on the index, plus the rollups from the next hour on (hourly ones to the next
+    midnight, daily ones after). Retention prunes whole days, oldest records first, so
+    every later hour is still whole in usage and in its rollups; records it pruned are not
+    counted, as the log no longer lists them. With a request id or a time range: counted
+    on the index the filter uses.
     """
     if f.request_id is not None or f.since is not None or f.until is not None:
         return count(conn, usage_of(organization_id, f))
@@ -69,8 +70,14 @@ def usage_count(conn: Connection, organization_id: int, f: UsageFilter) -> int:
     )
     if oldest is None:
         return 0
-    next_day = floor_day(oldest) + DAY
-    first_day = count(conn, usage_of(organization_id, replace(f, until=next_day)))
-    return first_day + requests_from(
-        conn, organization_id, next_day, f.api_key_id, f.model, f.action
+    next_hour = floor_hour(oldest) + HOUR
+    first_hour = count(conn, usage_of(organization_id, replace(f, until=next_hour)))
+    return first_hour + requests_from(
+        conn,
+        organization_id,
+        next_hour,
+        floor_day(oldest) + DAY,
+        f.api_key_id,
+        f.model,
+        f.action,
     )

@@ -20,6 +20,7 @@ from app.usage.rollups import (
     floor_day,
     floor_hour,
     hourly_by_t,
+    hourly_t,
 )
 
 
@@ -114,31 +115,43 @@ def spent_since(
 def requests_from(
     conn: Connection,
     organization_id: int,
+    hour: datetime,
     day: datetime,
     api_key_id: int | None,
     model: str | None,
     action: str | None,
 ) -> int:
-    """Calls billed from the UTC midnight ``day`` on that match the filters: from one
-    breakdown when at most one of model and action is given, else from the cells."""
-    if model is not None and action is not None:
-        t: Any = daily_t
-        where = [t.c.organization_id == organization_id, t.c.model == model, t.c.action == action]
-        if api_key_id is not None:
-            where.append(t.c.api_key_id == api_key_id)
-    else:
-        t = daily_by_t
-        dimension, value = (
-            (Dimension.MODEL, model)
-            if model is not None
-            else (Dimension.ACTION, action)
-            if action is not None
-            else (Dimension.TOTAL, "")
-        )
-        where = [
-            *_by(t, organization_id, api_key_id),
-            t.c.dimension == dimension,
-            t.c.value == value,
-        ]
-    statement = select(func.coalesce(func.sum(t.c.requests), 0)).where(*where, t.c.bucket >= day)
-    return int(conn.scalar(statement) or 0)
+    """Calls billed from the hour ``hour`` on that match the filters: hourly rollups up
+    to the midnight ``day``, daily ones from it. From one breakdown when at most one of
+    model and action is given, else from the cells."""
+    both = model is not None and action is not None
+    hourly, daily = (hourly_t, daily_t) if both else (hourly_by_t, daily_by_t)
+    total = 0
+    for t, since, until in ((hourly, hour, day), (daily, day, None)):
+        if both:
+            where = [
+                t.c.organization_id == organization_id,
+                t.c.model == model,
+                t.c.action == action,
+            ]
+            if api_key_id is not None:
+                where.append(t.c.api_key_id == api_key_id)
+        else:
+            dimension, value = (
+                (Dimension.MODEL, model)
+                if model is not None
+                else (Dimension.ACTION, action)
+                if action is not None
+                else (Dimension.TOTAL, "")
+            )
+            where = [
+                *_by(t, organization_id, api_key_id),
+                t.c.dimension == dimension,
+                t.c.value == value,
+            ]
+        where.append(t.c.bucket >= since)
+        if until is not None:
+            where.append(t.c.bucket < until)
+        statement = select(func.coalesce(func.sum(t.c.requests), 0)).where(*where)
+        total += int(conn.scalar(statement) or 0)
+    return total
