@@ -9,7 +9,7 @@ from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
 from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
 from app.plans.tables import PlanPeriod, PlanSubscription
-from app.usage.rollups import UsageDaily, UsageHourly
+from app.usage.rollups import UsageDaily, UsageDailyBy, UsageHourly, UsageHourlyBy
 from app.usage.tables import UsageRecord
 
 metadata = SQLModel.metadata
@@ -32,7 +32,9 @@ __all__ = [
     "SpendMark",
     "StripeEvent",
     "UsageDaily",
+    "UsageDailyBy",
     "UsageHourly",
+    "UsageHourlyBy",
     "UsageRecord",
     "Wallet",
     "metadata",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from app.alerts.tables import AlertKind
@@ -18,12 +18,11 @@ from app.keys.windows import spent_in_window
 from app.ledger.state import key_state, keys_t, load_marks, lots_t, wallets
 from app.money import format_usd
 from app.plans.tables import PlanPeriod
-from app.usage.rollups import floor_day
-from app.usage.tables import UsageRecord
+from app.usage.rollups import DAY, daily_by_t, floor_day
+from app.usage.summary import series
 
 MICRO = 1_000_000  # millionths per unit, for USD and percents alike
 periods_t = table(PlanPeriod)
-usage_t = table(UsageRecord)
 
 
 def percent(used: int, limit: int) -> int:
@@ -32,10 +31,12 @@ def percent(used: int, limit: int) -> int:
 
 
 def _daily_spend(conn: Connection, organization_id: int, now: datetime) -> int:
-    statement = select(func.coalesce(func.sum(usage_t.c.cost), 0)).where(
-        usage_t.c.organization_id == organization_id, usage_t.c.created_at >= floor_day(now)
+    """Today's (UTC) spend: one rollup row, not today's usage records."""
+    today = floor_day(now)
+    spend, _ = series(conn, daily_by_t, organization_id, None, today, today + DAY).get(
+        today, (0, 0)
     )
-    return int(conn.scalar(statement) or 0)
+    return spend
 
 
 def _allocation_spent(conn: Connection, organization_id: int, now: datetime) -> int | None:

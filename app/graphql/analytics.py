@@ -10,7 +10,6 @@ from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from app.graphql.context import Info
@@ -19,15 +18,18 @@ from app.graphql.keys import ApiKey, keys_by_id
 from app.graphql.money import Amount
 from app.graphql.overview import overview_of
 from app.ids import to_global_id
-from app.usage.rollups import DAY, HOUR, daily_t, floor_day, floor_hour, hourly_t
+from app.usage.rollups import DAY, HOUR, Dimension, daily_by_t, floor_day, floor_hour, hourly_by_t
+from app.usage.summary import breakdown, series, spent_since
 
 # The longest range a summary covers, per granularity: bounded series and reads.
 MAX_RANGE = {"HOUR": timedelta(days=31), "DAY": timedelta(days=400)}
+# The most values a tag breakdown lists (conversations can be many).
+MAX_TAG_VALUES = 100
 
 PROJECTION_DESCRIPTION = (
     "A forecast of the spend of the current period: the period is the plan's current "
     "period when the organization has a plan, else the calendar month (UTC). Spend so "
-    "far in it (from the hourly rollups, counted from the hour the period began) is "
+    "far in it (from the rollups, counted from the hour the period began) is "
     "extrapolated linearly to the period's end: spent x period length / time elapsed "
     "(at least one hour elapsed is assumed). Independent of since and until; an API key "
     "sees its own key's forecast."
@@ -70,6 +72,49 @@ class ApiKeyUsage:
     requests: int = strawberry.field(description="Its calls, failed ones included.")
 
 
+@strawberry.type(description="Usage carrying one value of a tag within the summary's range.")
+class TagUsage:
+    value: str = strawberry.field(description="The tag's value, as the gateway sent it.")
+    spend: Amount = strawberry.field(description="What the calls with it cost.")
+    requests: int = strawberry.field(description="The calls with it, failed ones included.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What a summary covers: the breakdown table of its granularity, whose rows, when."""
+
+    table: Any
+    organization_id: int
+    api_key_id: int | None
+    start: datetime
+    end: datetime
+
+    async def tags(self, info: Info, tag: Dimension, first: int) -> list[TagUsage]:
+        if not 1 <= first <= MAX_TAG_VALUES:
+            raise error(Code.BAD_USER_INPUT, f"first: must be from 1 to {MAX_TAG_VALUES}")
+        rows = await info.context.runtime.db.read(
+            lambda conn: breakdown(
+                conn,
+                self.table,
+                self.organization_id,
+                self.api_key_id,
+                [tag],
+                self.start,
+                self.end,
+                first,
+            )
+        )
+        return [TagUsage(value=v, spend=Amount.of(s), requests=r) for _, v, s, r in rows]
+
+
+FirstTags = Annotated[
+    int,
+    strawberry.argument(
+        description=f"How many values, those of the highest spend (1 to {MAX_TAG_VALUES})."
+    ),
+]
+
+
 @strawberry.type(
     description="Usage over a time range by billing time (UTC), from rollups maintained in "
     "the same transaction as the usage, so it always agrees with the ledger and the usage "
@@ -87,14 +132,30 @@ class UsageSummary:
         description="Per API key, by spend descending."
     )
     projected_period_spend: Amount = strawberry.field(description=PROJECTION_DESCRIPTION)
+    _scope: strawberry.Private[_Scope]
+
+    @strawberry.field(
+        description='Per value of the "agent" tag (8bit-ai\'s agents), by spend descending; '
+        "calls without the tag are not in it."
+    )
+    async def by_agent(self, info: Info, first: FirstTags = MAX_TAG_VALUES) -> list[TagUsage]:
+        return await self._scope.tags(info, Dimension.AGENT, first)
+
+    @strawberry.field(
+        description='Per value of the "conversation" tag, by spend descending; calls '
+        "without the tag are not in it."
+    )
+    async def by_conversation(
+        self, info: Info, first: FirstTags = MAX_TAG_VALUES
+    ) -> list[TagUsage]:
+        return await self._scope.tags(info, Dimension.CONVERSATION, first)
 
 
 @dataclass(frozen=True, slots=True)
 class _Figures:
     series: dict[datetime, tuple[int, int]]
-    by_model: dict[str, list[int]]
-    by_action: dict[str, list[int]]
-    by_key: dict[int, list[int]]
+    # (dimension, value, spend, requests), ranked.
+    breakdown: list[tuple[str, str, int, int]]
     period_spent: int
 
 
@@ -123,46 +184,15 @@ def check_range(
     return start, end
 
 
-def _figures(
-    conn: Connection,
-    organization_id: int,
-    api_key_id: int | None,
-    granularity: Granularity,
-    start: datetime,
-    end: datetime,
-    period_start: datetime,
-    now: datetime,
-) -> _Figures:
-    t = hourly_t if granularity is Granularity.HOUR else daily_t
-
-    def scoped(statement: Any, table: Any) -> Any:
-        statement = statement.where(table.c.organization_id == organization_id)
-        if api_key_id is not None:
-            statement = statement.where(table.c.api_key_id == api_key_id)
-        return statement
-
-    series: dict[datetime, tuple[int, int]] = {}
-    by_model: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    by_action: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    by_key: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    rows = conn.execute(
-        scoped(
-            select(t.c.bucket, t.c.api_key_id, t.c.model, t.c.action, t.c.spend, t.c.requests),
-            t,
-        ).where(t.c.bucket >= start, t.c.bucket < end)
+def _figures(conn: Connection, scope: _Scope, period_start: datetime, now: datetime) -> _Figures:
+    org, key = scope.organization_id, scope.api_key_id
+    # A key's own rows have no per-key breakdown: its total is the one entry.
+    dimensions = [Dimension.MODEL, Dimension.ACTION] + ([Dimension.API_KEY] if key is None else [])
+    return _Figures(
+        series(conn, scope.table, org, key, scope.start, scope.end),
+        breakdown(conn, scope.table, org, key, dimensions, scope.start, scope.end),
+        spent_since(conn, org, key, period_start, now),
     )
-    for bucket, key_id, model, action, spend, requests in rows:
-        was = series.get(bucket, (0, 0))
-        series[bucket] = (was[0] + spend, was[1] + requests)
-        for sums in (by_model[model], by_action[action], by_key[key_id]):
-            sums[0] += spend
-            sums[1] += requests
-    period_spent = conn.scalar(
-        scoped(select(func.coalesce(func.sum(hourly_t.c.spend), 0)), hourly_t).where(
-            hourly_t.c.bucket >= floor_hour(period_start), hourly_t.c.bucket <= now
-        )
-    )
-    return _Figures(series, by_model, by_action, by_key, int(period_spent or 0))
 
 
 def _current_period(now: datetime, plan: Any) -> tuple[datetime, datetime]:
@@ -186,13 +216,6 @@ def project(spent: int, start: datetime, end: datetime, now: datetime) -> int:
     return spent * int((end - start).total_seconds()) // int(elapsed.total_seconds())
 
 
-def _ranked(sums: dict[Any, list[int]]) -> list[tuple[Any, int, int]]:
-    return sorted(
-        ((name, spend, requests) for name, (spend, requests) in sums.items()),
-        key=lambda item: (-item[1], -item[2], str(item[0])),
-    )
-
-
 async def usage_summary(
     info: Info,
     organization_id: int,
@@ -209,18 +232,20 @@ async def usage_summary(
         now, runtime.subscriptions.active(billing.subscription)
     )
 
+    scope = _Scope(
+        hourly_by_t if granularity is Granularity.HOUR else daily_by_t,
+        organization_id,
+        principal.api_key_id,
+        start,
+        end,
+    )
+
     def load(conn: Connection) -> tuple[_Figures, dict[str, ApiKey]]:
-        figures = _figures(
-            conn,
-            organization_id,
-            principal.api_key_id,
-            granularity,
-            start,
-            end,
-            period_start,
-            now,
-        )
-        keys = keys_by_id(conn, principal, list(figures.by_key), now) if figures.by_key else []
+        figures = _figures(conn, scope, period_start, now)
+        key_ids = [int(v) for d, v, _, _ in figures.breakdown if d == Dimension.API_KEY]
+        if principal.api_key_id is not None and figures.series:
+            key_ids = [principal.api_key_id]
+        keys = keys_by_id(conn, principal, key_ids, now) if key_ids else []
         return figures, {str(key.id): key for key in keys}
 
     figures, keys = await runtime.db.read(load)
@@ -231,25 +256,35 @@ async def usage_summary(
         spend, requests = figures.series.get(at, (0, 0))
         series.append(UsageBucket(bucket_start=at, spend=Amount.of(spend), requests=requests))
         at += step
+    total = sum(b[0] for b in figures.series.values())
+    requests = sum(b[1] for b in figures.series.values())
+    ranked: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    for dimension, value, spend, count in figures.breakdown:
+        ranked[dimension].append((value, spend, count))
+    if principal.api_key_id is not None and requests:
+        ranked[Dimension.API_KEY] = [(str(principal.api_key_id), total, requests)]
     return UsageSummary(
-        total=Amount.of(sum(b[0] for b in figures.series.values())),
-        requests=sum(b[1] for b in figures.series.values()),
+        total=Amount.of(total),
+        requests=requests,
         series=series,
         by_model=[
             ModelUsage(model=m, spend=Amount.of(s), requests=r)
-            for m, s, r in _ranked(figures.by_model)
+            for m, s, r in ranked[Dimension.MODEL]
         ],
         by_action=[
             ActionUsage(action=a, spend=Amount.of(s), requests=r)
-            for a, s, r in _ranked(figures.by_action)
+            for a, s, r in ranked[Dimension.ACTION]
         ],
         by_api_key=[
-            ApiKeyUsage(api_key=keys.get(to_global_id("ApiKey", k)), spend=Amount.of(s), requests=r)
-            for k, s, r in _ranked(figures.by_key)
+            ApiKeyUsage(
+                api_key=keys.get(to_global_id("ApiKey", int(k))), spend=Amount.of(s), requests=r
+            )
+            for k, s, r in ranked[Dimension.API_KEY]
         ],
         projected_period_spend=Amount.of(
             project(figures.period_spent, period_start, period_end, now)
         ),
+        _scope=scope,
     )
 
 

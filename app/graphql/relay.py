@@ -61,9 +61,16 @@ def page_size(first: int) -> int:
 
 
 async def load_page(
-    info: Info, statement: Any, time_column: Any, id_column: Any, first: int, after: str | None
+    info: Info,
+    statement: Any,
+    time_column: Any,
+    id_column: Any,
+    first: int,
+    after: str | None,
+    counter: Callable[[DBConnection], int] | None = None,
 ) -> tuple[Page, int]:
-    """One page of ``statement`` newest first (``pages``), and the whole list's count."""
+    """One page of ``statement`` newest first (``pages``), and the whole list's count
+    (by ``counter`` when given, one that need not read the whole list)."""
 
     limit = page_size(first)  # refused before any read
     counted = _asks_total(info)
@@ -72,7 +79,9 @@ async def load_page(
         page = newest_first(conn, statement, time_column, id_column, limit, after)
         # Counting scans the whole list: only when the query selects totalCount (a field
         # that is not selected is never sent, so the 0 cannot reach a client).
-        return page, count(conn, statement) if counted else 0
+        if not counted:
+            return page, 0
+        return page, counter(conn) if counter is not None else count(conn, statement)
 
     try:
         return await info.context.runtime.db.read(work)

@@ -22,7 +22,7 @@ from app.graphql.scalars import Decimal
 from app.ids import from_global_id, to_global_id
 from app.ledger.state import usage_t
 from app.usage.ingest import UsageJob, UsageOutcome
-from app.usage.reads import UsageFilter, usage_of, usage_record
+from app.usage.reads import UsageFilter, usage_count, usage_of, usage_record
 from app.usage.wire import parse_event
 
 
@@ -128,11 +128,16 @@ async def usage_page(
     for name, at in (("since", f.since), ("until", f.until)):
         if at is not None and at.tzinfo is None:
             raise error(Code.BAD_USER_INPUT, f"filter.{name}: give a time zone (such as Z)")
-    statement = usage_of(
-        organization_id,
-        UsageFilter(key_id, f.model, f.action, f.request_id, f.since, f.until),
+    wanted = UsageFilter(key_id, f.model, f.action, f.request_id, f.since, f.until)
+    page, total = await load_page(
+        info,
+        usage_of(organization_id, wanted),
+        usage_t.c.created_at,
+        usage_t.c.id,
+        first,
+        after,
+        lambda conn: usage_count(conn, organization_id, wanted),
     )
-    page, total = await load_page(info, statement, usage_t.c.created_at, usage_t.c.id, first, after)
     return connection(page, total, UsageRecord.of)
 
 

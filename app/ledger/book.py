@@ -43,7 +43,7 @@ from app.ledger.state import (
     wallets,
 )
 from app.ledger.tables import HoldStatus, LedgerEntry
-from app.usage.rollups import aggregate, floor_day, upsert_daily, upsert_hourly
+from app.usage import rollups
 from app.usage.tables import UsageRow
 
 entries_t = table(LedgerEntry)
@@ -364,14 +364,8 @@ class Book:
                 for u in self._usage
             ],
         )
-        rollups = aggregate(
-            ((u.organization_id, u.api_key_id, u.model, u.action, u.cost) for u in self._usage),
-            self.now,
-        )
-        if rollups is not None:  # same transaction as the usage: charts never drift
-            conn.execute(upsert_hourly(conn), rollups)
-            day = floor_day(self.now)
-            conn.execute(upsert_daily(conn), [r | {"bucket": day} for r in rollups])
+        # Same transaction as the usage: charts never drift.
+        rollups.write(conn, self._usage, self.now)
         self._update_rows(conn)
         if self._new_holds:
             conn.execute(

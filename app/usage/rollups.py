@@ -1,23 +1,33 @@
-"""Usage rollups: spend and request counts per org x API key x model x action, per hour
-and per day (UTC), by billing time (``created_at``).
+"""Usage rollups: spend and request counts per hour and per day (UTC), by billing time
+(``created_at``), in two shapes:
 
-The writer upserts them in the same transaction as the usage records they count
-(``Book.flush``), aggregated per batch, so summaries read a few rollup rows instead of
-scanning usage and never drift from the ledger. Raw usage older than the retention
-setting may be pruned (``app.maintenance``); rollups stay.
+- the cells: per org x API key x model x action (``usage_hourly``, ``usage_daily``);
+  any combination of those filters sums them, and ``verify`` checks them against usage;
+- the breakdowns: per org (or one key) x one dimension x its value (``usage_hourly_by``,
+  ``usage_daily_by``): the total, per model, action, key and the ``agent`` and
+  ``conversation`` tags, so a summary reads a few rows per bucket and dimension, however
+  many cells or records there are.
+
+The writer upserts both in the same transaction as the usage records they count
+(``Book.flush`` calls ``write``), aggregated per batch, so summaries never scan usage and
+never drift from the ledger. Raw usage older than the retention setting may be pruned
+(``app.maintenance``); rollups stay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, Insert
+from sqlalchemy import Index, Insert, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from app.db import Prebuilt, credits_field, table, time_field
+from app.db import Prebuilt, credits_field, driver_time, table, time_field
+from app.usage.tables import UsageRow
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -59,55 +69,152 @@ class UsageDaily(SQLModel, table=True):
     requests: int = Field(default=0)
 
 
+class Dimension(StrEnum):
+    """What a breakdown row counts by; ``TOTAL`` rows (value "") are the series."""
+
+    TOTAL = "total"
+    MODEL = "model"
+    ACTION = "action"
+    API_KEY = "api_key"  # the value is the key's id; only in whole-organization rows
+    AGENT = "agent"  # the tags 8bit-ai sends with each call
+    CONVERSATION = "conversation"
+
+
+TAGS = (Dimension.AGENT.value, Dimension.CONVERSATION.value)
+# Plain strings for the driver.
+_TOTAL, _MODEL, _ACTION, _API_KEY = (
+    d.value for d in (Dimension.TOTAL, Dimension.MODEL, Dimension.ACTION, Dimension.API_KEY)
+)
+# ``scope`` of the rows that count the whole organization (API key ids start at 1).
+WHOLE_ORG = 0
+
+
+class UsageHourlyBy(SQLModel, table=True):
+    __tablename__ = "usage_hourly_by"
+
+    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
+    # 0: the whole organization; else one API key's id (what that key may see).
+    scope: int = Field(primary_key=True)
+    dimension: str = Field(max_length=16, primary_key=True)
+    bucket: datetime = time_field(primary_key=True)
+    # The model, action, key id or tag value; "" for the total.
+    value: str = Field(max_length=200, primary_key=True)
+    spend: int = credits_field(default=0)
+    requests: int = Field(default=0)
+
+
+class UsageDailyBy(SQLModel, table=True):
+    __tablename__ = "usage_daily_by"
+
+    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
+    # 0: the whole organization; else one API key's id (what that key may see).
+    scope: int = Field(primary_key=True)
+    dimension: str = Field(max_length=16, primary_key=True)
+    bucket: datetime = time_field(primary_key=True)
+    # The model, action, key id or tag value; "" for the total.
+    value: str = Field(max_length=200, primary_key=True)
+    spend: int = credits_field(default=0)
+    requests: int = Field(default=0)
+
+
 hourly_t = table(UsageHourly)
 daily_t = table(UsageDaily)
+hourly_by_t = table(UsageHourlyBy)
+daily_by_t = table(UsageDailyBy)
 _KEY = ("organization_id", "bucket", "api_key_id", "model", "action")
+_BY_KEY = ("organization_id", "scope", "dimension", "bucket", "value")
 
 
-def _upsert(t: Any) -> Prebuilt[Insert]:
-    def build(dialect: str, _lock: bool) -> Insert:
-        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
-        return statement.on_conflict_do_update(
-            index_elements=[t.c[name] for name in _KEY],
-            set_={
-                "spend": t.c.spend + statement.excluded.spend,
-                "requests": t.c.requests + statement.excluded.requests,
-            },
+class _Upsert:
+    """Adds (spend, requests) to rollup rows, creating those missing: compiled once per
+    dialect and run at the driver with plain tuples in ``columns`` order, as
+    ``db.BulkInsert`` runs inserts (Core's executemany costs more per row than the
+    database does, and a batch writes a few rows per record)."""
+
+    def __init__(self, t: Table, key: Sequence[str]) -> None:
+        self.columns = (*key, "spend", "requests")
+
+        def build(dialect: str, _lock: bool) -> Insert:
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            statement = insert(t).values({name: bindparam(name) for name in self.columns})
+            return statement.on_conflict_do_update(
+                index_elements=[t.c[name] for name in key],
+                set_={
+                    "spend": t.c.spend + statement.excluded.spend,
+                    "requests": t.c.requests + statement.excluded.requests,
+                },
+            )
+
+        self._built = Prebuilt(build)
+        self._sql: dict[str, str] = {}
+
+    def execute(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        sql = self._sql.get(conn.dialect.name)
+        if sql is None:
+            compiled = self._built(conn).compile(dialect=conn.dialect)
+            assert tuple(compiled.positiontup or ()) == self.columns
+            sql = self._sql[conn.dialect.name] = str(compiled)
+        conn.exec_driver_sql(sql, rows)
+
+
+_upsert_hourly = _Upsert(hourly_t, _KEY)
+_upsert_daily = _Upsert(daily_t, _KEY)
+_upsert_hourly_by = _Upsert(hourly_by_t, _BY_KEY)
+_upsert_daily_by = _Upsert(daily_by_t, _BY_KEY)
+
+Sums = dict[tuple[Any, ...], list[int]]
+
+
+def _add(sums: Sums, group: tuple[Any, ...], cost: int) -> None:
+    found = sums.get(group)
+    if found is None:
+        sums[group] = [cost, 1]
+    else:
+        found[0] += cost
+        found[1] += 1
+
+
+def write(conn: Connection, usage: Sequence[UsageRow], billed_at: datetime) -> None:
+    """Count one transaction's usage, all billed at ``billed_at``, in every rollup."""
+    if not usage:
+        return
+    to_driver = driver_time(conn)
+    hour, day = to_driver(floor_hour(billed_at)), to_driver(floor_day(billed_at))
+    cells = aggregate(usage)
+    for upsert, bucket in ((_upsert_hourly, hour), (_upsert_daily, day)):
+        upsert.execute(
+            conn,
+            [(org, bucket, key, model, action, *sums) for (org, key, model, action), sums in cells],
+        )
+    by = breakdowns(usage)
+    for upsert, bucket in ((_upsert_hourly_by, hour), (_upsert_daily_by, day)):
+        upsert.execute(
+            conn,
+            [(org, scope, dim, bucket, value, *sums) for (org, scope, dim, value), sums in by],
         )
 
-    return Prebuilt(build)
+
+def aggregate(usage: Iterable[UsageRow]) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """(spend, requests) per (organization, key, model, action): the cells."""
+    sums: Sums = {}
+    for u in usage:
+        _add(sums, (u.organization_id, u.api_key_id, u.model, u.action), u.cost)
+    return list(sums.items())
 
 
-upsert_hourly = _upsert(hourly_t)
-upsert_daily = _upsert(daily_t)
-
-
-def aggregate(
-    usage: Iterable[tuple[int, int, str, str, int]], billed_at: datetime
-) -> list[dict[str, Any]] | None:
-    """``(organization, key, model, action, cost)`` of one transaction's usage, all
-    billed at ``billed_at``, as hourly rollup rows; the daily rows are the same with
-    another bucket. None when there is no usage."""
-    sums: dict[tuple[int, int, str, str], list[int]] = {}
-    for org, key, model, action, cost in usage:
-        found = sums.get((org, key, model, action))
-        if found is None:
-            sums[(org, key, model, action)] = [cost, 1]
-        else:
-            found[0] += cost
-            found[1] += 1
-    if not sums:
-        return None
-    bucket = floor_hour(billed_at)
-    return [
-        {
-            "organization_id": org,
-            "bucket": bucket,
-            "api_key_id": key,
-            "model": model,
-            "action": action,
-            "spend": spend,
-            "requests": requests,
-        }
-        for (org, key, model, action), (spend, requests) in sums.items()
-    ]
+def breakdowns(usage: Iterable[UsageRow]) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """(spend, requests) per (organization, scope, dimension, value): each record counts
+    once per dimension it has a value for, in its organization's rows and in its key's."""
+    sums: Sums = {}
+    for u in usage:
+        org, key, cost = u.organization_id, u.api_key_id, u.cost
+        _add(sums, (org, WHOLE_ORG, _API_KEY, str(key)), cost)
+        for scope in (WHOLE_ORG, key):
+            _add(sums, (org, scope, _TOTAL, ""), cost)
+            _add(sums, (org, scope, _MODEL, u.model), cost)
+            _add(sums, (org, scope, _ACTION, u.action), cost)
+            for tag in TAGS:
+                value = u.tags.get(tag)
+                if value is not None:
+                    _add(sums, (org, scope, tag, value), cost)
+    return list(sums.items())

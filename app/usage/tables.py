@@ -23,6 +23,10 @@ class UsageRecord(SQLModel, table=True):
         UniqueConstraint("organization_id", "request_id"),
         Index("ix_usage_org_time", "organization_id", "created_at", "id"),
         Index("ix_usage_key_time", "api_key_id", "created_at"),
+        # The usage log's filters, newest first, on the index (issue 6); a key's calls
+        # use ix_usage_key_time (a key belongs to one organization).
+        Index("ix_usage_org_model_time", "organization_id", "model", "created_at", "id"),
+        Index("ix_usage_org_action_time", "organization_id", "action", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -7,26 +7,30 @@ import asyncio
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from app import maintenance
 from app.alerts.service import SIGNATURE_HEADER
 from app.alerts.tables import attempts_t, deliveries_t
 from app.alerts.urls import UnsafeUrl, check_url
 from app.auth import Principal, Role
+from app.clock import FrozenClock
 from app.graphql.context import Context
 from app.graphql.schema import schema
 from app.ids import to_global_id
 from app.keys.service import Caps
 from app.money import parse_usd
-from app.operations import adjust
+from app.operations import adjust, create_organization
 from app.orgs.service import OrgRef
 from app.payments.provider import Payment
+from app.settings import Settings
 from tests.alerts.conftest import Receiver
-from tests.conftest import Harness
+from tests.conftest import Harness, running_app
 from tests.payments.test_auto_reload import fake_top_up, idle, spend, update
 
 WAIT = 10
@@ -380,3 +384,37 @@ async def test_api_keys_and_the_gateway_do_not_see_alert_rules(harness: Harness)
         "alertRules": [],
         "alertEvents": {"totalCount": 0},
     }
+
+
+async def test_spend_percent_of_allocation_fires_within_a_real_plan_period(
+    settings: Settings,
+) -> None:
+    """8bit-ai Starter grants 20,000 credits a period: spending half of them fires the
+    50% rule; the next period's fresh allocation re-arms it, and it fires again there."""
+    clock = FrozenClock(datetime(2026, 1, 10, 9, 30, tzinfo=UTC))
+    async with running_app(settings, clock) as harness:
+        org = await create_organization(harness.runtime, slug="agents", rate_card="8bit-ai")
+        change = await harness.runtime.subscriptions.change(
+            org.id, "8bit-starter", by_operator=True
+        )
+        assert change.immediate
+        created = await _create(harness, org, kind="SPEND_PERCENT_OF_ALLOCATION", threshold="50")
+        assert created["userErrors"] == []
+        await _move(harness, org, "-9999")  # 49.995%: below the threshold
+        assert (await _alerts(harness, org))["alertEvents"]["edges"] == []
+        await _move(harness, org, "-1")  # 50%
+        events = [e["node"] for e in (await _alerts(harness, org))["alertEvents"]["edges"]]
+        assert [(e["rule"]["kind"], e["value"]) for e in events] == [
+            ("SPEND_PERCENT_OF_ALLOCATION", "50.000000")
+        ]
+        # The next period: a new allocation, nothing of it spent; the rule re-arms.
+        subscription = (await _alerts(harness, org))["alertRules"]
+        assert [r["firing"] for r in subscription] == [True]
+        clock.advance(timedelta(days=40))
+        assert (await maintenance.run_once(harness.runtime)).periods_started >= 1
+        await _move(harness, org, "-1000")  # 5% of the new allocation
+        assert [r["firing"] for r in (await _alerts(harness, org))["alertRules"]] == [False]
+        await _move(harness, org, "-11000")  # 60%
+        events = [e["node"] for e in (await _alerts(harness, org))["alertEvents"]["edges"]]
+        assert [e["value"] for e in events] == ["60.000000", "50.000000"]
+        assert await harness.books() == []

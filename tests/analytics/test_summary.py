@@ -1,6 +1,7 @@
-"""usageSummary from the rollups equals sums over the raw usage records; the CSV export
-agrees with it; API keys see their own figures; ranges are checked; retention prunes raw
-usage while summaries and verify stay whole."""
+"""usageSummary from the rollups equals sums over the raw usage records (tags included);
+the CSV export agrees with it; the usage log's totalCount, from rollups, equals the
+records it lists; API keys see their own figures; ranges are checked; retention prunes
+raw usage while summaries, counts and verify stay whole."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ query UsageSummary($since: DateTime!, $until: DateTime!, $granularity: Granulari
     byModel { model spend { credits } requests }
     byAction { action spend { credits } requests }
     byApiKey { apiKey { id name } spend { credits } requests }
+    byAgent { value spend { credits } requests }
+    byConversation { value spend { credits } requests }
     projectedPeriodSpend { credits }
   } } }
 }
@@ -76,18 +79,28 @@ async def raw_records(harness: Harness) -> list[Any]:
 def expected(records: list[Any], key_ids: dict[int, str]) -> dict[str, Any]:
     """The summary's figures, summed over the raw records."""
     by: dict[str, dict[Any, list[int]]] = {
-        name: defaultdict(lambda: [0, 0]) for name in ("model", "action", "key")
+        name: defaultdict(lambda: [0, 0])
+        for name in ("model", "action", "key", "agent", "conversation")
     }
     for r in records:
-        for name, value in (("model", r.model), ("action", r.action), ("key", r.api_key_id)):
-            by[name][value][0] += r.cost
-            by[name][value][1] += 1
+        for name, value in (
+            ("model", r.model),
+            ("action", r.action),
+            ("key", r.api_key_id),
+            ("agent", r.tags.get("agent")),
+            ("conversation", r.tags.get("conversation")),
+        ):
+            if value is not None:
+                by[name][value][0] += r.cost
+                by[name][value][1] += 1
     return {
         "total": sum(r.cost for r in records),
         "requests": len(records),
         "model": {m: tuple(v) for m, v in by["model"].items()},
         "action": {a: tuple(v) for a, v in by["action"].items()},
         "key": {key_ids[k]: tuple(v) for k, v in by["key"].items()},
+        "agent": {a: tuple(v) for a, v in by["agent"].items()},
+        "conversation": {c: tuple(v) for c, v in by["conversation"].items()},
     }
 
 
@@ -107,7 +120,15 @@ def figures(summary: dict[str, Any]) -> dict[str, Any]:
         "model": pairs(summary["byModel"], "model"),
         "action": pairs(summary["byAction"], "action"),
         "key": pairs(summary["byApiKey"], "apiKey"),
+        "agent": pairs(summary["byAgent"], "value"),
+        "conversation": pairs(summary["byConversation"], "value"),
     }
+
+
+def ranked(items: list[dict[str, Any]]) -> bool:
+    """Whether a breakdown is by spend, then requests, descending."""
+    order = [(int(i["spend"]["credits"]), i["requests"]) for i in items]
+    return order == sorted(order, reverse=True)
 
 
 events = st.lists(
@@ -117,22 +138,33 @@ events = st.lists(
         st.integers(0, 3000),  # prompt tokens
         st.booleans(),  # failed
         st.integers(0, 40),  # hours to advance the clock before it
+        st.sampled_from([None, "support-bot", "coder"]),  # agent tag
+        st.sampled_from([None, "c1", "c2", "c3"]),  # conversation tag
     ),
     min_size=1,
     max_size=25,
 )
 
 
-async def _property(directory: Path, batch: list[tuple[int, int, int, bool, int]]) -> None:
+Event = tuple[int, int, int, bool, int, str | None, str | None]
+
+
+async def _property(directory: Path, batch: list[Event]) -> None:
     clock = FrozenClock(T0)
     async with running_app(app_settings(directory), clock) as harness:
         org = await harness.org("acme", grant_usd="5")
         keys = [await harness.key(org) for _ in range(3)]
-        for n, (key, kind, tokens, failed, hours) in enumerate(batch):
+        for n, (key, kind, tokens, failed, hours, agent, conversation) in enumerate(batch):
             clock.advance(timedelta(hours=hours, minutes=7))
             model, _, extra = KINDS[kind]
+            tags = {"agent": agent, "conversation": conversation, "team": "ml"}
             event = usage_event(
-                keys[key].id, f"r{n}", model=model, prompt_tokens=tokens, **extra
+                keys[key].id,
+                f"r{n}",
+                model=model,
+                prompt_tokens=tokens,
+                tags={k: v for k, v in tags.items() if v is not None},
+                **extra,
             ) | ({"status": "failed"} if failed else {})
             await harness.usage(org, event)
         records = await raw_records(harness)
@@ -152,6 +184,8 @@ async def _property(directory: Path, batch: list[tuple[int, int, int, bool, int]
                 )
             )
             assert figures(got) == want
+            for name in ("byModel", "byAction", "byApiKey", "byAgent", "byConversation"):
+                assert ranked(got[name]), got[name]
             assert sum(int(b["spend"]["credits"]) for b in got["series"]) == want["total"]
             assert sum(b["requests"] for b in got["series"]) == want["requests"]
             step = timedelta(hours=1) if granularity == "HOUR" else timedelta(days=1)
@@ -183,9 +217,7 @@ async def _property(directory: Path, batch: list[tuple[int, int, int, bool, int]
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events)
-def test_summary_equals_sums_over_raw_records(
-    batch: list[tuple[int, int, int, bool, int]],
-) -> None:
+def test_summary_equals_sums_over_raw_records(batch: list[Event]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         asyncio.run(_property(Path(directory), batch))
 
