@@ -66,7 +66,7 @@ async def load_page(
     """One page of ``statement`` newest first (``pages``), and the whole list's count."""
 
     limit = page_size(first)  # refused before any read
-    counted = _asks_total(info)
+    counted = asks_total(info)
 
     def work(conn: DBConnection) -> tuple[Page, int]:
         page = newest_first(conn, statement, time_column, id_column, limit, after)
@@ -80,7 +80,7 @@ async def load_page(
         raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
 
 
-def _asks_total(info: Info) -> bool:
+def asks_total(info: Info) -> bool:
     """Whether the connection field being resolved selects ``totalCount`` (assumed so
     behind a fragment, which this check does not follow)."""
     for field in info.selected_fields:
