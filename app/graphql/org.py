@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
-from strawberry.types.nodes import SelectedField
 
 from app.graphql.alerts import AlertEvent, AlertRule, alert_events, alert_rules
 from app.graphql.analytics import (
@@ -31,10 +30,10 @@ from app.graphql.relay import (
     Connection,
     First,
     Node,
-    asks_total,
     connection,
     load_page,
     page_size,
+    selects,
 )
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
@@ -123,7 +122,7 @@ class Wallet(Node):
             bool, strawberry.argument(description="Also the lots spent or expired to zero.")
         ] = False,
     ) -> Connection[CreditLot]:
-        prefetched = after is None and not include_spent and not asks_total(info)
+        prefetched = after is None and not include_spent and not selects(info, "totalCount")
         if prefetched and page_size(first) <= reads.FIRST_LOTS:
             # The default first page was read with the wallet row (``overview.py``).
             page = await first_lots(info, self._org_id)
@@ -161,15 +160,6 @@ async def spend_cap_of(info: Info, organization_id: int) -> SpendCap:
     )
 
 
-def _selects(info: Info, name: str) -> bool:
-    """Whether the field being resolved selects ``name`` directly (not in a fragment)."""
-    return any(
-        isinstance(selection, SelectedField) and selection.name == name
-        for field in info.selected_fields
-        for selection in field.selections
-    )
-
-
 def wallet_node(row: Any) -> Wallet:
     return Wallet(
         id=strawberry.ID(to_global_id("Wallet", row.id)),
@@ -198,7 +188,7 @@ class Organization(Node):
 
     @strawberry.field(description="The organization's wallet.")
     async def wallet(self, info: Info) -> Wallet:
-        if _selects(info, "lots"):
+        if selects(info, "lots"):
             # Asked for in the same tick as the row, so both come from one read.
             row, _ = await asyncio.gather(
                 wallet_row(info, self._org_id), first_lots(info, self._org_id)
