@@ -72,10 +72,13 @@ class RequestErrorCodes(SchemaExtension):
         yield
         result = self.execution_context.result
         if isinstance(result, ExecutionResult) and result.errors:
-            # Every field's error has a path; one without is of the variables, checked
-            # before any field runs.
-            unplaced = (e for e in result.errors if e.path is None and not is_fault(e))
-            _give_code(unplaced, Code.BAD_USER_INPUT)
+            code_variable_errors(result.errors)
+
+
+def code_variable_errors(errors: Iterable[GraphQLError]) -> None:
+    # Every field's error has a path; one without is of the variables, checked before
+    # any field runs.
+    _give_code((e for e in errors if e.path is None and not is_fault(e)), Code.BAD_USER_INPUT)
 
 
 class MaskFaults(MaskErrors):
@@ -88,3 +91,13 @@ class MaskFaults(MaskErrors):
         masked = super().anonymise_error(error)
         masked.extensions = {"code": Code.INTERNAL_SERVER_ERROR.value}
         return masked
+
+
+_MASK = MaskFaults()
+
+
+def client_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """An execution's errors as the extensions above leave them (``prepared.run``, which
+    runs without them): the variables' coded, faults masked."""
+    code_variable_errors(errors)
+    return [_MASK.anonymise_error(e) if is_fault(e) else e for e in errors]

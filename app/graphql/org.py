@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,16 +22,26 @@ from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_connection, visible_keys
 from app.graphql.money import Amount, amount
-from app.graphql.overview import overview_of
+from app.graphql.overview import first_lots, overview_of, wallet_row
 from app.graphql.payments import AutoReload, BillingTransaction, auto_reload, billing_transactions
 from app.graphql.plans import Entitlement, PlanSubscription, entitlement_of, subscription_of
-from app.graphql.relay import After, Connection, First, Node, connection, load_page
+from app.graphql.relay import (
+    After,
+    Connection,
+    First,
+    Node,
+    connection,
+    load_page,
+    page_size,
+    selects,
+)
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
 from app.ledger import reads
 from app.ledger.book import entries_t
 from app.ledger.state import keys_t, lots_t, month_of
 from app.orgs.service import OrgRef
+from app.pages import Page
 
 
 @strawberry.type(
@@ -111,6 +122,12 @@ class Wallet(Node):
             bool, strawberry.argument(description="Also the lots spent or expired to zero.")
         ] = False,
     ) -> Connection[CreditLot]:
+        prefetched = after is None and not include_spent and not selects(info, "totalCount")
+        if prefetched and page_size(first) <= reads.FIRST_LOTS:
+            # The default first page was read with the wallet row (``overview.py``).
+            page = await first_lots(info, self._org_id)
+            rows = page.rows[:first]
+            return connection(Page(rows, page.has_next or len(page.rows) > first), 0, CreditLot.of)
         statement = reads.lots_of(self._wallet_id, include_spent=include_spent)
         page, total = await load_page(
             info, statement, lots_t.c.created_at, lots_t.c.id, first, after
@@ -134,19 +151,8 @@ class SpendCap:
     spent_this_month: Amount = strawberry.field(description="Usage billed since the month began.")
 
 
-async def _wallet_row(info: Info, organization_id: int) -> Any:
-    """The org's wallet row, read once per request however many fields need it."""
-
-    async def load(ids: list[int]) -> list[Any]:
-        return await info.context.runtime.db.read(
-            lambda conn: [reads.wallet_of(conn, i) for i in ids]
-        )
-
-    return await info.context.loader("wallet_rows", load).load(organization_id)
-
-
 async def spend_cap_of(info: Info, organization_id: int) -> SpendCap:
-    row = await _wallet_row(info, organization_id)
+    row = await wallet_row(info, organization_id)
     this_month = month_of(info.context.runtime.clock.now())
     return SpendCap(
         monthly_limit=amount(row.spend_cap_monthly),
@@ -182,7 +188,14 @@ class Organization(Node):
 
     @strawberry.field(description="The organization's wallet.")
     async def wallet(self, info: Info) -> Wallet:
-        return wallet_node(await _wallet_row(info, self._org_id))
+        if selects(info, "lots"):
+            # Asked for in the same tick as the row, so both come from one read.
+            row, _ = await asyncio.gather(
+                wallet_row(info, self._org_id), first_lots(info, self._org_id)
+            )
+        else:
+            row = await wallet_row(info, self._org_id)
+        return wallet_node(row)
 
     @strawberry.field(description="The monthly spend cap and what counts against it.")
     async def spend_cap(self, info: Info) -> SpendCap:

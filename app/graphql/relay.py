@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
+from graphql import FieldNode
 from sqlalchemy.engine import Connection as DBConnection
-from strawberry.types.nodes import SelectedField
 
 from app.graphql.context import Info
 from app.graphql.errors import Code, error
@@ -73,7 +73,7 @@ async def load_page(
     (by ``counter`` when given, one that need not read the whole list)."""
 
     limit = page_size(first)  # refused before any read
-    counted = _asks_total(info)
+    counted = selects(info, "totalCount")
 
     def work(conn: DBConnection) -> tuple[Page, int]:
         page = newest_first(conn, statement, time_column, id_column, limit, after)
@@ -89,12 +89,14 @@ async def load_page(
         raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
 
 
-def _asks_total(info: Info) -> bool:
-    """Whether the connection field being resolved selects ``totalCount`` (assumed so
-    behind a fragment, which this check does not follow)."""
-    for field in info.selected_fields:
-        for selection in field.selections:
-            if not isinstance(selection, SelectedField) or selection.name == "totalCount":
+def selects(info: Info, name: str) -> bool:
+    """Whether the field being resolved selects field ``name`` (under any alias); assumed
+    so behind a fragment, which this check does not follow."""
+    # graphql-core's nodes: Strawberry's ``info.selected_fields`` converts the whole
+    # subtree on each call, a cost WalletOverview paid on every request.
+    for node in info._raw_info.field_nodes:
+        for selection in node.selection_set.selections if node.selection_set else ():
+            if not isinstance(selection, FieldNode) or selection.name.value == name:
                 return True
     return False
 

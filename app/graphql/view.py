@@ -17,12 +17,13 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
-from strawberry.schema.base import BaseSchema
+from strawberry.schema import Schema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from app.auth import AuthError, Principal
+from app.graphql import prepared
 from app.graphql.context import Context
 from app.graphql.errors import Code
 from app.graphql.http import (
@@ -36,6 +37,8 @@ from app.graphql.http import (
     response_media_type,
 )
 from app.graphql.ide import graphiql_html
+from app.graphql.prepared import admitted_request
+from app.graphql.schema import DOCUMENTS
 from app.keys.access import caller_key
 from app.ratelimit import RateLimiter, retry_after
 from app.runtime import Runtime
@@ -59,9 +62,10 @@ def _failed_before_execution(result: ExecutionResult) -> bool:
 
 
 class GraphQLView(GraphQL[Context, None]):
-    def __init__(self, schema: BaseSchema, *, limiter: RateLimiter, **options: Any) -> None:
+    def __init__(self, schema: Schema, *, limiter: RateLimiter, **options: Any) -> None:
         super().__init__(schema, **options)
         self.limiter = limiter
+        self.executable = schema  # as a Schema: the fast path needs its graphql-core one
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,6 +79,10 @@ class GraphQLView(GraphQL[Context, None]):
                 check_content_type(request.headers.get("content-type"))
                 runtime = cast(Runtime, request.app.state.runtime)
                 body = await read_body(request, runtime.settings.max_body_bytes)
+                prepared = await self._run_admitted(request, body)
+                if prepared is not None:
+                    await prepared(scope, receive, send)
+                    return
                 request = Request(scope, replay(body, receive))
             response = await self._run(request)
         except RequestError as exc:
@@ -93,6 +101,22 @@ class GraphQLView(GraphQL[Context, None]):
                 {"Retry-After": retry_after(wait)},
                 code=Code.RATE_LIMITED,
             )
+
+    async def _run_admitted(self, request: Request, body: bytes) -> Response | None:
+        """The answer to a query already admitted (``prepared.py``), without Strawberry's
+        per-request machinery; None when the request is not one (or not JSON)."""
+        try:
+            data = orjson.loads(body)
+        except ValueError:
+            return None  # the full path answers it with its 400
+        admitted = admitted_request(DOCUMENTS, data)
+        if admitted is None:
+            return None
+        document, operation_name, variables = admitted
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        result = await prepared.run(self.executable, document, operation_name, variables, context)
+        return self.create_response(await self.process_result(request, result), sub_response)
 
     async def _run(self, request: Request) -> Response:
         """Strawberry's handling, its refusals (plain text there) as ``RequestError``."""

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 
+from app.db import Prebuilt
 from app.ledger.state import accounts_t, billing_t, lots_t, periods_t, plan_subs_t, purchases
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.plans.catalog import PURCHASE_WINDOW
@@ -23,54 +25,75 @@ def month_start(at: datetime) -> datetime:
     return datetime(at.year, at.month, 1, tzinfo=UTC)
 
 
+# Built once (``Prebuilt``): building a statement costs more than SQLite takes to run
+# one of these, and WalletOverview runs them all on every request.
+_ORG: BindParameter[int] = bindparam("organization_id")
+_SINCE: BindParameter[datetime] = bindparam("since")
+
+_subscription = Prebuilt(
+    lambda _dialect, _lock: select(plan_subs_t).where(plan_subs_t.c.organization_id == _ORG)
+)
+_allocation = Prebuilt(
+    # The open period's allocation lot and the lot that rolled into it.
+    lambda _dialect, _lock: (
+        select(func.coalesce(func.sum(lots_t.c.remaining), 0))
+        .select_from(periods_t)
+        .join(
+            lots_t,
+            or_(
+                lots_t.c.id == periods_t.c.allocation_lot_id,
+                lots_t.c.id == periods_t.c.rollover_lot_id,
+            ),
+        )
+        .where(periods_t.c.organization_id == _ORG, periods_t.c.closed_at.is_(None))
+    )
+)
+_account = Prebuilt(
+    lambda _dialect, _lock: select(accounts_t).where(accounts_t.c.organization_id == _ORG)
+)
+_reloaded = Prebuilt(
+    lambda _dialect, _lock: select(func.coalesce(func.sum(billing_t.c.amount), 0)).where(
+        billing_t.c.organization_id == _ORG,
+        billing_t.c.kind == TransactionKind.AUTO_RELOAD,
+        billing_t.c.status == TransactionStatus.SUCCEEDED,
+        billing_t.c.created_at >= _SINCE,
+    )
+)
+
+
+def _purchased(_dialect: str, _lock: bool) -> Any:
+    total, where = purchases(_SINCE)
+    return select(total).where(billing_t.c.organization_id == _ORG, *where)
+
+
+_purchased_since = Prebuilt(_purchased)
+
+
 def subscription_row(conn: Connection, organization_id: int) -> Any:
     """The organization's ``plan_subscriptions`` row, whatever its status, or None."""
-    return conn.execute(
-        select(plan_subs_t).where(plan_subs_t.c.organization_id == organization_id)
-    ).first()
+    return conn.execute(_subscription(conn), {"organization_id": organization_id}).first()
 
 
 def allocation_remaining(conn: Connection, organization_id: int) -> int:
     """What is left of the open period's allocation and of what rolled into it."""
-    period = conn.execute(
-        select(periods_t.c.allocation_lot_id, periods_t.c.rollover_lot_id).where(
-            periods_t.c.organization_id == organization_id, periods_t.c.closed_at.is_(None)
-        )
-    ).first()
-    ids = [] if period is None else [i for i in period if i is not None]
-    if not ids:
-        return 0
-    total = conn.scalar(
-        select(func.coalesce(func.sum(lots_t.c.remaining), 0)).where(lots_t.c.id.in_(ids))
-    )
-    return int(total or 0)
+    return int(conn.scalar(_allocation(conn), {"organization_id": organization_id}) or 0)
 
 
 def account_row(conn: Connection, organization_id: int) -> Any:
     """The organization's ``billing_accounts`` row, or None (the defaults apply)."""
-    return conn.execute(
-        select(accounts_t).where(accounts_t.c.organization_id == organization_id)
-    ).first()
+    return conn.execute(_account(conn), {"organization_id": organization_id}).first()
 
 
 def reloaded_since(conn: Connection, organization_id: int, since: datetime) -> int:
     """What succeeded auto-reloads charged since ``since``."""
-    total = conn.scalar(
-        select(func.coalesce(func.sum(billing_t.c.amount), 0)).where(
-            billing_t.c.organization_id == organization_id,
-            billing_t.c.kind == TransactionKind.AUTO_RELOAD,
-            billing_t.c.status == TransactionStatus.SUCCEEDED,
-            billing_t.c.created_at >= since,
-        )
-    )
-    return int(total or 0)
+    params = {"organization_id": organization_id, "since": since}
+    return int(conn.scalar(_reloaded(conn), params) or 0)
 
 
 def purchased_since(conn: Connection, organization_id: int, since: datetime) -> int:
     """What the organization paid for credits since ``since`` (``ledger.state.purchases``)."""
-    total, where = purchases(since)
-    paid = conn.scalar(select(total).where(billing_t.c.organization_id == organization_id, *where))
-    return int(paid or 0)
+    params = {"organization_id": organization_id, "since": since}
+    return int(conn.scalar(_purchased_since(conn), params) or 0)
 
 
 @dataclass(frozen=True, slots=True)
