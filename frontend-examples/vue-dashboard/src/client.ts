@@ -10,8 +10,9 @@ export function createCreditgraphClient(config: Config): Client {
   const ws = createWsClient({
     url: config.wsUrl,
     connectionParams: config.token ? { authorization: `Bearer ${config.token}` } : {},
+    // Reconnect after a restart or a network drop for as long as the page is open;
+    // graphql-ws itself gives up on fatal closes (a refused token, a protocol error).
     retryAttempts: Infinity,
-    shouldRetry: () => true,
   });
   return new Client({
     url: config.apiUrl,

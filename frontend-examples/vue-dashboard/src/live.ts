@@ -1,4 +1,4 @@
-import { inject, provide, watch, type InjectionKey, type Ref } from "vue";
+import { inject, onScopeDispose, provide, watch, type InjectionKey, type Ref } from "vue";
 
 // Counts the wallet's live balance pushes, so lists that a balance change makes stale
 // (ledger, usage, charts, top-ups) refetch when it moves instead of polling.
@@ -17,4 +17,5 @@ export function onWalletChange(refetch: () => void, delayMs = 300): void {
     window.clearTimeout(timer);
     timer = window.setTimeout(refetch, delayMs);
   });
+  onScopeDispose(() => window.clearTimeout(timer));
 }
