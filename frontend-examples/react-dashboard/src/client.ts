@@ -9,13 +9,14 @@ export function makeClient(config: Config): Client {
   const ws = createWsClient({
     url: config.wsUrl,
     connectionParams: { authorization },
-    // Reconnects after a dropped connection; balanceChanged then sends the current
-    // balance first, so nothing is missed.
+    // Reconnects after a dropped connection (not after a refusal, such as a bad token);
+    // balanceChanged then sends the current balance first, so nothing is missed.
     retryAttempts: Infinity,
-    shouldRetry: () => true,
   });
   return new Client({
     url: config.httpUrl,
+    // POST (JSON) for queries too: operations stay out of URLs and access logs.
+    preferGetMethod: false,
     fetchOptions: { headers: { authorization } },
     exchanges: [
       cacheExchange,

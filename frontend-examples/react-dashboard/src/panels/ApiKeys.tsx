@@ -56,7 +56,7 @@ export function ApiKeys() {
           ))}
         </tbody>
       </table>
-      {keys && <p className="muted">{keys.totalCount} keys</p>}
+      {keys && <p className="muted">{keys.totalCount === 1 ? "1 key" : `${keys.totalCount} keys`}</p>}
       {secret && (
         <div className="dialog-backdrop">
           <div role="dialog" aria-modal="true" aria-labelledby="secret-title" data-testid="key-secret-dialog">

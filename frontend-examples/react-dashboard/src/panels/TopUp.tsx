@@ -1,5 +1,6 @@
 import { Elements, PaymentElement, useElements, useStripe } from "@stripe/react-stripe-js";
-import { loadStripe } from "@stripe/stripe-js";
+// The pure entry loads Stripe.js from Stripe only when a payment needs it, not on page load.
+import { loadStripe } from "@stripe/stripe-js/pure";
 import { useMemo, useState, type FormEvent } from "react";
 import { useMutation, useQuery, useSubscription } from "urql";
 
