@@ -1,10 +1,10 @@
 """Browser tests: the dashboards' built dist/ and GraphiQL, driven by Playwright in Chromium,
-against a real `creditgraph serve` on a temporary SQLite database.
+against a real creditgraph server (uvicorn on a free port) on a temporary SQLite database.
 
 Playwright for Python (its playwright-core driver ships inside the wheel) launches the
 system's Chromium; browsers cannot be downloaded here. Without /usr/bin/chromium, or
 without Node.js and npm to build a dashboard, the tests skip and say why. A failed test
-leaves a screenshot and the server's log under ARTIFACTS, and prints their paths.
+leaves a screenshot and the browser's console under ARTIFACTS, and prints their paths.
 """
 
 from __future__ import annotations
@@ -14,27 +14,26 @@ import fcntl
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from app.auth import Role, issue_token
+from app.auth import Role
+from app.orgs.service import OrgRef
+from app.settings import Settings
+from tests.conftest import Harness, usage_event
+from tests.graphql.conftest import server  # noqa: F401 - the real uvicorn server, reused
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "frontend-examples"
@@ -42,12 +41,10 @@ DASHBOARDS = ["react-dashboard", "vue-dashboard"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(os.environ.get("CREDITGRAPH_E2E_ARTIFACTS", ROOT / ".e2e-artifacts"))
-JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
 ORG = "e2e"
 # The opening grant: three decimals, so the page must keep them ("$25.994").
 GRANT_USD = "25.994"
-# Only to notice a hang: never a bound on how fast anything should be.
-STARTUP_WAIT = 60
+# Only to notice a hang: never a bound on how fast a build should be.
 BUILD_WAIT = 900
 
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -64,13 +61,6 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
 def _failed(request: pytest.FixtureRequest) -> bool:
     report = request.node.stash.get(REPORTS, {}).get("call")
     return report is None or report.failed
-
-
-def _free_port() -> int:
-    # The server binds it a moment later in its own process; nothing else here takes ports.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the dashboards' builds -------------------------------------------------------------
@@ -200,51 +190,30 @@ def static_site(directory: Path) -> Iterator[str]:
 
 @dataclass
 class Creditgraph:
-    """A `creditgraph serve` process with organization ORG (GRANT_USD) and its tokens."""
+    """A real server (uvicorn on a free port, temporary SQLite, the fake payment provider)
+    with organization ORG holding GRANT_USD."""
 
-    base: str
-    owner_token: str
-    service_token: str
+    harness: Harness
+    org: OrgRef
 
     @property
     def graphql_url(self) -> str:
-        return f"{self.base}/graphql"
+        return str(self.harness.http.base_url.copy_with(path="/graphql"))
+
+    @property
+    def owner_token(self) -> str:
+        return self.harness.token(self.org, Role.OWNER)["Authorization"].removeprefix("Bearer ")
 
     def dashboard_url(self, site: str) -> str:
         """The built dashboard at ``site``, told where the API is and the token in the hash."""
-        return f"{site}/index.html#" + urlencode(
-            {"api": self.graphql_url, "token": self.owner_token}
-        )
+        config = {"api": self.graphql_url, "token": self.owner_token}
+        return f"{site}/index.html#{urlencode(config)}"
 
-    async def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
-        """An owner's operation over HTTP; its data, asserting it had no errors."""
-        async with httpx.AsyncClient(base_url=self.base, trust_env=False) as http:
-            response = await http.post(
-                "/graphql",
-                json={"query": query, "variables": variables},
-                headers={"Authorization": f"Bearer {self.owner_token}"},
-            )
-        body: dict[str, Any] = response.json()
-        assert "errors" not in body, body
-        return body["data"]
-
-    async def post_usage(self, api_key_id: str, request_id: str) -> None:
+    async def bill_a_call(self, request_id: str) -> None:
         """The gateway reports one call to the REST API: 6,000 credits ($0.006)."""
-        event = {
-            "request_id": request_id,
-            "api_key_id": api_key_id,
-            "model": "claude-sonnet-4-6",
-            "prompt_tokens": 1000,
-            "completion_tokens": 200,
-        }
-        async with httpx.AsyncClient(base_url=self.base, trust_env=False) as http:
-            response = await http.post(
-                "/api/v1/usage",
-                json={"events": [event]},
-                headers={"Authorization": f"Bearer {self.service_token}"},
-            )
-        assert response.status_code == 200, response.text
-        assert response.json()["results"][0]["outcome"] == "billed", response.text
+        key = await self.harness.key(self.org)
+        [result] = await self.harness.usage(self.org, usage_event(key.id, request_id))
+        assert result["outcome"] == "billed", result
 
 
 @pytest.fixture
@@ -254,64 +223,11 @@ def allowed_origin() -> str:
 
 
 @pytest.fixture
-def creditgraph(
-    tmp_path: Path, allowed_origin: str, request: pytest.FixtureRequest
-) -> Iterator[Creditgraph]:
-    """The real server: `creditgraph org create` seeds the database, `creditgraph serve`
-    serves it on a free port with the fake payment provider."""
-    command = Path(sys.executable).with_name("creditgraph")
-    env = os.environ | {
-        "CREDITGRAPH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}",
-        "CREDITGRAPH_STATE_DIR": str(tmp_path / "state"),
-        "CREDITGRAPH_JWT_SECRET": JWT_SECRET,
-        "CREDITGRAPH_PAYMENT_PROVIDER": "fake",
-        "CREDITGRAPH_CORS_ORIGINS": allowed_origin,
-    }
-    seeded = subprocess.run(
-        [command, "org", "create", ORG, "--grant-usd", GRANT_USD],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_WAIT,
-        check=False,
-    )
-    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
-    port = _free_port()
-    log = tmp_path / "creditgraph.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [command, "serve", "--port", str(port)], env=env, stdout=output, stderr=output
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _until_healthy(base, process, log)
-        yield Creditgraph(base, owner_token=_token(Role.OWNER), service_token=_token(Role.SERVICE))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STARTUP_WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if _failed(request):
-            print(f"the server's log: {log}")
+def settings(settings: Settings, allowed_origin: str) -> Settings:
+    origins = (allowed_origin,) if allowed_origin else ()
+    return settings.model_copy(update={"payment_provider": "fake", "cors_origins": origins})
 
 
-def _token(role: Role) -> str:
-    return issue_token(
-        JWT_SECRET, org=ORG, role=role, subject=f"{role}@e2e", ttl=timedelta(hours=1)
-    )
-
-
-def _until_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_WAIT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"creditgraph serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/healthz", trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"creditgraph serve did not answer /healthz:\n{log.read_text()}")
+@pytest.fixture
+async def creditgraph(server: Harness) -> Creditgraph:  # noqa: F811 - the fixture above
+    return Creditgraph(server, await server.org(ORG, grant_usd=GRANT_USD))

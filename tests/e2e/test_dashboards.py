@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
 
 from tests.e2e.conftest import DASHBOARDS, Creditgraph, build, static_site
 
-CREATE_KEY = """
-mutation($input: CreateApiKeyInput!) {
-  createApiKey(input: $input) { apiKey { id } secret userErrors { code } }
-}"""
-
 
 @pytest.fixture(params=DASHBOARDS)
-def site(request: pytest.FixtureRequest, chromium: object) -> Iterator[str]:
+def site(request: pytest.FixtureRequest, chromium: Path) -> Iterator[str]:
     """The dashboard's built dist/ on a static server of its own (another origin)."""
     with static_site(build(request.param)) as url:
         yield url
@@ -74,14 +70,12 @@ async def test_a_top_up_through_the_fake_provider_lands_with_its_bonus(dashboard
 async def test_usage_billed_through_the_rest_api_moves_the_balance_without_a_reload(
     dashboard: Page, creditgraph: Creditgraph
 ) -> None:
-    created = await creditgraph.graphql(CREATE_KEY, input={"name": "gateway"})
-    key_id = created["createApiKey"]["apiKey"]["id"]
     await expect(dashboard.get_by_test_id("balance")).to_have_text("$25.994")
     # Gone if the page reloads.
     await dashboard.evaluate("window.__notReloaded = true")
 
-    await creditgraph.post_usage(key_id, "e2e-call-1")
+    await creditgraph.bill_a_call("e2e-call-1")
     await expect(dashboard.get_by_test_id("balance")).to_have_text("$25.988")
-    await creditgraph.post_usage(key_id, "e2e-call-2")
+    await creditgraph.bill_a_call("e2e-call-2")
     await expect(dashboard.get_by_test_id("balance")).to_have_text("$25.982")
     assert await dashboard.evaluate("window.__notReloaded === true")
