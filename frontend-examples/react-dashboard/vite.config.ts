@@ -5,4 +5,6 @@ import { defineConfig } from "vite";
 export default defineConfig({
   base: "./",
   plugins: [react()],
+  // The origin the README allows with CREDITGRAPH_CORS_ORIGINS; fail rather than move.
+  server: { port: 5173, strictPort: true },
 });

@@ -14,7 +14,8 @@ export interface Config {
 
 export function readConfig(hash: string = window.location.hash): Config | null {
   const params = new URLSearchParams(hash.replace(/^#/, ""));
-  const httpUrl = params.get("api") ?? import.meta.env.VITE_CREDITGRAPH_URL ?? "";
+  const httpUrl =
+    params.get("api") ?? import.meta.env.VITE_CREDITGRAPH_URL ?? "http://localhost:8000/graphql";
   const token = params.get("token") ?? import.meta.env.VITE_CREDITGRAPH_TOKEN ?? "";
   if (!httpUrl || !token) return null;
   return {

@@ -7,6 +7,9 @@ import { makeClient } from "./client";
 import { readConfig } from "./config";
 import "./styles.css";
 
+// The configuration is read once; a new #api=...&token=... starts the page afresh.
+window.addEventListener("hashchange", () => window.location.reload());
+
 const root = createRoot(document.getElementById("root")!);
 const config = readConfig();
 if (config === null) {
@@ -14,8 +17,8 @@ if (config === null) {
     <main className="setup">
       <h1>creditgraph billing console</h1>
       <p>
-        No server configured. Open this page with <code>#api=&lt;GraphQL URL&gt;&amp;token=&lt;JWT&gt;</code>{" "}
-        or set <code>VITE_CREDITGRAPH_URL</code> and <code>VITE_CREDITGRAPH_TOKEN</code> (see the README).
+        No token configured. Open this page with <code>#api=&lt;GraphQL URL&gt;&amp;token=&lt;JWT&gt;</code>{" "}
+        or set <code>VITE_CREDITGRAPH_TOKEN</code> (and <code>VITE_CREDITGRAPH_URL</code>) in <code>.env.local</code>; see the README.
       </p>
     </main>,
   );
