@@ -72,6 +72,7 @@ def _sources(directory: Path) -> Iterator[Path]:
     for name in ("index.html", "package.json", "package-lock.json"):
         yield directory / name
     yield from directory.glob("*.config.*")
+    yield from directory.glob("tsconfig*.json")
     yield from directory.glob("codegen.*")
     yield EXAMPLES / "operations" / "dashboard.graphql"
     yield ROOT / "schema.graphql"

@@ -13,3 +13,8 @@ export function formatUsd(usd: string): string {
 export function formatCredits(credits: string): string {
   return credits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
+
+/** A USD Decimal string as a form field shows it: "2.000000" -> "2.00", "0.125000" -> "0.125". */
+export function usdInput(usd: string): string {
+  return formatUsd(usd).replace("$", "");
+}

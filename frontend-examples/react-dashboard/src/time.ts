@@ -25,3 +25,13 @@ export function countdown(iso: string, now: number): string {
 export function utcDay(iso: string): string {
   return iso.slice(0, 10);
 }
+
+/** ``value``, once it has stopped changing for ``ms`` (a filter typed key by key). */
+export function useDebounced<T>(value: T, ms = 300): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = window.setTimeout(() => setSettled(value), ms);
+    return () => window.clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}

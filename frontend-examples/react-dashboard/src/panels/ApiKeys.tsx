@@ -11,7 +11,7 @@ import {
   type ApiKeysQuery,
 } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd } from "../money";
+import { formatUsd, usdInput } from "../money";
 import { countdown, useNow } from "../time";
 
 type KeyNode = NonNullable<ApiKeysQuery["viewer"]["organization"]["apiKeys"]["edges"][number]["node"]>;
@@ -186,8 +186,11 @@ function KeyRow({ node, onSecret }: { node: KeyNode; onSecret: (secret: string) 
 }
 
 function EditCaps({ node, onDone }: { node: KeyNode; onDone: () => void }) {
-  const limitOf = (window: string) => node.windows.find((w) => w.window === window)?.limit.usd ?? "";
-  const [quota, setQuota] = useState(node.quota.limit?.usd ?? "");
+  const limitOf = (window: string) => {
+    const limit = node.windows.find((w) => w.window === window)?.limit;
+    return limit ? usdInput(limit.usd) : "";
+  };
+  const [quota, setQuota] = useState(node.quota.limit ? usdInput(node.quota.limit.usd) : "");
   const [h5, setH5] = useState(limitOf("FIVE_HOURS"));
   const [d1, setD1] = useState(limitOf("ONE_DAY"));
   const [d7, setD7] = useState(limitOf("SEVEN_DAYS"));

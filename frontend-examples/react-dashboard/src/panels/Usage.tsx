@@ -4,6 +4,7 @@ import { useQuery } from "urql";
 import { UsageDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatUsd } from "../money";
+import { useDebounced } from "../time";
 
 const PAGE = 20;
 
@@ -13,9 +14,10 @@ export function Usage() {
   // The cursors of the pages before this one, to go back; null is the first page.
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const after = cursors[cursors.length - 1];
+  const filterModel = useDebounced(model.trim());
   const [result, reexecute] = useQuery({
     query: UsageDocument,
-    variables: { first: PAGE, after, filter: model.trim() ? { model: model.trim() } : null },
+    variables: { first: PAGE, after, filter: filterModel ? { model: filterModel } : null },
   });
   useRefetchOnTick(reexecute);
   const usage = result.data?.viewer.organization.usage;
