@@ -24,6 +24,6 @@ export function readConfig(hash: string = window.location.hash): Config | null {
     wsUrl: httpUrl.replace(/^http/, "ws"),
     token,
     stripePublishableKey:
-      params.get("stripeKey") ?? import.meta.env.VITE_STRIPE_PUBLISHABLE_KEY ?? "",
+      params.get("stripe") ?? import.meta.env.VITE_STRIPE_PUBLISHABLE_KEY ?? "",
   };
 }
