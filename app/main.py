@@ -16,6 +16,7 @@ from app.api.rest import gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
 from app.api.rest.stripe_webhook import stripe_webhook
 from app.clock import Clock
+from app.cors import cors_middleware
 from app.graphql import ide
 from app.graphql.schema import schema
 from app.graphql.view import GraphQLView
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await runtime.stop()
 
     limiter = RateLimiter(settings.graphql_rate_per_second, settings.graphql_burst)
-    graphql = GraphQLView(schema, limiter=limiter)
+    graphql = GraphQLView(schema, limiter=limiter, allowed_origins=settings.cors_origins)
     routes = [
         Route("/healthz", health),
         Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[cors_middleware(settings.cors_origins)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     alert_webhook_max_attempts: int = Field(default=6, gt=0)
     alert_webhook_backoff_seconds: float = Field(default=30.0, ge=0)
     alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Browser origins allowed to call the API (app/cors.py), comma-separated:
+    # "https://console.example.com,http://localhost:5173"; "*" allows any; empty: none
+    # but the server's own.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
 
     # Plain properties: a cached value would survive ``model_copy(update=...)``.
     @property

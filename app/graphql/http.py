@@ -3,11 +3,12 @@
 CSRF: a page on another site can make a browser send a "simple" request, with no
 preflight, carrying the user's ambient credentials: a GET, or a POST of ``text/plain``,
 a form or ``multipart/form-data``. A POST here must be ``application/json``, the only
-body this API reads; a browser preflights that cross-origin and this API grants no CORS,
-so no other site can make one. The simple content types are refused (415) whatever
-headers come with them, so no custom header is needed or honoured (multipart uploads
-are off). A GET runs queries only, never a mutation (405), so it changes nothing; and
-as credentials are bearer tokens, never cookies, another site's GET runs as nobody.
+body this API reads; a browser preflights that cross-origin and this API grants CORS
+only to the configured origins (app/cors.py), so no other site can make one. The simple
+content types are refused (415) whatever headers come with them, so no custom header is
+needed or honoured (multipart uploads are off). A GET runs queries only, never a
+mutation (405), so it changes nothing; and as credentials are bearer tokens, never
+cookies, another site's GET runs as nobody.
 
 Media types (the GraphQL over HTTP spec): a client that prefers
 ``application/graphql-response+json`` gets it, with 400 and no ``data`` entry when the

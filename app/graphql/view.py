@@ -6,6 +6,7 @@ The HTTP rules (CSRF, size limit, media types and status codes) are in ``http.py
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 import orjson
@@ -13,10 +14,11 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema import Schema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -61,7 +63,22 @@ def _failed_before_execution(result: ExecutionResult) -> bool:
     return result.data is None and all(e.path is None for e in result.errors or ())
 
 
+class TextFrames(ASGIWebSocketAdapter):
+    """Sends each WebSocket message as a text frame. Strawberry sends bytes as binary
+    frames (``encode_json`` is orjson's bytes); a browser hands those to graphql-ws as a
+    Blob, which it cannot parse, and it closes the socket (4004)."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        data = self.view.encode_json(message)
+        try:
+            await self.ws.send_text(data if isinstance(data, str) else data.decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class GraphQLView(GraphQL[Context, None]):
+    websocket_adapter_class = TextFrames
+
     def __init__(self, schema: Schema, *, limiter: RateLimiter, **options: Any) -> None:
         super().__init__(schema, **options)
         self.limiter = limiter

@@ -121,6 +121,21 @@ async def test_a_valid_token_is_acknowledged(server: Harness) -> None:
         assert (await _receive(ws))["type"] == "connection_ack"
 
 
+async def test_messages_are_text_frames_as_browsers_need(server: Harness) -> None:
+    # graphql-ws in a browser cannot parse a binary frame (a Blob) and drops the socket.
+    org = await server.org("acme", grant_usd="1")
+    async with await _open(server) as ws:
+        await _send(ws, {"type": "connection_init", "payload": _bearer(server.token(org))})
+        assert isinstance(await ws.recv(), str)
+        subscribe = {"query": "subscription { balanceChanged { balance { usd } } }"}
+        await _send(ws, {"id": "1", "type": "subscribe", "payload": subscribe})
+        pushed = await asyncio.wait_for(ws.recv(), WAIT)
+        assert isinstance(pushed, str)
+        assert (
+            json.loads(pushed)["payload"]["data"]["balanceChanged"]["balance"]["usd"] == "1.000000"
+        )
+
+
 @pytest.mark.parametrize(
     "payload",
     [{}, {"authorization": "Bearer not-a-token"}, {"authorization": "Basic dXNlcjpwYXNz"}],

@@ -1,0 +1,232 @@
+import { useState, type FormEvent } from "react";
+import { useMutation, useQuery } from "urql";
+
+import { Problems } from "../errors";
+import {
+  ApiKeysDocument,
+  CreateApiKeyDocument,
+  RevokeApiKeyDocument,
+  RotateApiKeyDocument,
+  UpdateApiKeyCapsDocument,
+  type ApiKeysQuery,
+} from "../gql/graphql";
+import { useRefetchOnTick } from "../live";
+import { formatUsd, usdInput } from "../money";
+import { countdown, useNow } from "../time";
+
+type KeyNode = NonNullable<ApiKeysQuery["viewer"]["organization"]["apiKeys"]["edges"][number]["node"]>;
+
+const WINDOW_LABELS = { FIVE_HOURS: "5 h", ONE_DAY: "1 d", SEVEN_DAYS: "7 d" } as const;
+
+/** A cap field as typed: empty means "no limit" (null), else the USD Decimal string. */
+const capOrNull = (value: string): string | null => (value.trim() === "" ? null : value.trim());
+
+/** The list of keys; create (secret shown once), edit caps, rotate, revoke. */
+export function ApiKeys() {
+  const [result, reexecute] = useQuery({ query: ApiKeysDocument, variables: { first: 50 } });
+  useRefetchOnTick(reexecute);
+  // The secret lives only in this state while the dialog is open, and is dropped on close.
+  const [secret, setSecret] = useState<{ name: string; value: string } | null>(null);
+  const keys = result.data?.viewer.organization.apiKeys;
+  return (
+    <section>
+      <h2>API keys</h2>
+      <CreateKey
+        onCreated={(name, value) => {
+          setSecret({ name, value });
+          reexecute({ requestPolicy: "network-only" });
+        }}
+      />
+      {result.error && <p className="error">{result.error.message}</p>}
+      <table data-testid="api-keys">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Prefix</th>
+            <th>Status</th>
+            <th>Quota left</th>
+            <th>Windows (left, resets in)</th>
+            <th>Last used</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {keys?.edges.map(({ node }) => (
+            <KeyRow key={node.id} node={node} onSecret={(value) => setSecret({ name: node.name, value })} />
+          ))}
+        </tbody>
+      </table>
+      {keys && <p className="muted">{keys.totalCount === 1 ? "1 key" : `${keys.totalCount} keys`}</p>}
+      {secret && (
+        <div className="dialog-backdrop">
+          <div role="dialog" aria-modal="true" aria-labelledby="secret-title" data-testid="key-secret-dialog">
+            <h3 id="secret-title">Secret of “{secret.name}”</h3>
+            <p>Copy it now: it is shown once and cannot be shown again.</p>
+            <code className="secret" data-testid="key-secret">
+              {secret.value}
+            </code>
+            <div className="actions">
+              <button type="button" onClick={() => void navigator.clipboard?.writeText(secret.value)}>
+                Copy
+              </button>
+              <button type="button" data-testid="key-secret-close" onClick={() => setSecret(null)}>
+                I have saved it
+              </button>
+            </div>
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function CreateKey({ onCreated }: { onCreated: (name: string, secret: string) => void }) {
+  const [name, setName] = useState("");
+  const [quota, setQuota] = useState("");
+  const [daily, setDaily] = useState("");
+  const [created, create] = useMutation(CreateApiKeyDocument);
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    const result = await create({
+      input: { name: name.trim(), quotaUsd: capOrNull(quota), rateLimit1dUsd: capOrNull(daily) },
+    });
+    const payload = result.data?.createApiKey;
+    if (payload?.secret && payload.apiKey) {
+      onCreated(payload.apiKey.name, payload.secret);
+      setName("");
+      setQuota("");
+      setDaily("");
+    }
+  };
+  return (
+    <form className="inline" onSubmit={submit}>
+      <label>
+        Name <input data-testid="create-key-name" value={name} onChange={(e) => setName(e.target.value)} required />
+      </label>
+      <label>
+        Quota (USD) <input inputMode="decimal" value={quota} onChange={(e) => setQuota(e.target.value)} placeholder="none" />
+      </label>
+      <label>
+        Per day (USD) <input inputMode="decimal" value={daily} onChange={(e) => setDaily(e.target.value)} placeholder="none" />
+      </label>
+      <button type="submit" data-testid="create-key-submit" disabled={created.fetching}>
+        Create key
+      </button>
+      <Problems error={created.error} userErrors={created.data?.createApiKey.userErrors} />
+    </form>
+  );
+}
+
+function KeyRow({ node, onSecret }: { node: KeyNode; onSecret: (secret: string) => void }) {
+  const now = useNow();
+  const [editing, setEditing] = useState(false);
+  const [confirmRevoke, setConfirmRevoke] = useState(false);
+  const [rotated, rotate] = useMutation(RotateApiKeyDocument);
+  const [revoked, revoke] = useMutation(RevokeApiKeyDocument);
+  const active = node.status === "ACTIVE";
+  const doRotate = async () => {
+    const result = await rotate({ input: { id: node.id } });
+    const secret = result.data?.rotateApiKey.secret;
+    if (secret) onSecret(secret);
+  };
+  return (
+    <>
+      <tr data-testid="api-key-row">
+        <td>{node.name}</td>
+        <td>
+          <code>{node.prefix}…</code>
+        </td>
+        <td>{node.status.toLowerCase()}</td>
+        <td>{node.quota.limit ? `${formatUsd(node.quota.remaining!.usd)} of ${formatUsd(node.quota.limit.usd)}` : "no limit"}</td>
+        <td>
+          {node.windows.length === 0
+            ? "none"
+            : node.windows.map((w) => (
+                <div key={w.window}>
+                  {WINDOW_LABELS[w.window]}: {formatUsd(w.remaining.usd)} of {formatUsd(w.limit.usd)}
+                  {w.resetsAt && <span className="muted"> · resets in {countdown(w.resetsAt, now)}</span>}
+                </div>
+              ))}
+        </td>
+        <td>{node.lastUsedAt ? new Date(node.lastUsedAt).toLocaleString() : "never"}</td>
+        <td className="actions">
+          <button type="button" data-testid="key-edit-caps" disabled={!active} onClick={() => setEditing(!editing)}>
+            Edit caps
+          </button>
+          <button type="button" data-testid="key-rotate" disabled={!active || rotated.fetching} onClick={() => void doRotate()}>
+            Rotate
+          </button>
+          {confirmRevoke ? (
+            <button
+              type="button"
+              data-testid="key-revoke-confirm"
+              className="danger"
+              disabled={revoked.fetching}
+              onClick={() => void revoke({ input: { id: node.id } }).then(() => setConfirmRevoke(false))}
+            >
+              Really revoke
+            </button>
+          ) : (
+            <button type="button" data-testid="key-revoke" disabled={!active} onClick={() => setConfirmRevoke(true)}>
+              Revoke
+            </button>
+          )}
+          <Problems error={rotated.error ?? revoked.error} userErrors={[...(rotated.data?.rotateApiKey.userErrors ?? []), ...(revoked.data?.revokeApiKey.userErrors ?? [])]} />
+        </td>
+      </tr>
+      {editing && (
+        <tr>
+          <td colSpan={7}>
+            <EditCaps node={node} onDone={() => setEditing(false)} />
+          </td>
+        </tr>
+      )}
+    </>
+  );
+}
+
+function EditCaps({ node, onDone }: { node: KeyNode; onDone: () => void }) {
+  const limitOf = (window: string) => {
+    const limit = node.windows.find((w) => w.window === window)?.limit;
+    return limit ? usdInput(limit.usd) : "";
+  };
+  const [quota, setQuota] = useState(node.quota.limit ? usdInput(node.quota.limit.usd) : "");
+  const [h5, setH5] = useState(limitOf("FIVE_HOURS"));
+  const [d1, setD1] = useState(limitOf("ONE_DAY"));
+  const [d7, setD7] = useState(limitOf("SEVEN_DAYS"));
+  const [updated, update] = useMutation(UpdateApiKeyCapsDocument);
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    const result = await update({
+      input: {
+        id: node.id,
+        quotaUsd: capOrNull(quota),
+        rateLimit5hUsd: capOrNull(h5),
+        rateLimit1dUsd: capOrNull(d1),
+        rateLimit7dUsd: capOrNull(d7),
+      },
+    });
+    if (result.data?.updateApiKeyCaps.apiKey) onDone();
+  };
+  const field = (label: string, value: string, set: (v: string) => void, testid: string) => (
+    <label>
+      {label} <input data-testid={testid} inputMode="decimal" value={value} onChange={(e) => set(e.target.value)} placeholder="no limit" />
+    </label>
+  );
+  return (
+    <form className="inline" onSubmit={submit}>
+      {field("Quota (USD)", quota, setQuota, "caps-quota")}
+      {field("5 h", h5, setH5, "caps-5h")}
+      {field("1 d", d1, setD1, "caps-1d")}
+      {field("7 d", d7, setD7, "caps-7d")}
+      <button type="submit" data-testid="caps-save" disabled={updated.fetching}>
+        Save caps
+      </button>
+      <button type="button" onClick={onDone}>
+        Cancel
+      </button>
+      <span className="muted">Empty = no limit.</span>
+      <Problems error={updated.error} userErrors={updated.data?.updateApiKeyCaps.userErrors} />
+    </form>
+  );
+}

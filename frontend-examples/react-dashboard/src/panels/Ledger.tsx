@@ -1,0 +1,60 @@
+import { useState } from "react";
+import { useQuery } from "urql";
+
+import { LedgerDocument } from "../gql/graphql";
+import { useRefetchOnTick } from "../live";
+import { formatUsd } from "../money";
+
+const PAGE = 25;
+
+/** The append-only ledger, newest first: every entry with the balance after it. */
+export function Ledger() {
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const [result, reexecute] = useQuery({
+    query: LedgerDocument,
+    variables: { first: PAGE, after: cursors[cursors.length - 1] },
+  });
+  useRefetchOnTick(reexecute);
+  const entries = result.data?.viewer.organization.wallet.entries;
+  return (
+    <section>
+      <h2>Ledger</h2>
+      {result.error && <p className="error">{result.error.message}</p>}
+      <table data-testid="ledger">
+        <thead>
+          <tr>
+            <th>Time</th>
+            <th>Kind</th>
+            <th>Amount</th>
+            <th>Balance after</th>
+            <th>Reference</th>
+          </tr>
+        </thead>
+        <tbody>
+          {entries?.edges.map(({ node }) => (
+            <tr key={node.id} data-testid="ledger-row">
+              <td>{new Date(node.createdAt).toLocaleString()}</td>
+              <td>{node.kind.toLowerCase().replace(/_/g, " ")}</td>
+              <td>{formatUsd(node.amount.usd)}</td>
+              <td>{formatUsd(node.balanceAfter.usd)}</td>
+              <td>{node.reference ?? ""}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <div className="pager">
+        <button type="button" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>
+          Newer
+        </button>
+        <span className="muted">{entries && `${entries.totalCount} entries`}</span>
+        <button
+          type="button"
+          disabled={!entries?.pageInfo.hasNextPage}
+          onClick={() => entries?.pageInfo.endCursor && setCursors([...cursors, entries.pageInfo.endCursor])}
+        >
+          Older
+        </button>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,86 @@
+import { useState } from "react";
+import { useQuery } from "urql";
+
+import { UsageDocument } from "../gql/graphql";
+import { useRefetchOnTick } from "../live";
+import { formatUsd } from "../money";
+import { useDebounced } from "../time";
+
+const PAGE = 20;
+
+/** The per-call log, newest first, filtered by model, a page at a time (keyset cursors). */
+export function Usage() {
+  const [model, setModel] = useState("");
+  // The cursors of the pages before this one, to go back; null is the first page.
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const after = cursors[cursors.length - 1];
+  const filterModel = useDebounced(model.trim());
+  const [result, reexecute] = useQuery({
+    query: UsageDocument,
+    variables: { first: PAGE, after, filter: filterModel ? { model: filterModel } : null },
+  });
+  useRefetchOnTick(reexecute);
+  const usage = result.data?.viewer.organization.usage;
+  const setFilter = (value: string) => {
+    setModel(value);
+    setCursors([null]);
+  };
+  return (
+    <section>
+      <h2>Usage</h2>
+      <label>
+        Model <input data-testid="usage-filter-model" value={model} onChange={(e) => setFilter(e.target.value)} placeholder="all models" />
+      </label>
+      {result.error && <p className="error">{result.error.message}</p>}
+      <table data-testid="usage-table">
+        <thead>
+          <tr>
+            <th>Time</th>
+            <th>Request</th>
+            <th>Key</th>
+            <th>Model</th>
+            <th>Action</th>
+            <th>Status</th>
+            <th>Tokens in / out</th>
+            <th>Cost</th>
+          </tr>
+        </thead>
+        <tbody>
+          {usage?.edges.map(({ node }) => (
+            <tr key={node.id} data-testid="usage-row">
+              <td>{new Date(node.createdAt).toLocaleString()}</td>
+              <td>
+                <code>{node.requestId}</code>
+              </td>
+              <td>{node.apiKey?.name ?? "-"}</td>
+              <td>{node.model}</td>
+              <td>{node.action}</td>
+              <td>{node.status.toLowerCase()}</td>
+              <td>
+                {node.promptTokens} / {node.completionTokens}
+              </td>
+              <td>{formatUsd(node.cost.usd)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <div className="pager">
+        <button type="button" data-testid="usage-prev" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>
+          Previous
+        </button>
+        <span className="muted">
+          page {cursors.length}
+          {usage && ` of ${Math.max(1, Math.ceil(usage.totalCount / PAGE))} (${usage.totalCount} calls)`}
+        </span>
+        <button
+          type="button"
+          data-testid="usage-next"
+          disabled={!usage?.pageInfo.hasNextPage}
+          onClick={() => usage?.pageInfo.endCursor && setCursors([...cursors, usage.pageInfo.endCursor])}
+        >
+          Next
+        </button>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,234 @@
+"""Browser tests: the dashboards' built dist/ and GraphiQL, driven by Playwright in Chromium,
+against a real creditgraph server (uvicorn on a free port) on a temporary SQLite database.
+
+Playwright for Python (its playwright-core driver ships inside the wheel) launches the
+system's Chromium; browsers cannot be downloaded here. Without /usr/bin/chromium, or
+without Node.js and npm to build a dashboard, the tests skip and say why. A failed test
+leaves a screenshot and the browser's console under ARTIFACTS, and prints their paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from app.auth import Role
+from app.orgs.service import OrgRef
+from app.settings import Settings
+from tests.conftest import Harness, usage_event
+from tests.graphql.conftest import server  # noqa: F401 - the real uvicorn server, reused
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "frontend-examples"
+DASHBOARDS = ["react-dashboard", "vue-dashboard"]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(os.environ.get("CREDITGRAPH_E2E_ARTIFACTS", ROOT / ".e2e-artifacts"))
+ORG = "e2e"
+# The opening grant: three decimals, so the page must keep them ("$25.994").
+GRANT_USD = "25.994"
+# Only to notice a hang: never a bound on how fast a build should be.
+BUILD_WAIT = 900
+
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    # Kept so a fixture's teardown can tell whether the test failed (for screenshots).
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = request.node.stash.get(REPORTS, {}).get("call")
+    return report is None or report.failed
+
+
+# -- the dashboards' builds -------------------------------------------------------------
+
+
+def _sources(directory: Path) -> Iterator[Path]:
+    """What a dashboard's dist/ is built from: its own files and the shared contract."""
+    yield from (p for p in (directory / "src").rglob("*") if p.is_file())
+    for name in ("index.html", "package.json", "package-lock.json"):
+        yield directory / name
+    yield from directory.glob("*.config.*")
+    yield from directory.glob("tsconfig*.json")
+    yield from directory.glob("codegen.*")
+    yield EXAMPLES / "operations" / "dashboard.graphql"
+    yield ROOT / "schema.graphql"
+
+
+def _stale(directory: Path) -> bool:
+    index = directory / "dist" / "index.html"
+    if not index.is_file():
+        return True
+    built = index.stat().st_mtime
+    return any(p.stat().st_mtime > built for p in _sources(directory) if p.exists())
+
+
+def _npm(npm: str, directory: Path, *args: str) -> None:
+    done = subprocess.run(
+        [npm, *args, "--no-audit", "--no-fund"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_WAIT,
+        check=False,
+    )
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr)[-4000:]
+        pytest.fail(f"`npm {' '.join(args)}` failed in {directory}:\n{output}", pytrace=False)
+
+
+def build(dashboard: str) -> Path:
+    """The dashboard's dist/, installed (npm ci) and built (npm run build) when missing or
+    older than its sources; one build at a time per dashboard, across processes."""
+    directory = EXAMPLES / dashboard
+    if not (directory / "package.json").is_file():
+        pytest.fail(f"{directory} has no package.json: the dashboard is missing", pytrace=False)
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.skip(f"SKIPPED the {dashboard} browser test: it needs Node.js and npm on PATH")
+    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
+    lock = Path(tempfile.gettempdir()) / f"creditgraph-e2e-build-{digest}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not (directory / "node_modules").is_dir():
+            _npm(npm, directory, "ci")
+        if _stale(directory):
+            _npm(npm, directory, "run", "build")
+    return directory / "dist"
+
+
+# -- the browser --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"SKIPPED the browser tests: no Chromium at {CHROMIUM} "
+            "(Debian: apt-get install -y chromium)"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A fresh page; when the test fails, a screenshot of it is saved and its path printed."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 2000})
+    opened = await context.new_page()
+    console: list[str] = []
+    opened.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    opened.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+    try:
+        yield opened
+    finally:
+        if _failed(request):
+            name = "".join(c if c.isalnum() else "_" for c in request.node.name)
+            shot, log = ARTIFACTS / f"{name}.png", ARTIFACTS / f"{name}.console.txt"
+            await asyncio.to_thread(ARTIFACTS.mkdir, parents=True, exist_ok=True)
+            await opened.screenshot(path=shot, full_page=True)
+            await asyncio.to_thread(log.write_text, "\n".join(console) + "\n")
+            print(f"screenshot of the failed page: {shot}")
+            print(f"its browser console: {log}")
+        await context.close()
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def static_site(directory: Path) -> Iterator[str]:
+    """``directory`` over HTTP on a free port, as any static host would serve a dist/."""
+    handler = partial(_Quiet, directory=str(directory))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        finally:
+            httpd.shutdown()
+            thread.join()
+
+
+@dataclass
+class Creditgraph:
+    """A real server (uvicorn on a free port, temporary SQLite, the fake payment provider)
+    with organization ORG holding GRANT_USD."""
+
+    harness: Harness
+    org: OrgRef
+
+    @property
+    def graphql_url(self) -> str:
+        return str(self.harness.http.base_url.copy_with(path="/graphql"))
+
+    @property
+    def owner_token(self) -> str:
+        return self.harness.token(self.org, Role.OWNER)["Authorization"].removeprefix("Bearer ")
+
+    def dashboard_url(self, site: str) -> str:
+        """The built dashboard at ``site``, told where the API is and the token in the hash."""
+        config = {"api": self.graphql_url, "token": self.owner_token}
+        return f"{site}/index.html#{urlencode(config)}"
+
+    async def bill_a_call(self, request_id: str) -> None:
+        """The gateway reports one call to the REST API: 6,000 credits ($0.006)."""
+        key = await self.harness.key(self.org)
+        [result] = await self.harness.usage(self.org, usage_event(key.id, request_id))
+        assert result["outcome"] == "billed", result
+
+
+@pytest.fixture
+def allowed_origin() -> str:
+    """The origin CREDITGRAPH_CORS_ORIGINS allows; none by default (same origin only)."""
+    return ""
+
+
+@pytest.fixture
+def settings(settings: Settings, allowed_origin: str) -> Settings:
+    origins = (allowed_origin,) if allowed_origin else ()
+    return settings.model_copy(update={"payment_provider": "fake", "cors_origins": origins})
+
+
+@pytest.fixture
+async def creditgraph(server: Harness) -> Creditgraph:  # noqa: F811 - the fixture above
+    return Creditgraph(server, await server.org(ORG, grant_usd=GRANT_USD))
