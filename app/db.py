@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Insert,
     String,
     Table,
     bindparam,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -262,19 +264,43 @@ def driver_json(value: Any) -> str:
 
 
 class BulkInsert:
-    """An INSERT of ``columns``, compiled once per dialect, run with tuples in that order."""
+    """An INSERT of ``columns``, compiled once per dialect, run with tuples in that order.
 
-    def __init__(self, t: Table, columns: Sequence[str]) -> None:
+    With ``conflict`` (a unique key among ``columns``), a row whose key exists instead
+    adds its ``add`` columns to the stored row's: counters upserted in bulk.
+    """
+
+    def __init__(
+        self,
+        t: Table,
+        columns: Sequence[str],
+        *,
+        conflict: Sequence[str] = (),
+        add: Sequence[str] = (),
+    ) -> None:
         self.columns = tuple(columns)
-        self._statement = insert(t).values({name: bindparam(name) for name in self.columns})
+        self._table, self._conflict, self._add = t, tuple(conflict), tuple(add)
         self._sql: dict[str, str] = {}
+
+    def _statement(self, dialect: str) -> Insert:
+        t = self._table
+        values: dict[str, Any] = {name: bindparam(name) for name in self.columns}
+        if not self._conflict:
+            return insert(t).values(values)
+        statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t).values(
+            values
+        )
+        return statement.on_conflict_do_update(
+            index_elements=[t.c[name] for name in self._conflict],
+            set_={name: t.c[name] + statement.excluded[name] for name in self._add},
+        )
 
     def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
         sql = self._sql.get(conn.dialect.name)
         if sql is None:
-            compiled = self._statement.compile(dialect=conn.dialect)
+            compiled = self._statement(conn.dialect.name).compile(dialect=conn.dialect)
             assert tuple(compiled.positiontup or ()) == self.columns
             sql = self._sql[conn.dialect.name] = str(compiled)
         conn.exec_driver_sql(sql, list(rows))

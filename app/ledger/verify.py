@@ -5,8 +5,9 @@ rules the writer uses (``ledger.lots``); held amounts from the active holds; key
 monthly spend and spend marks from the usage records; each top-up's credits and
 refunds from the entries that reference it. Every mismatch is reported.
 
-Usage rollups are checked too: hourly rollups against the usage records, daily ones
-against the hourly. Raw usage may be pruned past its retention (``app.maintenance``),
+Usage rollups are checked too: hourly cells against the usage records, hourly
+breakdowns against the cells (and their tags against the records), daily rows against
+their hours. Raw usage may be pruned past its retention (``app.maintenance``),
 always before a UTC midnight, while its rollups and ledger entries stay; so the usage
 history before the hour of the oldest record left is taken from the hourly rollups (the
 ledger, never pruned, still checks it in full), and spend marks before that hour are not
@@ -37,7 +38,17 @@ from app.ledger.state import (
 from app.ledger.tables import EntryKind, HoldStatus
 from app.money import format_usd
 from app.payments.tables import PAYMENT_KINDS, TransactionKind, TransactionStatus
-from app.usage.rollups import daily_t, floor_day, floor_hour, hourly_t
+from app.usage.rollups import (
+    TAGS,
+    WHOLE_ORG,
+    Dimension,
+    daily_by_t,
+    daily_t,
+    floor_day,
+    floor_hour,
+    hourly_by_t,
+    hourly_t,
+)
 
 
 async def verify(conn: AsyncConnection) -> list[str]:
@@ -210,13 +221,34 @@ async def _pruned_history(conn: AsyncConnection, kept_from: datetime) -> list[An
     return list(result.all())
 
 
+Sums = defaultdict[tuple[Any, ...], list[int]]
+
+
+def _sums() -> Sums:
+    return defaultdict(lambda: [0, 0])
+
+
+def _add(sums: Sums, group: tuple[Any, ...], spend: int, requests: int) -> None:
+    found = sums[group]
+    found[0] += spend
+    found[1] += requests
+
+
+def _compare(what: str, stored: dict[Any, list[int]], want: dict[Any, list[int]]) -> list[str]:
+    return [
+        f"{what} {group}: says {stored.get(group)} (spend, requests), should be {want.get(group)}"
+        for group in stored.keys() | want.keys()
+        if stored.get(group, [0, 0]) != want.get(group, [0, 0])
+    ]
+
+
 async def _verify_rollups(conn: AsyncConnection, kept_from: datetime) -> list[str]:
-    """Hourly rollups from ``kept_from`` on equal the usage records; daily ones equal
-    the sum of their hours."""
-    problems: list[str] = []
-    Group = tuple[int, int, str, str, datetime]
-    raw: dict[Group, list[int]] = defaultdict(lambda: [0, 0])
-    for org, key, model, action, created_at, cost in await conn.execute(
+    """Hourly cells from ``kept_from`` on equal the usage records; the hourly breakdowns
+    equal what the cells give (total, model, action, key) and, from ``kept_from`` on,
+    what the records give (the tags, which cells do not keep); daily rows equal the sum
+    of their hours."""
+    raw, tags = _sums(), _sums()
+    for org, key, model, action, created_at, cost, record_tags in await conn.execute(
         select(
             usage_t.c.organization_id,
             usage_t.c.api_key_id,
@@ -224,37 +256,49 @@ async def _verify_rollups(conn: AsyncConnection, kept_from: datetime) -> list[st
             usage_t.c.action,
             usage_t.c.created_at,
             usage_t.c.cost,
+            usage_t.c.tags,
         )
     ):
-        sums = raw[(org, key, model, action, floor_hour(created_at))]
-        sums[0] += cost
-        sums[1] += 1
-    hours: dict[Group, list[int]] = {}
-    days: dict[Group, list[int]] = defaultdict(lambda: [0, 0])
-    for row in await conn.execute(select(hourly_t)):
-        group = (row.organization_id, row.api_key_id, row.model, row.action, row.bucket)
-        day = days[(*group[:4], floor_day(row.bucket))]
-        day[0] += row.spend
-        day[1] += row.requests
-        if row.bucket >= kept_from:
-            hours[group] = [row.spend, row.requests]
-    for group in raw.keys() | hours.keys():
-        if raw.get(group, [0, 0]) != hours.get(group, [0, 0]):
-            problems.append(
-                f"usage rollup {group}: hourly says {hours.get(group)} (spend, requests), "
-                f"usage records give {raw.get(group)}"
-            )
-    stored = {
+        hour = floor_hour(created_at)
+        _add(raw, (org, key, model, action, hour), cost, 1)
+        for tag in TAGS:
+            if (value := record_tags.get(tag)) is not None:
+                for scope in (WHOLE_ORG, key):
+                    _add(tags, (org, scope, tag, hour, value), cost, 1)
+    hours, days, by_cells = _sums(), _sums(), _sums()
+    for r in await conn.execute(select(hourly_t)):
+        org, key, bucket, n = r.organization_id, r.api_key_id, r.bucket, (r.spend, r.requests)
+        _add(days, (org, key, r.model, r.action, floor_day(bucket)), *n)
+        if bucket >= kept_from:
+            _add(hours, (org, key, r.model, r.action, bucket), *n)
+        _add(by_cells, (org, WHOLE_ORG, Dimension.API_KEY.value, bucket, str(key)), *n)
+        for scope in (WHOLE_ORG, key):
+            _add(by_cells, (org, scope, Dimension.TOTAL.value, bucket, ""), *n)
+            _add(by_cells, (org, scope, Dimension.MODEL.value, bucket, r.model), *n)
+            _add(by_cells, (org, scope, Dimension.ACTION.value, bucket, r.action), *n)
+    daily = {
         (r.organization_id, r.api_key_id, r.model, r.action, r.bucket): [r.spend, r.requests]
         for r in await conn.execute(select(daily_t))
     }
-    for group in days.keys() | stored.keys():
-        if days.get(group, [0, 0]) != stored.get(group, [0, 0]):
-            problems.append(
-                f"usage rollup {group}: daily says {stored.get(group)} (spend, requests), "
-                f"its hours give {days.get(group)}"
-            )
-    return problems
+    by_hours, by_days, by_tags = _sums(), _sums(), _sums()
+    for r in await conn.execute(select(hourly_by_t)):
+        group = (r.organization_id, r.scope, r.dimension, r.bucket, r.value)
+        _add(by_days, (*group[:3], floor_day(r.bucket), r.value), r.spend, r.requests)
+        if r.dimension not in TAGS:
+            _add(by_hours, group, r.spend, r.requests)
+        elif r.bucket >= kept_from:  # the records of earlier hours are pruned
+            _add(by_tags, group, r.spend, r.requests)
+    daily_by = {
+        (r.organization_id, r.scope, r.dimension, r.bucket, r.value): [r.spend, r.requests]
+        for r in await conn.execute(select(daily_by_t))
+    }
+    return [
+        *_compare("hourly usage rollup", hours, raw),
+        *_compare("daily usage rollup", daily, days),
+        *_compare("hourly usage breakdown", by_hours, by_cells),
+        *_compare("hourly usage breakdown", by_tags, tags),
+        *_compare("daily usage breakdown", daily_by, by_days),
+    ]
 
 
 async def _usage_by_org(

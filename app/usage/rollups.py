@@ -21,12 +21,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, Insert, Table, bindparam
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Index, Table
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from app.db import Prebuilt, credits_field, driver_time, table, time_field
+from app.db import BulkInsert, credits_field, driver_time, table, time_field
 from app.usage.tables import UsageRow
 
 HOUR = timedelta(hours=1)
@@ -125,42 +124,20 @@ _KEY = ("organization_id", "bucket", "api_key_id", "model", "action")
 _BY_KEY = ("organization_id", "scope", "dimension", "bucket", "value")
 
 
-class _Upsert:
-    """Adds (spend, requests) to rollup rows, creating those missing: compiled once per
-    dialect and run at the driver with plain tuples in ``columns`` order, as
-    ``db.BulkInsert`` runs inserts (Core's executemany costs more per row than the
-    database does, and a batch writes a few rows per record)."""
-
-    def __init__(self, t: Table, key: Sequence[str]) -> None:
-        self.columns = (*key, "spend", "requests")
-
-        def build(dialect: str, _lock: bool) -> Insert:
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            statement = insert(t).values({name: bindparam(name) for name in self.columns})
-            return statement.on_conflict_do_update(
-                index_elements=[t.c[name] for name in key],
-                set_={
-                    "spend": t.c.spend + statement.excluded.spend,
-                    "requests": t.c.requests + statement.excluded.requests,
-                },
-            )
-
-        self._built = Prebuilt(build)
-        self._sql: dict[str, str] = {}
-
-    def execute(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        sql = self._sql.get(conn.dialect.name)
-        if sql is None:
-            compiled = self._built(conn).compile(dialect=conn.dialect)
-            assert tuple(compiled.positiontup or ()) == self.columns
-            sql = self._sql[conn.dialect.name] = str(compiled)
-        conn.exec_driver_sql(sql, rows)
+_COUNTS = ("spend", "requests")
 
 
-_upsert_hourly = _Upsert(hourly_t, _KEY)
-_upsert_daily = _Upsert(daily_t, _KEY)
-_upsert_hourly_by = _Upsert(hourly_by_t, _BY_KEY)
-_upsert_daily_by = _Upsert(daily_by_t, _BY_KEY)
+def _upsert(t: Table, key: Sequence[str]) -> BulkInsert:
+    """Adds (spend, requests) to rollup rows, creating those missing, at the driver (a
+    batch writes a few rollup rows per record; Core's executemany costs more per row
+    than the database does)."""
+    return BulkInsert(t, (*key, *_COUNTS), conflict=key, add=_COUNTS)
+
+
+_upsert_hourly = _upsert(hourly_t, _KEY)
+_upsert_daily = _upsert(daily_t, _KEY)
+_upsert_hourly_by = _upsert(hourly_by_t, _BY_KEY)
+_upsert_daily_by = _upsert(daily_by_t, _BY_KEY)
 
 Sums = dict[tuple[Any, ...], list[int]]
 

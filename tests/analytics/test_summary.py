@@ -15,9 +15,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app import maintenance
 from app.auth import Role
@@ -25,7 +26,7 @@ from app.clock import FrozenClock
 from app.ids import to_global_id
 from app.ledger.state import usage_t
 from app.settings import Settings
-from app.usage.rollups import daily_t, hourly_t
+from app.usage.rollups import daily_by_t, daily_t, hourly_by_t, hourly_t
 from tests.conftest import JWT_SECRET, Harness, running_app, usage_event
 
 T0 = datetime(2026, 3, 30, 22, 0, tzinfo=UTC)
@@ -231,6 +232,33 @@ async def test_a_batch_writes_one_rollup_row_per_key_model_and_action(harness: H
         daily = (await conn.execute(select(daily_t))).all()
     assert [(r.spend, r.requests) for r in hourly] == [(50 * 6000, 50)]
     assert [(r.spend, r.requests) for r in daily] == [(50 * 6000, 50)]
+
+
+@pytest.mark.parametrize(
+    ("rollup", "where"),
+    [
+        (hourly_t, hourly_t.c.model == "claude-sonnet-4-6"),
+        (daily_t, daily_t.c.model == "claude-sonnet-4-6"),
+        (hourly_by_t, hourly_by_t.c.dimension == "model"),
+        (hourly_by_t, hourly_by_t.c.dimension == "agent"),
+        (daily_by_t, daily_by_t.c.dimension == "conversation"),
+    ],
+    ids=["hourly", "daily", "hourly-by-model", "hourly-by-agent", "daily-by-conversation"],
+)
+async def test_verify_finds_a_rollup_that_drifted(
+    harness: Harness, rollup: Any, where: Any
+) -> None:
+    org = await harness.org("acme", grant_usd="10")
+    key = await harness.key(org)
+    tags = {"agent": "planner", "conversation": "c-1"}
+    await harness.usage(org, *(usage_event(key.id, f"r{i}", tags=tags) for i in range(3)))
+    assert await harness.books() == []
+    async with harness.runtime.db.writer.begin() as conn:
+        changed = await conn.execute(update(rollup).where(where).values(spend=rollup.c.spend + 1))
+    assert changed.rowcount >= 1
+    problems = await harness.books()
+    assert problems
+    assert all("usage" in p for p in problems), problems
 
 
 async def test_csv_export_totals_equal_the_summary(harness: Harness) -> None:
