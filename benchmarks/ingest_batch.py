@@ -28,10 +28,12 @@ from app.ledger.tables import EntryKind
 from app.pricing.book import Metered
 from app.runtime import Runtime
 from app.usage.ingest import UsageEvent, UsageJob
+from app.usage.rollups import floor_day, floor_hour
 from app.usage.tables import UsageStatus
 from benchmarks.common import Fixture, median, prepare, verify
 
 MODEL = "claude-sonnet-4-6"
+ACTION = "llm_inference"  # the price book's action for MODEL, billed when none is given
 METERED = Metered(prompt_tokens=1000, completion_tokens=200)
 
 
@@ -101,7 +103,7 @@ def run_sqlite(db_path: Path, fixture: Fixture, cost: int, events: int, batch: i
             " occurred_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    *(org_id, key_id, rid, MODEL, "llm_inference", "succeeded", 1000, 200, "0"),
+                    *(org_id, key_id, rid, MODEL, ACTION, "succeeded", 1000, 200, "0"),
                     *(None, cost, "{}", stamp, stamp),
                 )
                 for rid in request_ids
@@ -142,10 +144,38 @@ def run_sqlite(db_path: Path, fixture: Fixture, cost: int, events: int, batch: i
             " ON CONFLICT (api_key_id, second) DO UPDATE SET cumulative = excluded.cumulative",
             (key_id, int(now.timestamp()), spent + total),
         )
+        _count_in_rollups(conn, org_id, key_id, now, total, n)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed
+
+
+def _count_in_rollups(
+    conn: sqlite3.Connection, org_id: int, key_id: int, now: datetime, total: int, n: int
+) -> None:
+    """The rollup upserts the writer makes for a batch of one key, model and action: a
+    cell and the breakdown rows (by key, and total, model and action for the organization
+    and for the key), per hour and per day."""
+    add = "DO UPDATE SET spend = spend + excluded.spend, requests = requests + excluded.requests"
+    by = [(0, "api_key", str(key_id))] + [
+        (scope, dimension, value)
+        for scope in (0, key_id)
+        for dimension, value in (("total", ""), ("model", MODEL), ("action", ACTION))
+    ]
+    for suffix, bucket in (("hourly", floor_hour(now)), ("daily", floor_day(now))):
+        conn.execute(
+            f"INSERT INTO usage_{suffix} (organization_id, bucket, api_key_id, model, action,"
+            " spend, requests) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f" ON CONFLICT (organization_id, bucket, api_key_id, model, action) {add}",
+            (org_id, _stamp(bucket), key_id, MODEL, ACTION, total, n),
+        )
+        conn.executemany(
+            f"INSERT INTO usage_{suffix}_by (organization_id, scope, dimension, bucket, value,"
+            " spend, requests) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f" ON CONFLICT (organization_id, scope, dimension, bucket, value) {add}",
+            [(org_id, scope, dim, _stamp(bucket), value, total, n) for scope, dim, value in by],
+        )
 
 
 def checkpoint(db_path: Path) -> None:
