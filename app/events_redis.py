@@ -58,8 +58,12 @@ class RedisEventBus:
 
     def __init__(self, url: str, prefix: str) -> None:
         # health_check_interval: an idle pub/sub connection is pinged, so a silently
-        # dead one is noticed rather than waited on forever.
-        self._client = redis.Redis.from_url(url, health_check_interval=10)
+        # dead one is noticed rather than waited on forever. The name shows the
+        # connections in CLIENT LIST (Redis refuses spaces in it).
+        self.client_name = "".join(prefix.split()) + "bus"
+        self._client = redis.Redis.from_url(
+            url, health_check_interval=10, client_name=self.client_name
+        )
         self._prefix = prefix.encode()
         self._org_prefix = self._prefix + b"org:"
         self._local = InMemoryEventBus()
