@@ -23,6 +23,8 @@ from tests.multi_instance.instances import Instance, Tenant
 # Only to notice a hang; never a bound on how fast anything is.
 WAIT = 30
 COST = 6000  # credits: claude-sonnet-4-6, 1000 prompt + 200 completion tokens
+BALANCE = "subscription { balanceChanged { balance { credits } reason version } }"
+USAGE = "subscription { usageRecorded { requestId cost { credits } } }"
 
 
 def _event(tenant: Tenant, request_id: str) -> dict[str, Any]:
@@ -48,7 +50,8 @@ async def _receive(ws: ClientConnection) -> dict[str, Any]:
 
 async def _next(ws: ClientConnection) -> tuple[str, dict[str, Any]]:
     message = await _receive(ws)
-    assert message["type"] == "next" and "errors" not in message["payload"], message
+    assert message["type"] == "next", message
+    assert "errors" not in message["payload"], message
     return message["id"], message["payload"]["data"]
 
 
@@ -67,10 +70,7 @@ def test_a_subscriber_on_one_instance_sees_usage_posted_on_the_other(
                 json.dumps({"type": "connection_init", "payload": {"authorization": authorization}})
             )
             assert (await _receive(ws))["type"] == "connection_ack"
-            for id_, query in (
-                ("balance", "subscription { balanceChanged { balance { credits } reason version } }"),
-                ("usage", "subscription { usageRecorded { requestId cost { credits } } }"),
-            ):  # fmt: skip
+            for id_, query in (("balance", BALANCE), ("usage", USAGE)):
                 await ws.send(
                     json.dumps({"id": id_, "type": "subscribe", "payload": {"query": query}})
                 )
