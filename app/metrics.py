@@ -79,7 +79,7 @@ class Metrics:
     def committed(self, jobs: int, events: Sequence[Event]) -> None:
         """One writer transaction committed ``jobs`` and published ``events``."""
         self.batch_jobs.observe(jobs)
-        usage = sum(type(event) is UsageRecorded for event in events)
+        usage = list(map(type, events)).count(UsageRecorded)  # C loops: ~20 ns an event
         if usage:
             self.usage_events.inc(usage)
 
