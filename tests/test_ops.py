@@ -13,10 +13,13 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.clock import Clock
 from app.logs import JsonFormatter, log_config
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Harness, usage_event
+from tests.alerts.conftest import Receiver, receiver  # noqa: F401  (the fixture)
+from tests.alerts.test_alerts import _create, _move
+from tests.conftest import Harness, running_app, usage_event
 from tests.multi_instance import instances
 
 
@@ -85,6 +88,29 @@ async def test_metrics_count_requests_ingestion_batches_and_subscriptions(
     harness.runtime.bus.unsubscribe(subscription)
     again = _samples((await harness.http.get("/metrics")).text)
     assert again[("creditgraph_active_subscriptions", ())] == 0
+
+
+async def test_metrics_count_webhook_attempts_by_result(
+    settings: Settings,
+    clock: Clock,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    quick = {"alert_webhook_allow_private": True, "alert_webhook_backoff_seconds": 0.01}
+    async with running_app(settings.model_copy(update=quick), clock) as harness:
+        org = await harness.org("acme", grant_usd="10")
+        receiver.status = 500
+        await _create(harness, org, kind="BALANCE_BELOW", threshold="5", webhookUrl=receiver.url)
+        await _move(harness, org, "-7")  # fires; every attempt fails, up to the maximum
+        receiver.status = 200
+        await _create(harness, org, kind="BALANCE_BELOW", threshold="2", webhookUrl=receiver.url)
+        await _move(harness, org, "-2")  # the second rule fires; delivered at once
+        samples = _samples((await harness.http.get("/metrics")).text)
+    attempts = settings.alert_webhook_max_attempts
+    name = "creditgraph_alert_webhook_attempts_total"
+    assert samples[(name, (("result", "pending"),))] == attempts - 1
+    assert samples[(name, (("result", "failed"),))] == 1
+    assert samples[(name, (("result", "delivered"),))] == 1
+    assert len(receiver.requests) == attempts + 1
 
 
 def test_json_log_lines_carry_their_fields() -> None:
