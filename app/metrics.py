@@ -44,6 +44,7 @@ class Metrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
+        self._request_series: dict[tuple[str, str, str], Counter] = {}
         self.usage_events = Counter(
             "creditgraph_usage_events",
             "Usage records committed by this instance's writer.",
@@ -75,6 +76,15 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+
+    def request(self, route: str, method: str, status: str) -> None:
+        # The labelled child is looked up once per series: ``labels()`` costs several
+        # times what the increment does.
+        key = (route, method, status)
+        child = self._request_series.get(key)
+        if child is None:
+            child = self._request_series[key] = self.requests.labels(*key)
+        child.inc()
 
     def committed(self, jobs: int, events: Sequence[Event]) -> None:
         """One writer transaction committed ``jobs`` and published ``events``."""
@@ -136,4 +146,4 @@ class RequestMetrics:
             if runtime is not None:
                 method = scope["method"] if kind == "http" else "WS"
                 method = method if method in METHODS or method == "WS" else "other"
-                runtime.metrics.requests.labels(self.routes(scope["path"]), method, status).inc()
+                runtime.metrics.request(self.routes(scope["path"]), method, status)
