@@ -151,7 +151,6 @@ async def bare_worker(args: argparse.Namespace) -> None:
     _wait_for_go()
     for start in range(0, args.events, args.batch):
         n = min(args.batch, args.events - start)
-        now = datetime.now(UTC).replace(tzinfo=None)  # stored as naive UTC
         async with conn.transaction():
             wallet_id, balance, version, month_spent = await conn.fetchrow(
                 "SELECT id, balance, version, month_spent FROM wallets"
@@ -166,6 +165,10 @@ async def bare_worker(args: argparse.Namespace) -> None:
             spent = await conn.fetchval(
                 "SELECT spent FROM api_keys WHERE id = $1 FOR UPDATE", key_id
             )
+            # The time is taken once the locks are held: a batch that waited for the
+            # other process must not be stamped before that process's commit, or its
+            # spend mark would count spend billed after its second.
+            now = datetime.now(UTC).replace(tzinfo=None)  # stored as naive UTC
             request_ids = [f"s-{tag}-{start + i}" for i in range(n)]
             await insert_usage.executemany(
                 [
