@@ -17,6 +17,7 @@ from rich.progress import Progress
 from app.auth import TOKEN_ROLES, ConfigurationError, Role, issue_token, jwt_secret
 from app.db import Database
 from app.ledger.verify import verify as verify_books
+from app.logs import log_config
 from app.migrate import upgrade
 from app.money import MoneyError, parse_usd
 from app.oidc import Oidc
@@ -73,7 +74,15 @@ def serve(host: str, port: int, demo: bool) -> None:
         raise click.ClickException(str(error)) from None
     if demo:
         _seed_demo(settings, host, port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish, then runs the
+    # lifespan's shutdown, which drains the writer (docs/deployment.md).
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=log_config(settings) or uvicorn.config.LOGGING_CONFIG,
+    )
 
 
 def _seed_demo(settings: Settings, host: str, port: int) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 from sqlalchemy.sql.elements import ColumnClause
@@ -210,6 +210,14 @@ class Database:
             return await self._sync_readers.run(work)
         async with self.reader.begin() as conn:
             return await conn.run_sync(work)
+
+    async def reachable(self) -> bool:
+        """The database answers a trivial query within a few seconds (``/readyz``)."""
+        try:
+            await asyncio.wait_for(self.read(lambda conn: conn.exec_driver_sql("SELECT 1")), 5)
+        except (SQLAlchemyError, OSError, TimeoutError):
+            return False
+        return True
 
     @property
     def read_engine(self) -> Engine:

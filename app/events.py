@@ -3,7 +3,7 @@ pushed to subscribers.
 
 The writer publishes after its transaction commits, never before, so a subscriber
 never sees money that could still roll back. This module holds the in-process bus;
-a Redis bus implements the same two methods for several instances.
+``app.events_redis`` implements the same methods across instances (Redis pub/sub).
 
 Events, like the writer's other per-call values, are plain slots classes rather than
 frozen dataclasses, which cost five times as much to build; treat them as read-only.
@@ -70,9 +70,21 @@ class AlertFired:
 
 
 Event = BalanceChanged | UsageRecorded | TopUpUpdated | AlertFired
+EVENT_TYPES: tuple[type[Event], ...] = (BalanceChanged, UsageRecorded, TopUpUpdated, AlertFired)
+
+
+@dataclass(slots=True)
+class Resync:
+    """Not an event: wakes a subscriber whose events may have been lost (``lagged`` is
+    set), so it re-reads current state even if nothing else is pushed."""
+
+    organization_id: int
+
 
 # A subscriber that falls this far behind loses the oldest events and is told so.
 QUEUE_SIZE = 1000
+OVERFLOWED = f"more than {QUEUE_SIZE} events waited for this subscriber and the oldest were dropped"
+DISCONNECTED = "the connection to the event bus dropped, so events may have been lost"
 
 
 class Subscription:
@@ -80,17 +92,24 @@ class Subscription:
 
     def __init__(self, organization_id: int) -> None:
         self.organization_id = organization_id
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
-        # Set when events were dropped: the subscriber should re-read current state.
+        self.queue: asyncio.Queue[Event | Resync] = asyncio.Queue(QUEUE_SIZE)
+        # Set when events were dropped: the subscriber should re-read current state;
+        # ``gap`` says why (OVERFLOWED or DISCONNECTED).
         self.lagged = False
+        self.gap = OVERFLOWED
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: Event | Resync) -> None:
         if self.queue.full():
             self.queue.get_nowait()
-            self.lagged = True
+            self.lagged, self.gap = True, OVERFLOWED
         self.queue.put_nowait(event)
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
+    def interrupt(self) -> None:
+        """Events may have been lost upstream: flag it and wake the subscriber."""
+        self.offer(Resync(self.organization_id))
+        self.lagged, self.gap = True, DISCONNECTED
+
+    async def __aiter__(self) -> AsyncIterator[Event | Resync]:
         while True:
             yield await self.queue.get()
 
@@ -102,6 +121,12 @@ class EventBus(Protocol):
 
     def unsubscribe(self, subscription: Subscription) -> None: ...
 
+    def subscriber_count(self) -> int: ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
 
 class InMemoryEventBus:
     """Fan-out inside one process."""
@@ -111,8 +136,11 @@ class InMemoryEventBus:
 
     async def publish(self, events: Sequence[Event]) -> None:
         for event in events:
-            for subscription in self._subscribers.get(event.organization_id, ()):
-                subscription.offer(event)
+            self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        for subscription in self._subscribers.get(event.organization_id, ()):
+            subscription.offer(event)
 
     def subscribe(self, organization_id: int) -> Subscription:
         subscription = Subscription(organization_id)
@@ -125,3 +153,20 @@ class InMemoryEventBus:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscribers[subscription.organization_id]
+
+    def has_subscribers(self, organization_id: int) -> bool:
+        return organization_id in self._subscribers
+
+    def interrupt_all(self) -> None:
+        for subscribers in self._subscribers.values():
+            for subscription in subscribers:
+                subscription.interrupt()
+
+    def subscriber_count(self) -> int:
+        return sum(len(subscribers) for subscribers in self._subscribers.values())
+
+    async def ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release in one process."""

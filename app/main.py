@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -21,6 +22,7 @@ from app.graphql import ide
 from app.graphql.schema import schema
 from app.graphql.view import GraphQLView
 from app.ledger.writer import WriterClosed
+from app.metrics import RequestMetrics, metrics_endpoint
 from app.ratelimit import RateLimiter
 from app.runtime import Runtime
 from app.settings import Settings
@@ -29,7 +31,19 @@ log = logging.getLogger(__name__)
 
 
 async def health(_request: Request) -> Response:
+    """Liveness: the process serves requests (restart it if not)."""
     return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: the database and the event bus answer and the writer takes writes;
+    503 otherwise (send no traffic here), including while shutting down."""
+    runtime: Runtime = request.app.state.runtime
+    checks = await runtime.readiness()
+    ok = all(checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )
 
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
@@ -63,6 +77,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     graphql = GraphQLView(schema, limiter=limiter, allowed_origins=settings.cors_origins)
     routes = [
         Route("/healthz", health),
+        Route("/readyz", ready),
+        Route("/metrics", metrics_endpoint),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Mount(ide.PREFIX, ide.Assets()),
@@ -74,10 +90,20 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         Route("/api/v1/me/billing/transactions", me.transactions),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
     ]
+    paths = {route.path for route in routes if isinstance(route, Route | WebSocketRoute)}
+
+    def route_of(path: str) -> str:
+        if path in paths:
+            return path
+        return ide.PREFIX if path.startswith(ide.PREFIX) else "other"
+
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[cors_middleware(settings.cors_origins)],
+        middleware=[
+            Middleware(RequestMetrics, routes=route_of),
+            cors_middleware(settings.cors_origins),
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

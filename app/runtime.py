@@ -15,8 +15,10 @@ from app.auth import Authenticator, ConfigurationError, jwt_secret
 from app.clock import Clock
 from app.db import Database
 from app.events import EventBus, InMemoryEventBus
+from app.events_redis import RedisEventBus
 from app.keys.service import KeyDirectory, KeyVault
 from app.ledger.writer import Writer
+from app.metrics import Metrics
 from app.migrate import pending, upgrade
 from app.oidc import Oidc
 from app.orgs.service import OrgDirectory
@@ -47,6 +49,7 @@ class Runtime:
     plans: Catalog
     subscriptions: Plans
     alerts: Alerts
+    metrics: Metrics
     _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -71,8 +74,13 @@ class Runtime:
             raise ConfigurationError(
                 "the database schema is not up to date: run `creditgraph migrate` first"
             )
-        bus = InMemoryEventBus()
+        bus = await _event_bus(settings)
+        metrics = Metrics(bus.subscriber_count)
+        if isinstance(bus, RedisEventBus):
+            bus.on_publish_failed = lambda: metrics.bus_error("publish")
+            bus.on_resubscribed = lambda: metrics.bus_error("resubscribe")
         writer = Writer(db, bus, clock, settings.writer_batch_max)
+        writer.on_committed = metrics.committed
         writer.start()
         subscriptions = Plans(db, writer, clock, plans, prices, provider)
         payments = Payments(
@@ -88,6 +96,7 @@ class Runtime:
         alerts = Alerts(db, bus, clock, settings)
         writer.on_balance_changed = alerts.changed
         payments.on_reload_failed = alerts.reload_failed_hook
+        alerts.on_attempted = metrics.webhook_attempted
         orgs, keys = OrgDirectory(db.reader), KeyDirectory(db.reader)
         runtime = cls(
             settings,
@@ -104,6 +113,7 @@ class Runtime:
             plans,
             subscriptions,
             alerts,
+            metrics,
         )
         if settings.run_jobs:
             runtime._jobs = asyncio.create_task(runtime._run_jobs(), name="creditgraph-jobs")
@@ -112,6 +122,14 @@ class Runtime:
         # which cost a quarter of ingestion time otherwise (docs/performance.md).
         gc.freeze()
         return runtime
+
+    async def readiness(self) -> dict[str, bool]:
+        """What a load balancer checks before sending traffic here (``/readyz``)."""
+        return {
+            "database": await self.db.reachable(),
+            "event_bus": await self.bus.ready(),
+            "writer": self.writer.running,
+        }
 
     async def _run_jobs(self) -> None:
         while True:
@@ -129,4 +147,13 @@ class Runtime:
         await self.payments.stop()  # charges in flight finish and are recorded
         await self.writer.stop()  # finishes every write already submitted
         await self.alerts.stop()  # deliveries cut short are retried by the next start
+        await self.bus.close()  # after the writer, which publishes its last commits
         await self.db.dispose()
+
+
+async def _event_bus(settings: Settings) -> EventBus:
+    if settings.redis_url is None:
+        return InMemoryEventBus()
+    bus = RedisEventBus(settings.redis_url, settings.redis_channel_prefix)
+    await bus.start()  # refuses to start without Redis rather than serve a deaf bus
+    return bus

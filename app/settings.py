@@ -101,6 +101,14 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
+    # Several instances (docs/deployment.md): with a Redis URL the event bus is Redis
+    # pub/sub, so a subscriber on one instance sees commits made through another; the
+    # prefix starts every channel name (one channel per organization).
+    redis_url: str | None = None
+    redis_channel_prefix: str = "creditgraph:"
+    # "json": one JSON object per log line (for log collectors); "text": uvicorn's format.
+    log_format: Literal["text", "json"] = "text"
+
     # Plain properties: a cached value would survive ``model_copy(update=...)``.
     @property
     def is_sqlite(self) -> bool:

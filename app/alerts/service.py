@@ -157,6 +157,8 @@ class Alerts:
         self._again: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        # Told the delivery's status after each attempt (``app.metrics``).
+        self.on_attempted: Callable[[str], None] | None = None
 
     # Own connections rather than ``db.read``/``db.transaction``: the ledger's thread
     # pools stay the ledger's, and alert work never queues in front of a debit.
@@ -364,6 +366,8 @@ class Alerts:
             )
 
         await self._write(record)
+        if self.on_attempted is not None:
+            self.on_attempted(status.value)
         return delay
 
     async def _post(self, url: str, secret: str, body: bytes) -> tuple[int | None, str | None]:

@@ -15,7 +15,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from app.auth import AuthError, Principal
-from app.events import QUEUE_SIZE, AlertFired, BalanceChanged, TopUpUpdated, UsageRecorded
+from app.events import OVERFLOWED, AlertFired, BalanceChanged, TopUpUpdated, UsageRecorded
 from app.events import Subscription as BusSubscription
 from app.graphql.alerts import AlertEvent, event_node
 from app.graphql.context import PEOPLE, Info
@@ -146,7 +146,8 @@ async def balance_changes(
         seen: int = current.version
         async for event in subscription:
             if subscription.lagged:
-                # Pushes were dropped: their deltas are gone, so restate the balance.
+                # Pushes were dropped (a slow subscriber, or the Redis connection): their
+                # deltas are gone, so restate the balance.
                 subscription.lagged = False
                 current = await _current(runtime, organization_id)
                 yield current
@@ -163,11 +164,8 @@ def _check_lag(subscription: BusSubscription, where: str) -> None:
     """Events were dropped and cannot be restated: end with an error, so the client
     subscribes again and reads the gap from ``where``."""
     if subscription.lagged:
-        raise error(
-            Code.RATE_LIMITED,
-            f"more than {QUEUE_SIZE} events waited for this subscriber and the oldest were "
-            f"dropped: subscribe again and read {where} for the gap",
-        )
+        code = Code.RATE_LIMITED if subscription.gap == OVERFLOWED else Code.UNAVAILABLE
+        raise error(code, f"{subscription.gap}: subscribe again and read {where} for the gap")
 
 
 async def usage_records(

@@ -65,9 +65,16 @@ class Writer:
         self.on_low_balance: Callable[[set[int]], None] | None = None
         # Told, after each commit, which organizations' balances changed (``app.alerts``).
         self.on_balance_changed: Callable[[set[int]], None] | None = None
+        # Told, after each commit, how many jobs it took and what it published (``app.metrics``).
+        self.on_committed: Callable[[int, list[Event]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="creditgraph-writer")
+
+    @property
+    def running(self) -> bool:
+        """Taking writes: started, not stopping, its task alive."""
+        return self._task is not None and not self._task.done() and not self._closed
 
     async def stop(self) -> None:
         """Finish everything already submitted, then stop."""
@@ -140,6 +147,8 @@ class Writer:
             return results, book.events, book.low_balance
 
         results, events, low_balance = await self._db.transaction(work)
+        if self.on_committed is not None:
+            self.on_committed(len(jobs), events)
         if events:
             await self._bus.publish(events)
         if low_balance and self.on_low_balance is not None:
