@@ -141,7 +141,16 @@ class Writer:
         now = self._clock.now()
 
         def work(conn: Connection) -> tuple[list[Any], list[Event], set[int]]:
-            book = Book(load_state(conn, needs, now))
+            state = load_state(conn, needs, now)
+            # Another writer (an instance, the CLI) may have committed to these rows,
+            # stamped later than ``now``, while this one waited for their locks. Stamped
+            # with a time read once the locks are held, each key's spend marks and each
+            # wallet's entries stay in time order; marks are per second, so only a new
+            # second needs the state loaded again (under the locks already held: quick).
+            locked_at = self._clock.now()
+            if int(locked_at.timestamp()) != int(now.timestamp()):
+                state = load_state(conn, needs, locked_at)
+            book = Book(state)
             results = [job.apply(book) for job in jobs]
             book.flush(conn)
             return results, book.events, book.low_balance

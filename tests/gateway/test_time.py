@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,9 +10,10 @@ from sqlalchemy import select
 
 from app import maintenance
 from app.clock import Clock, FrozenClock
+from app.ids import to_global_id
 from app.keys.service import Caps
 from app.ledger.book import entries_t
-from app.ledger.state import lots_t
+from app.ledger.state import lots_t, marks_t, usage_t, wallets
 from app.money import parse_usd
 from app.operations import adjust
 from app.orgs.service import OrgRef
@@ -141,4 +143,31 @@ async def test_old_spend_marks_are_pruned_and_windows_stay_exact(harness: Harnes
     assert (await maintenance.run_once(harness.runtime)).marks_pruned == 1
     response = await harness.authorize(key, "check")
     assert response.headers["X-RateLimit-Remaining"] == "0.007500"
+    assert await harness.books() == []
+
+
+async def test_a_write_that_waited_for_the_lock_is_stamped_when_it_got_it(
+    harness: Harness,
+) -> None:
+    """Another writer (an instance, the CLI) holds the wallet while time passes: the usage
+    that waited is stamped once it holds the lock, never before a commit it waited for,
+    so spend marks and entries stay in time order."""
+    org = await harness.org("acme", grant_usd="10")
+    key = await harness.key(org)
+    async with harness.runtime.db.writer.connect() as conn:
+        # The wallet's row lock on PostgreSQL; the database's write lock on SQLite.
+        await conn.execute(
+            select(wallets.c.id).where(wallets.c.organization_id == org.id).with_for_update()
+        )
+        posted = asyncio.create_task(_bill(harness, to_global_id("ApiKey", key.id), org, "r1"))
+        await asyncio.sleep(0.5)  # the request reaches the writer, which waits for the lock
+        assert not posted.done()
+        frozen(harness).advance(timedelta(seconds=5))
+        await conn.rollback()
+    await posted
+    async with harness.runtime.db.reader.connect() as conn:
+        stamped = await conn.scalar(select(usage_t.c.created_at))
+        marks = (await conn.execute(select(marks_t.c.second))).scalars().all()
+    assert stamped == T0 + timedelta(seconds=5)
+    assert marks == [int(T0.timestamp()) + 5]
     assert await harness.books() == []
