@@ -14,13 +14,52 @@ from app.auth import Role, issue_token
 from app.ids import to_global_id
 from app.money import parse_usd
 from app.operations import create_api_key, create_organization
+from app.pricing.book import Metered, PriceBook
 from app.runtime import Runtime
 from app.settings import Settings
+from app.usage.ingest import UsageEvent, UsageJob
+from app.usage.tables import UsageStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "benchmark-secret-that-is-long-enough-for-hs256"
 ORG_SLUG = "bench"
 GRANT_USD = "1000000"
+
+# The ingestion benchmarks bill this call, over and over, to one key.
+MODEL = "claude-sonnet-4-6"
+ACTION = "llm_inference"  # the price book's action for MODEL, billed when none is given
+METERED = Metered(prompt_tokens=1000, completion_tokens=200)
+
+
+def usage_jobs(org_id: int, key_id: int, prices: PriceBook, ids: list[str]) -> list[UsageJob]:
+    """One writer job per request id: the benchmark call, as a server builds it."""
+    return [
+        UsageJob(
+            org_id,
+            UsageEvent(
+                request_id=request_id,
+                api_key_id=key_id,
+                model=MODEL,
+                action=None,
+                metered=METERED,
+                status=UsageStatus.SUCCEEDED,
+                occurred_at=None,
+            ),
+            prices,
+        )
+        for request_id in ids
+    ]
+
+
+def breakdown_rows(key_id: int) -> list[tuple[int, str, str]]:
+    """The (scope, dimension, value) breakdown rollup rows a batch of the benchmark call
+    adds to (``app.usage.rollups``): by key, and total, model and action for the
+    organization (scope 0) and for the key; the baselines upsert them as the writer does."""
+    return [(0, "api_key", str(key_id))] + [
+        (scope, dimension, value)
+        for scope in (0, key_id)
+        for dimension, value in (("total", ""), ("model", MODEL), ("action", ACTION))
+    ]
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.ledger.tables import EntryKind
-from app.pricing.book import Metered
 from app.runtime import Runtime
-from app.usage.ingest import UsageEvent, UsageJob
 from app.usage.rollups import floor_day, floor_hour
-from app.usage.tables import UsageStatus
-from benchmarks.common import Fixture, median, prepare, verify
-
-MODEL = "claude-sonnet-4-6"
-ACTION = "llm_inference"  # the price book's action for MODEL, billed when none is given
-METERED = Metered(prompt_tokens=1000, completion_tokens=200)
+from benchmarks.common import (
+    ACTION,
+    METERED,
+    MODEL,
+    Fixture,
+    breakdown_rows,
+    median,
+    prepare,
+    usage_jobs,
+    verify,
+)
 
 
 async def run_writer(fixture: Fixture, events: int, batch: int) -> float:
@@ -45,22 +48,8 @@ async def run_writer(fixture: Fixture, events: int, batch: int) -> float:
         started = time.perf_counter()
         # Jobs are built inside the timed loop, as a server builds them from requests.
         for start in range(0, events, batch):
-            jobs = [
-                UsageJob(
-                    fixture.organization_id,
-                    UsageEvent(
-                        request_id=f"w-{tag}-{start + i}",
-                        api_key_id=fixture.api_key_id,
-                        model=MODEL,
-                        action=None,
-                        metered=METERED,
-                        status=UsageStatus.SUCCEEDED,
-                        occurred_at=None,
-                    ),
-                    runtime.prices,
-                )
-                for i in range(min(batch, events - start))
-            ]
+            ids = [f"w-{tag}-{i}" for i in range(start, min(start + batch, events))]
+            jobs = usage_jobs(fixture.organization_id, fixture.api_key_id, runtime.prices, ids)
             outcomes = await runtime.writer.submit(jobs)
             assert all(o.outcome == "billed" for o in outcomes), outcomes[0]
         return time.perf_counter() - started
@@ -158,11 +147,7 @@ def _count_in_rollups(
     cell and the breakdown rows (by key, and total, model and action for the organization
     and for the key), per hour and per day."""
     add = "DO UPDATE SET spend = spend + excluded.spend, requests = requests + excluded.requests"
-    by = [(0, "api_key", str(key_id))] + [
-        (scope, dimension, value)
-        for scope in (0, key_id)
-        for dimension, value in (("total", ""), ("model", MODEL), ("action", ACTION))
-    ]
+    by = breakdown_rows(key_id)
     for suffix, bucket in (("hourly", floor_hour(now)), ("daily", floor_day(now))):
         conn.execute(
             f"INSERT INTO usage_{suffix} (organization_id, bucket, api_key_id, model, action,"

@@ -39,17 +39,22 @@ from sqlalchemy.engine import make_url
 from app.ledger.tables import EntryKind
 from app.money import parse_usd
 from app.operations import create_api_key, create_organization
-from app.pricing.book import Metered, PriceBook
+from app.pricing.book import PriceBook
 from app.runtime import Runtime
 from app.settings import Settings
-from app.usage.ingest import UsageEvent, UsageJob
 from app.usage.rollups import floor_day, floor_hour
-from app.usage.tables import UsageStatus
-from benchmarks.common import GRANT_USD, JWT_SECRET, ROOT, median
+from benchmarks.common import (
+    ACTION,
+    GRANT_USD,
+    JWT_SECRET,
+    METERED,
+    MODEL,
+    ROOT,
+    breakdown_rows,
+    median,
+    usage_jobs,
+)
 
-MODEL = "claude-sonnet-4-6"
-ACTION = "llm_inference"
-METERED = Metered(prompt_tokens=1000, completion_tokens=200)
 INSTANCES = 2
 
 
@@ -106,22 +111,8 @@ async def app_worker(args: argparse.Namespace) -> None:
         _wait_for_go()
         # Jobs are built inside the timed loop, as a server builds them from requests.
         for start in range(0, args.events, args.batch):
-            jobs = [
-                UsageJob(
-                    args.org,
-                    UsageEvent(
-                        request_id=f"w-{tag}-{start + i}",
-                        api_key_id=args.key,
-                        model=MODEL,
-                        action=None,
-                        metered=METERED,
-                        status=UsageStatus.SUCCEEDED,
-                        occurred_at=None,
-                    ),
-                    runtime.prices,
-                )
-                for i in range(min(args.batch, args.events - start))
-            ]
+            ids = [f"w-{tag}-{i}" for i in range(start, min(start + args.batch, args.events))]
+            jobs = usage_jobs(args.org, args.key, runtime.prices, ids)
             outcomes = await runtime.writer.submit(jobs)
             assert all(o.outcome == "billed" for o in outcomes), outcomes[0]
     finally:
@@ -142,12 +133,21 @@ async def bare_worker(args: argparse.Namespace) -> None:
         "INSERT INTO ledger_entries (wallet_id, version, kind, amount, balance_after,"
         " reference, lot_id, memo, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )
-    rollup = (
+    add = (
+        "DO UPDATE SET spend = {t}.spend + excluded.spend,"
+        " requests = {t}.requests + excluded.requests"
+    )
+    cell = (
         " (organization_id, bucket, api_key_id, model, action, spend, requests)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        " ON CONFLICT (organization_id, bucket, api_key_id, model, action) DO UPDATE"
-        " SET spend = {t}.spend + excluded.spend, requests = {t}.requests + excluded.requests"
-    )
+        " ON CONFLICT (organization_id, bucket, api_key_id, model, action) "
+    ) + add
+    by = (
+        " (organization_id, scope, dimension, bucket, value, spend, requests)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (organization_id, scope, dimension, bucket, value) "
+    ) + add
+    breakdowns = breakdown_rows(key_id)
     _wait_for_go()
     for start in range(0, args.events, args.batch):
         n = min(args.batch, args.events - start)
@@ -219,8 +219,12 @@ async def bare_worker(args: argparse.Namespace) -> None:
             day = floor_day(now.replace(tzinfo=UTC)).replace(tzinfo=None)
             for table, bucket in (("usage_hourly", hour), ("usage_daily", day)):
                 await conn.execute(
-                    f"INSERT INTO {table}" + rollup.format(t=table),
+                    f"INSERT INTO {table}" + cell.format(t=table),
                     *(org_id, bucket, key_id, MODEL, ACTION, total, n),
+                )
+                await conn.executemany(
+                    f"INSERT INTO {table}_by" + by.format(t=f"{table}_by"),
+                    [(org_id, *key, bucket, value, total, n) for *key, value in breakdowns],
                 )
     await conn.close()
 

@@ -17,10 +17,10 @@ from app.clock import Clock
 from app.logs import JsonFormatter, log_config
 from app.main import create_app
 from app.settings import Settings
+from tests import servers
 from tests.alerts.conftest import Receiver, receiver  # noqa: F401  (the fixture)
 from tests.alerts.test_alerts import _create, _move
 from tests.conftest import Harness, running_app, usage_event
-from tests.multi_instance import instances
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -141,11 +141,11 @@ def test_sigterm_finishes_every_acknowledged_write(tmp_path: Path) -> None:
     """Writes in flight when SIGTERM arrives are answered and committed; nothing
     acknowledged is lost. The server logs JSON lines meanwhile."""
     db = tmp_path / "server.db"
-    env = instances.environment(
+    env = servers.environment(
         f"sqlite+aiosqlite:///{db}", tmp_path / "state", CREDITGRAPH_LOG_FORMAT="json"
     )
-    tenant = instances.create_tenant(env, "acme", grant_usd="1000")
-    server = instances.start(env, tmp_path / "server.log")
+    tenant = servers.create_tenant(env, "acme", grant_usd="1000")
+    server = servers.start(env, tmp_path / "server.log")
 
     async def post(client: httpx.AsyncClient, n: int) -> list[str]:
         events = [
@@ -180,7 +180,7 @@ def test_sigterm_finishes_every_acknowledged_write(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         stored = {row[0] for row in conn.execute("SELECT request_id FROM usage_records")}
     assert set(acknowledged) <= stored
-    result = instances.verify(env)
+    result = servers.verify(env)
     assert result.returncode == 0, result.stdout
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line]
     assert any(line["message"] == "Application shutdown complete." for line in lines)

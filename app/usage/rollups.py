@@ -40,32 +40,27 @@ def floor_day(at: datetime) -> datetime:
     return floor_hour(at).replace(hour=0)
 
 
-class UsageHourly(SQLModel, table=True):
+class _Cell(SQLModel):
+    """Spend and calls of one org x bucket x API key x model x action."""
+
+    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
+    # The start of the hour or day (UTC) the calls were billed in.
+    bucket: datetime = time_field(primary_key=True)
+    api_key_id: int = Field(foreign_key="api_keys.id", primary_key=True)
+    model: str = Field(max_length=200, primary_key=True)
+    action: str = Field(max_length=64, primary_key=True)
+    spend: int = credits_field(default=0)
+    requests: int = Field(default=0)
+
+
+class UsageHourly(_Cell, table=True):
     __tablename__ = "usage_hourly"
     __table_args__ = (Index("ix_usage_hourly_key", "api_key_id", "bucket"),)
 
-    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
-    # The start of the hour (UTC) the calls were billed in.
-    bucket: datetime = time_field(primary_key=True)
-    api_key_id: int = Field(foreign_key="api_keys.id", primary_key=True)
-    model: str = Field(max_length=200, primary_key=True)
-    action: str = Field(max_length=64, primary_key=True)
-    spend: int = credits_field(default=0)
-    requests: int = Field(default=0)
 
-
-class UsageDaily(SQLModel, table=True):
+class UsageDaily(_Cell, table=True):
     __tablename__ = "usage_daily"
     __table_args__ = (Index("ix_usage_daily_key", "api_key_id", "bucket"),)
-
-    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
-    # The start of the day (UTC) the calls were billed in.
-    bucket: datetime = time_field(primary_key=True)
-    api_key_id: int = Field(foreign_key="api_keys.id", primary_key=True)
-    model: str = Field(max_length=200, primary_key=True)
-    action: str = Field(max_length=64, primary_key=True)
-    spend: int = credits_field(default=0)
-    requests: int = Field(default=0)
 
 
 class Dimension(StrEnum):
@@ -88,32 +83,27 @@ _TOTAL, _MODEL, _ACTION, _API_KEY = (
 WHOLE_ORG = 0
 
 
-class UsageHourlyBy(SQLModel, table=True):
+class _Breakdown(SQLModel):
+    """Spend and calls of one org (or key) x dimension x bucket x value."""
+
+    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
+    # 0: the whole organization; else one API key's id (what that key may see).
+    scope: int = Field(primary_key=True)
+    dimension: str = Field(max_length=16, primary_key=True)
+    # The start of the hour or day (UTC) the calls were billed in.
+    bucket: datetime = time_field(primary_key=True)
+    # The model, action, key id or tag value; "" for the total.
+    value: str = Field(max_length=200, primary_key=True)
+    spend: int = credits_field(default=0)
+    requests: int = Field(default=0)
+
+
+class UsageHourlyBy(_Breakdown, table=True):
     __tablename__ = "usage_hourly_by"
 
-    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
-    # 0: the whole organization; else one API key's id (what that key may see).
-    scope: int = Field(primary_key=True)
-    dimension: str = Field(max_length=16, primary_key=True)
-    bucket: datetime = time_field(primary_key=True)
-    # The model, action, key id or tag value; "" for the total.
-    value: str = Field(max_length=200, primary_key=True)
-    spend: int = credits_field(default=0)
-    requests: int = Field(default=0)
 
-
-class UsageDailyBy(SQLModel, table=True):
+class UsageDailyBy(_Breakdown, table=True):
     __tablename__ = "usage_daily_by"
-
-    organization_id: int = Field(foreign_key="organizations.id", primary_key=True)
-    # 0: the whole organization; else one API key's id (what that key may see).
-    scope: int = Field(primary_key=True)
-    dimension: str = Field(max_length=16, primary_key=True)
-    bucket: datetime = time_field(primary_key=True)
-    # The model, action, key id or tag value; "" for the total.
-    value: str = Field(max_length=200, primary_key=True)
-    spend: int = credits_field(default=0)
-    requests: int = Field(default=0)
 
 
 hourly_t = table(UsageHourly)

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.multi_instance import instances
+from tests import servers
 
 PG_URL = os.environ.get("CREDITGRAPH_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("CREDITGRAPH_TEST_REDIS_URL")
@@ -57,9 +57,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     name = f"cg_multi_template_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
-        env = instances.environment(_url(name), tmp_path_factory.mktemp("migrate"))
+        env = servers.environment(_url(name), tmp_path_factory.mktemp("migrate"))
         migrate = subprocess.run(
-            [str(instances.BIN), "migrate"], env=env, capture_output=True, text=True, check=False
+            [str(servers.BIN), "migrate"], env=env, capture_output=True, text=True, check=False
         )
         assert migrate.returncode == 0, migrate.stderr
         yield name
@@ -75,7 +75,7 @@ def env(template: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     name = f"cg_multi_{uuid.uuid4().hex[:16]}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
-        yield instances.environment(
+        yield servers.environment(
             _url(name),
             tmp_path / "state",
             CREDITGRAPH_REDIS_URL=REDIS_URL,
@@ -88,12 +88,12 @@ def env(template: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def pair(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[instances.Instance, ...]]:
+def pair(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[servers.Instance, ...]]:
     """Two instances on the shared database and Redis."""
-    started: list[instances.Instance] = []
+    started: list[servers.Instance] = []
     try:
         for name in ("a", "b"):
-            started.append(instances.start(env, tmp_path / f"{name}.log"))
+            started.append(servers.start(env, tmp_path / f"{name}.log"))
         yield tuple(started)
     finally:
         for instance in started:

@@ -16,9 +16,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from app.auth import Role
-from tests.multi_instance import instances
+from tests import servers
 from tests.multi_instance.conftest import asyncpg_dsn
-from tests.multi_instance.instances import Instance, Tenant
+from tests.servers import Instance, Tenant
 
 # Only to notice a hang; never a bound on how fast anything is.
 WAIT = 30
@@ -38,7 +38,7 @@ def _event(tenant: Tenant, request_id: str) -> dict[str, Any]:
 
 
 def _verified(env: dict[str, str]) -> None:
-    result = instances.verify(env)
+    result = servers.verify(env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("ok")
 
@@ -58,7 +58,7 @@ async def _next(ws: ClientConnection) -> tuple[str, dict[str, Any]]:
 def test_a_subscriber_on_one_instance_sees_usage_posted_on_the_other(
     env: dict[str, str], pair: tuple[Instance, Instance]
 ) -> None:
-    tenant = instances.create_tenant(env, "acme", grant_usd="10")
+    tenant = servers.create_tenant(env, "acme", grant_usd="10")
     first, second = pair
 
     async def scenario() -> None:
@@ -107,7 +107,7 @@ def test_a_subscriber_on_one_instance_sees_usage_posted_on_the_other(
 def test_300_concurrent_holds_across_two_instances_admit_exactly_100(
     env: dict[str, str], pair: tuple[Instance, Instance]
 ) -> None:
-    tenant = instances.create_tenant(env, "acme", grant_usd="1.00")
+    tenant = servers.create_tenant(env, "acme", grant_usd="1.00")
 
     async def race() -> Counter[int]:
         limits = httpx.Limits(max_connections=150)
@@ -143,7 +143,7 @@ def test_300_concurrent_holds_across_two_instances_admit_exactly_100(
 def test_sigkill_mid_batch_loses_no_acknowledged_event(
     env: dict[str, str], pair: tuple[Instance, Instance]
 ) -> None:
-    tenant = instances.create_tenant(env, "acme", grant_usd="1000")
+    tenant = servers.create_tenant(env, "acme", grant_usd="1000")
     victim, survivor = pair
     posts, per_post = 60, 50
 

@@ -1,4 +1,5 @@
-"""Real ``creditgraph serve`` processes for tests: free ports, logs, readiness, stopping."""
+"""Real ``creditgraph serve`` processes for tests, one or several on one database: free
+ports, logs, readiness, stopping."""
 
 from __future__ import annotations
 
