@@ -180,6 +180,9 @@ async def test_wallet_overview_is_one_read_transaction(harness: Harness) -> None
     def begun(conn: object) -> None:
         transactions.append(conn)
 
+    # The caller's organization is looked up once, then cached: not the overview's read
+    # (on PostgreSQL the lookup shares the counted engine).
+    assert "errors" not in (await _post(harness, print_ast(OPERATIONS["Viewer"]), owner)).json()
     engine = harness.runtime.db.read_engine
     event.listen(engine, "begin", begun)
     try:
