@@ -10,10 +10,10 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from app.datafiles import read_data_file
 from app.money import CREDITS_PER_USD, MoneyError, format_usd, parse_usd
 
 # Card payments settle in cents: a top-up is a whole number of them.
@@ -54,11 +54,7 @@ class BonusLadder:
 
     @classmethod
     def load(cls, path: Path | None = None) -> BonusLadder:
-        if path is None:
-            source = "ladder.toml"
-            text = resources.files("app.payments").joinpath(source).read_text(encoding="utf-8")
-        else:
-            source, text = str(path), path.read_text(encoding="utf-8")
+        source, text = read_data_file("app.payments", "ladder.toml", path)
         try:
             return _parse(tomllib.loads(text))
         except (tomllib.TOMLDecodeError, LadderError, MoneyError, KeyError, TypeError) as exc:

@@ -11,10 +11,10 @@ import tomllib
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from app.datafiles import read_data_file
 from app.money import MoneyError, parse_usd
 from app.payments.ladder import LadderError, basis_points
 
@@ -109,11 +109,7 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Catalog:
-        if path is None:
-            source = "catalog.toml"
-            text = resources.files("app.plans").joinpath(source).read_text(encoding="utf-8")
-        else:
-            source, text = str(path), path.read_text(encoding="utf-8")
+        source, text = read_data_file("app.plans", "catalog.toml", path)
         try:
             data = tomllib.loads(text)
             return cls({code: _plan(code, raw) for code, raw in data["plans"].items()})

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any, assert_never
 
+from app.datafiles import read_data_file
 from app.money import CREDITS_PER_USD, MoneyError, div_round_half_up, parse_usd
 
 # Decimal strings (prices, units, percentages) are all parsed to integer millionths.
@@ -149,11 +149,7 @@ class PriceBook:
     @classmethod
     def load(cls, path: Path | None = None) -> PriceBook:
         """Read and validate a price book file (default: the packaged ``pricebook.toml``)."""
-        if path is None:
-            source = "pricebook.toml"
-            text = resources.files("app.pricing").joinpath(source).read_text(encoding="utf-8")
-        else:
-            source, text = str(path), path.read_text(encoding="utf-8")
+        source, text = read_data_file("app.pricing", "pricebook.toml", path)
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
