@@ -55,6 +55,11 @@ ENABLE_POSTGRES = (
 RUN_ID = uuid.uuid4().hex[:12]
 
 
+def asyncpg_dsn(url: str | URL) -> str:
+    """A SQLAlchemy ``postgresql+asyncpg://`` URL as asyncpg's own DSN."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine`` to the end from synchronous code, on a loop of its own in another
     thread (the test's loop may be current in this one)."""
@@ -84,8 +89,7 @@ class PostgresServer:
         return self.database(name).render_as_string(hide_password=False)
 
     async def _admin(self, sql: str) -> None:
-        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(asyncpg_dsn(self.url))
         try:
             await conn.execute(sql)
         finally:

@@ -17,7 +17,7 @@ from websockets.typing import Subprotocol
 
 from app.auth import Role
 from tests import servers
-from tests.multi_instance.conftest import asyncpg_dsn
+from tests.conftest import asyncpg_dsn
 from tests.servers import Instance, Tenant
 
 # Only to notice a hang; never a bound on how fast anything is.
