@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
@@ -37,6 +38,7 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from app.changes import Changed, Changes
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -164,14 +166,16 @@ class Database:
     synchronous function given a connection, run in one transaction. On SQLite they run
     in threads with their own synchronous connections (one writer, a few readers; see
     ``_SyncSQLite``); elsewhere on the async engine through ``run_sync``, so the work is
-    written once, synchronously. ``writer`` and ``reader`` stay for migrations, the CLI
-    and the occasional write outside the ledger.
+    written once, synchronously. Other writes go through ``write``; ``writer`` and
+    ``reader`` stay for migrations and reads. Both count what they commit in
+    ``changes``, which the GraphQL response cache checks.
     """
 
     READER_THREADS = 4
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.changes = Changes()
         self.writer = _create_engine(settings, for_writes=True)
         self.reader = (
             _create_engine(settings, for_writes=False) if settings.is_sqlite else self.writer
@@ -184,14 +188,25 @@ class Database:
                 settings, for_writes=False, threads=self.READER_THREADS
             )
 
-    async def transaction(self, work: Callable[[Connection], T]) -> T:
-        """``work`` within one write transaction, committed when it returns.
+    async def transaction(
+        self, work: Callable[[Connection], T], changed: Callable[[], Changed]
+    ) -> T:
+        """``work`` within one write transaction, committed when it returns; then the
+        organizations ``changed()`` names (asked after ``work`` ran) are counted as
+        changed here. Announcing them to other instances is the caller's part: the
+        ledger writer's events do it.
 
         On PostgreSQL, where other instances write too, a transaction that collided with
         one of theirs (``RETRY_SQLSTATES``) is rolled back and ``work`` run again, up to
         ``RETRY_ATTEMPTS`` times in all: ``work`` must load what it decides on itself."""
-        if self._sync_writer is not None:
-            return await self._sync_writer.run(work)
+        try:
+            if self._sync_writer is not None:
+                return await self._sync_writer.run(work)
+            return await self._retried(work)
+        finally:  # also after a failure: whether a commit landed is not always known
+            self.changes.count(changed())
+
+    async def _retried(self, work: Callable[[Connection], T]) -> T:
         attempt = 1
         while True:
             try:
@@ -203,6 +218,17 @@ class Database:
                 log.info("write transaction collided (%s); retrying", error.orig)
             await asyncio.sleep(retry_delay(attempt))
             attempt += 1
+
+    @asynccontextmanager
+    async def write(self, organization_id: int | None) -> AsyncIterator[AsyncConnection]:
+        """A write transaction outside the ledger writer (settings, keys, payments' rows),
+        committed when the block ends; the change is counted and announced under
+        ``organization_id`` (None: it may touch any organization)."""
+        try:
+            async with self.writer.begin() as conn:
+                yield conn
+        finally:  # as in ``transaction``
+            await self.changes.committed(None if organization_id is None else (organization_id,))
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """``work`` within one read transaction: its queries see one snapshot."""

@@ -8,6 +8,12 @@ watches is skipped before it is decoded. The pattern is subscribed once at start
 subscribing a client is local and immediate: there is no window between a client's
 subscribe and its first read in which a commit could go unseen.
 
+The same channels carry the news of writes that publish no event (settings, keys, a
+batch that moved no balance): an empty message for the organization, or on channel
+``org:0`` for a write that may touch any of them. Every message received is counted as
+a change (``app.changes``), so a response cached on another instance goes stale as soon
+as it does here; so is a drop of the connection, when messages may have been missed.
+
 Pub/sub keeps nothing for a connection that is down. Whenever the pattern subscription
 is confirmed again (Redis restarted, the connection dropped and came back), every local
 subscriber is interrupted: ``balanceChanged`` re-reads the balance, the other streams
@@ -30,6 +36,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from app.changes import Changed
 from app.events import EVENT_TYPES, Event, InMemoryEventBus, Subscription
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,8 @@ _BY_NAME: dict[str, type[Event]] = {cls.__name__: cls for cls in EVENT_TYPES}
 # and how long it waits before reconnecting after a failure.
 POLL_SECONDS = 1.0
 RECONNECT_SECONDS = 0.5
+# The channel of a change that may touch any organization (ids start at 1).
+EVERY_ORGANIZATION = 0
 
 
 def encode(events: Sequence[Event]) -> bytes:
@@ -72,6 +81,8 @@ class RedisEventBus:
         # Told of each failed publish and each resubscription (``app.metrics``).
         self.on_publish_failed: Callable[[], None] | None = None
         self.on_resubscribed: Callable[[], None] | None = None
+        # Told of every change another instance announced (``Changes.count``).
+        self.on_changed: Callable[[Changed], None] | None = None
 
     def channel(self, organization_id: int) -> bytes:
         return self._org_prefix + str(organization_id).encode()
@@ -97,6 +108,23 @@ class RedisEventBus:
                 await pipe.execute()
         except (RedisError, OSError):
             log.exception("publishing %d events to Redis failed", len(events))
+            if self.on_publish_failed is not None:
+                self.on_publish_failed()
+
+    async def announce(self, organizations: Changed) -> None:
+        """Tell the other instances that writes to ``organizations`` (None: to any)
+        committed here; logged and counted on failure, as ``publish``."""
+        channels = [
+            self.channel(organization_id)
+            for organization_id in (organizations or (EVERY_ORGANIZATION,))
+        ]
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    pipe.publish(channel, b"[]")
+                await pipe.execute()
+        except (RedisError, OSError):
+            log.exception("announcing a change to Redis failed")
             if self.on_publish_failed is not None:
                 self.on_publish_failed()
 
@@ -149,6 +177,7 @@ class RedisEventBus:
                 if first:
                     raise
                 self._subscribed.clear()
+                self._changed(None)  # what other instances write is unheard until back
                 log.warning("Redis event bus connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
@@ -158,12 +187,18 @@ class RedisEventBus:
     def _resync(self) -> None:
         log.warning("Redis event bus resubscribed; subscribers re-read current state")
         self._local.interrupt_all()
+        self._changed(None)
         if self.on_resubscribed is not None:
             self.on_resubscribed()
 
     def _deliver(self, channel: bytes, data: bytes) -> None:
         try:
             organization_id = int(channel[len(self._org_prefix) :])
+        except ValueError:
+            log.exception("a message on %r was dropped: no organization id", channel)
+            return
+        self._changed(None if organization_id == EVERY_ORGANIZATION else (organization_id,))
+        try:
             if not self._local.has_subscribers(organization_id):
                 return
             events = decode(data)
@@ -172,3 +207,7 @@ class RedisEventBus:
             return
         for event in events:
             self._local.deliver(event)
+
+    def _changed(self, organizations: Changed) -> None:
+        if self.on_changed is not None:
+            self.on_changed(organizations)

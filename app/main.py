@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,6 +20,7 @@ from app.api.rest.stripe_webhook import stripe_webhook
 from app.clock import Clock
 from app.cors import cors_middleware
 from app.graphql import ide
+from app.graphql.response_cache import ResponseCache
 from app.graphql.schema import schema
 from app.graphql.view import GraphQLView
 from app.ledger.writer import WriterClosed
@@ -74,7 +76,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await runtime.stop()
 
     limiter = RateLimiter(settings.graphql_rate_per_second, settings.graphql_burst)
-    graphql = GraphQLView(schema, limiter=limiter, allowed_origins=settings.cors_origins)
+    answers_for = timedelta(seconds=settings.graphql_cache_seconds)
+    graphql = GraphQLView(
+        schema,
+        limiter=limiter,
+        answers=ResponseCache(settings.graphql_cache_entries) if answers_for else None,
+        answers_for=answers_for,
+        allowed_origins=settings.cors_origins,
+    )
     routes = [
         Route("/healthz", health),
         Route("/readyz", ready),

@@ -77,7 +77,7 @@ async def _sweep(runtime: Runtime) -> Swept:
         holds += expired
         if expired == 0:
             break
-    async with runtime.db.writer.begin() as conn:
+    async with runtime.db.write(None) as conn:
         marks = await prune_spend_marks(conn, now)
     pruned = await prune_usage(runtime, now)
     reconciled = await runtime.payments.reconcile()
@@ -108,7 +108,7 @@ async def prune_usage(runtime: Runtime, now: datetime) -> int:
     )
     pruned = 0
     while True:
-        async with runtime.db.writer.begin() as conn:
+        async with runtime.db.write(None) as conn:
             result = await conn.execute(delete(usage_t).where(usage_t.c.id.in_(oldest)))
         pruned += int(result.rowcount)
         if result.rowcount < CHUNK:

@@ -26,7 +26,7 @@ async def create_organization(
     if rate_card not in rt.prices.cards:
         raise OrgError(f"no rate card {rate_card!r}; the price book has {list(rt.prices.cards)}")
     now = rt.clock.now()
-    async with rt.db.writer.begin() as conn:
+    async with rt.db.write(None) as conn:  # a new organization: no id yet
         org = await create_org(conn, slug=slug, name=name, now=now, rate_card=rate_card)
         await audit.record(
             conn,
@@ -77,7 +77,7 @@ async def create_api_key(
     caps: keys.Caps = keys.NO_CAPS,
     expires_in_days: int | None = None,
 ) -> keys.CreatedKey:
-    async with rt.db.writer.begin() as conn:
+    async with rt.db.write(organization_id) as conn:
         return await keys.create_key(
             conn,
             rt.vault,

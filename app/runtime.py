@@ -79,6 +79,9 @@ class Runtime:
         if isinstance(bus, RedisEventBus):
             bus.on_publish_failed = lambda: metrics.bus_error("publish")
             bus.on_resubscribed = lambda: metrics.bus_error("resubscribe")
+            # Writes here and on the other instances, counted on both sides.
+            db.changes.announce = bus.announce
+            bus.on_changed = db.changes.count
         writer = Writer(db, bus, clock, settings.writer_batch_max)
         writer.on_committed = metrics.committed
         writer.start()

@@ -1,8 +1,13 @@
 """GraphQL benchmark: the dashboards' Viewer and WalletOverview queries on creditgraph
 versus a bare Starlette JSON endpoint answering the same documents.
 
-Both servers run as uvicorn subprocesses (one worker); wrk drives each operation with a
-viewer's JWT, runs alternate bare, creditgraph, ... and the medians are reported.
+The servers run as uvicorn subprocesses (one worker each): the bare app, creditgraph as
+it ships, and creditgraph with its response cache off (``CREDITGRAPH_GRAPHQL_CACHE_SECONDS
+=0``), which reads and executes every request. wrk drives each operation with a viewer's
+JWT, runs alternate bare, creditgraph, uncached, ... and the medians are reported. With
+no writes during a run, creditgraph answers all but the first request of every few
+seconds from its cache; the uncached figure is what a request costs when a write has
+just made the answer stale.
 WalletOverview is the full contract operation, its text (with the ``Money`` fragment)
 taken from frontend-examples/operations/dashboard.graphql: wallet, balance, purchases,
 lots, plan, auto-reload, spend cap and unlock tier. The benchmark organization is put
@@ -148,20 +153,27 @@ def main() -> None:
         script = WRK_SCRIPT.replace("{token}", token).replace("{body}", body)
         scripts[name].write_text(script + WRK_DONE.format())  # WRK_DONE is a template
 
-    bare_port, cg_port = free_port(), free_port()
-    bare = start_server("benchmarks.bare_app:app", bare_port, fixture.env, factory=False)
+    ports = {"bare": free_port(), "creditgraph": free_port(), "uncached": free_port()}
+    uncached_env = fixture.env | {"CREDITGRAPH_GRAPHQL_CACHE_SECONDS": "0"}
+    servers = []
     try:
-        cg = start_server("app.main:create_app", cg_port, fixture.env, factory=True)
+        servers.append(
+            start_server("benchmarks.bare_app:app", ports["bare"], fixture.env, factory=False)
+        )
+        for server, env in (("creditgraph", fixture.env), ("uncached", uncached_env)):
+            servers.append(start_server("app.main:create_app", ports[server], env, factory=True))
     except Exception:
-        stop_server(bare)
+        for process in servers:
+            stop_server(process)
         raise
     ok = True
     try:
         for name, (query, target) in OPERATIONS.items():
-            check(name, query, token, bare_port, cg_port)
-            results: dict[str, list[Result]] = {"bare": [], "creditgraph": []}
+            for server in ("creditgraph", "uncached"):
+                check(name, query, token, ports["bare"], ports[server])
+            results: dict[str, list[Result]] = {server: [] for server in ports}
             print(f"\n{name}: {args.connections} connections, {args.duration:g} s per run")
-            for server, port in (("bare", bare_port), ("creditgraph", cg_port)):  # warm-up
+            for server, port in ports.items():  # warm-up
                 run(
                     wrk_command(
                         wrk,
@@ -173,7 +185,7 @@ def main() -> None:
                     server,
                 )
             for _ in range(args.rounds):
-                for server, port in (("bare", bare_port), ("creditgraph", cg_port)):
+                for server, port in ports.items():
                     url = f"http://127.0.0.1:{port}/graphql"
                     command = wrk_command(
                         wrk, url, str(scripts[name]), args.connections, args.duration
@@ -185,9 +197,10 @@ def main() -> None:
             rates = print_medians(results)
             ratio = rates["creditgraph"] / rates["bare"]
             print(f"ratio creditgraph/bare: {ratio:.2f}x (target >= {target}x)")
+            print(f"ratio uncached/bare: {rates['uncached'] / rates['bare']:.3f}x")
     finally:
-        stop_server(cg)
-        stop_server(bare)
+        for process in servers:
+            stop_server(process)
     sys.exit(0 if ok else 1)
 
 

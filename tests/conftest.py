@@ -223,7 +223,7 @@ class Harness:
 
     async def revoke(self, org: OrgRef, key: CreatedKey) -> None:
         """Revoke ``key`` as an owner would, behind the API's back."""
-        async with self.runtime.db.writer.begin() as conn:
+        async with self.runtime.db.write(org.id) as conn:
             await revoke_key(
                 conn,
                 organization_id=org.id,

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as redis
+from graphql import print_ast
 from redis.exceptions import RedisError
 
 from app.auth import Role
+from app.changes import Changed
+from app.clock import Clock
 from app.events import (
     DISCONNECTED,
     AlertFired,
@@ -31,8 +34,9 @@ from app.events import (
 )
 from app.events_redis import RedisEventBus
 from app.settings import Settings
-from tests.conftest import Harness, usage_event
+from tests.conftest import Harness, running_app, usage_event
 from tests.graphql.conftest import server  # noqa: F401  (the fixture, with this module's settings)
+from tests.graphql.test_schema import OPERATIONS
 from tests.graphql.test_subscriptions import (
     BALANCE,
     USAGE,
@@ -128,6 +132,55 @@ async def test_a_lost_connection_interrupts_subscribers_then_delivery_resumes(
     event = BalanceChanged(1, 10, 5, 5, "adjustment", 8, AT)
     await first.publish([event])
     assert await _next_item(subscription) == event
+
+
+async def test_changes_announced_on_one_instance_are_counted_on_the_other(
+    buses: tuple[RedisEventBus, RedisEventBus],
+) -> None:
+    first, second = buses
+    heard: asyncio.Queue[Changed] = asyncio.Queue()
+    second.on_changed = heard.put_nowait
+    await first.announce([7, 9])
+    await first.announce(None)  # a write that may touch any organization
+    await first.publish([BalanceChanged(3, 10, 5, 5, "adjustment", 1, AT)])
+    received = [await asyncio.wait_for(heard.get(), WAIT) for _ in range(4)]
+    assert received == [(7,), (9,), None, (3,)]
+    await _kill_pubsub(second)  # what is written meanwhile goes unheard: all count as changed
+    assert await asyncio.wait_for(heard.get(), WAIT) is None
+
+
+async def test_a_write_on_one_instance_ends_the_answer_cached_on_the_other(
+    settings: Settings, clock: Clock
+) -> None:
+    # Kept for a year: only the other instance's announcements can end the answer.
+    settings = settings.model_copy(update={"graphql_cache_seconds": 365 * 86400})
+    async with running_app(settings, clock) as first, running_app(settings, clock) as second:
+        org = await first.org("acme", grant_usd="5")
+        key = await first.key(org)
+        owner = first.token(org, Role.OWNER)
+        overview = print_ast(OPERATIONS["WalletOverview"])
+
+        async def organization() -> dict[str, Any]:
+            body = await first.graphql(overview, owner)
+            return cast(dict[str, Any], body["data"]["viewer"]["organization"])
+
+        async def changes(read: Callable[[dict[str, Any]], object], to: object) -> None:
+            async with asyncio.timeout(WAIT):
+                # Polled: the announcement's arrival has no event of its own here.
+                while read(await organization()) != to:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+
+        for _ in range(3):  # admitted, then kept
+            assert (await organization())["spendCap"]["monthlyLimit"] is None
+        # A write that publishes no event: only the announcement reaches the first.
+        await second.graphql(
+            'mutation { setSpendCap(input: {monthlyLimitUsd: "20"}) { userErrors { code } } }',
+            owner,
+        )
+        await changes(lambda o: (o["spendCap"]["monthlyLimit"] or {}).get("credits"), "20000000")
+        # The ledger's: its balance event is the announcement.
+        await second.usage(org, usage_event(key.id, "r1"))
+        await changes(lambda o: o["wallet"]["balance"]["credits"], "4994000")
 
 
 async def test_readiness_follows_redis(prefix: str) -> None:

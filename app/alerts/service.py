@@ -166,8 +166,8 @@ class Alerts:
         async with self.db.reader.connect() as conn:
             return await conn.run_sync(work)
 
-    async def _write(self, work: Callable[[Connection], T]) -> T:
-        async with self.db.writer.begin() as conn:
+    async def _write(self, work: Callable[[Connection], T], organization_id: int | None) -> T:
+        async with self.db.write(organization_id) as conn:
             return await conn.run_sync(work)
 
     # -- evaluation ------------------------------------------------------------------
@@ -235,7 +235,7 @@ class Alerts:
                     fired.append(_store_event(conn, rule, value, text, now))
             return fired
 
-        return await self._announce(await self._write(write))
+        return await self._announce(await self._write(write, organization_id))
 
     async def reload_failed(self, organization_id: int, reason: str | None) -> list[AlertFired]:
         """An auto-reload's charge failed: every AUTO_RELOAD_FAILED rule fires, once per
@@ -249,7 +249,7 @@ class Alerts:
                 fired.append(_store_event(conn, rule, None, text, now))
             return fired
 
-        return await self._announce(await self._write(write))
+        return await self._announce(await self._write(write, organization_id))
 
     def reload_failed_hook(self, organization_id: int, reason: str | None) -> None:
         """``reload_failed`` in the background: the payments service's hook."""
@@ -328,7 +328,7 @@ class Alerts:
                 .where(deliveries_t.c.id == delivery_id)
             ).one()
 
-        row = await self._write(claim)
+        row = await self._write(claim, None)  # a delivery's row names no organization
         if row is None:
             return None
         status_code, error = await self._post(row.url, row.webhook_secret, row.body.encode())
@@ -365,7 +365,7 @@ class Alerts:
                 )
             )
 
-        await self._write(record)
+        await self._write(record, None)
         if self.on_attempted is not None:
             self.on_attempted(status.value)
         return delay

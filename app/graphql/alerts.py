@@ -325,7 +325,7 @@ class AlertMutations:
         except Refused as refusal:
             return CreateAlertRulePayload(user_errors=refusal.errors)
         org_id, now, secret = principal.organization_id, runtime.clock.now(), new_secret()
-        async with runtime.db.writer.begin() as conn:
+        async with runtime.db.write(org_id) as conn:
             if key_id is not None:
                 found = await conn.scalar(
                     select(keys_t.c.id).where(
@@ -392,7 +392,7 @@ class AlertMutations:
         except Refused as refusal:
             return UpdateAlertRulePayload(user_errors=refusal.errors)
         org_id = principal.organization_id
-        async with runtime.db.writer.begin() as conn:
+        async with runtime.db.write(org_id) as conn:
             before = (await conn.execute(_live_rule(org_id, rule_id))).first()
             if before is None:
                 error = UserError(
@@ -445,7 +445,7 @@ class AlertMutations:
         except Refused as refusal:
             return DeleteAlertRulePayload(user_errors=refusal.errors)
         org_id = principal.organization_id
-        async with runtime.db.writer.begin() as conn:
+        async with runtime.db.write(org_id) as conn:
             before = (await conn.execute(_live_rule(org_id, rule_id))).first()
             if before is None:
                 error = UserError(
@@ -485,7 +485,7 @@ class AlertMutations:
         except Refused as refusal:
             return AcknowledgeAlertEventPayload(user_errors=refusal.errors)
         org_id, now = principal.organization_id, runtime.clock.now()
-        async with runtime.db.writer.begin() as conn:
+        async with runtime.db.write(org_id) as conn:
             await conn.execute(
                 update(alert_events_t)
                 .where(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import strawberry
@@ -36,6 +37,9 @@ class Context:
     # Set by the WebSocket handler from the connection_init payload.
     connection_params: dict[str, Any] | None = field(default=None)
     _loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+    # Until when the answer being built may be served again (``response_cache.py``);
+    # None when it will not be kept.
+    cache_until: datetime | None = None
 
     def loader(
         self, name: str, load: Callable[[list[K]], Awaitable[Sequence[V]]]
@@ -46,6 +50,12 @@ class Context:
         if loader is None:
             loader = self._loaders[name] = DataLoader(load_fn=load)
         return cast(DataLoader[K, V], loader)
+
+    def changes_at(self, when: datetime) -> None:
+        """A value of the answer moves with the clock alone at ``when``: a kept answer
+        must not be served from then on."""
+        if self.cache_until is not None and when < self.cache_until:
+            self.cache_until = when
 
     def caller(self, *roles: Role) -> Principal:
         """The signed-in caller, if its role is among ``roles`` (any role when none given)."""

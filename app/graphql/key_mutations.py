@@ -194,7 +194,7 @@ class KeyMutations:
             name, caps = _new_key(info, input)
         except Refused as refusal:
             return CreateApiKeyPayload(user_errors=refusal.errors)
-        async with runtime.db.writer.begin() as conn:
+        async with runtime.db.write(principal.organization_id) as conn:
             created = await service.create_key(
                 conn,
                 runtime.vault,
@@ -226,7 +226,7 @@ class KeyMutations:
         try:
             principal = caller(info, *WRITERS)
             changes = _caps(input)
-            async with runtime.db.writer.begin() as conn:
+            async with runtime.db.write(principal.organization_id) as conn:
                 row = await _managed(conn, principal, input.id)
                 caps = {
                     column: changes.get(column, getattr(row, column))
@@ -256,7 +256,7 @@ class KeyMutations:
         runtime = info.context.runtime
         try:
             principal = caller(info, *WRITERS)
-            async with runtime.db.writer.begin() as conn:
+            async with runtime.db.write(principal.organization_id) as conn:
                 row = await _managed(conn, principal, input.id)
                 now = runtime.clock.now()
                 status = key_state(row).status(now)
@@ -286,7 +286,7 @@ class KeyMutations:
         runtime = info.context.runtime
         try:
             principal = caller(info, *WRITERS)
-            async with runtime.db.writer.begin() as conn:
+            async with runtime.db.write(principal.organization_id) as conn:
                 row = await _managed(conn, principal, input.id)
                 await service.revoke_key(
                     conn,

@@ -39,7 +39,7 @@ from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
 from app.ledger import reads
 from app.ledger.book import entries_t
-from app.ledger.state import keys_t, lots_t, month_of
+from app.ledger.state import keys_t, lots_t, month_of, next_month
 from app.orgs.service import OrgRef
 from app.pages import Page
 
@@ -153,7 +153,9 @@ class SpendCap:
 
 async def spend_cap_of(info: Info, organization_id: int) -> SpendCap:
     row = await wallet_row(info, organization_id)
-    this_month = month_of(info.context.runtime.clock.now())
+    now = info.context.runtime.clock.now()
+    this_month = month_of(now)
+    info.context.changes_at(next_month(now))  # what was spent this month starts again
     return SpendCap(
         monthly_limit=amount(row.spend_cap_monthly),
         spent_this_month=Amount.of(row.month_spent if row.month == this_month else 0),

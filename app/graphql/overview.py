@@ -52,7 +52,10 @@ async def wallet_row(info: Info, organization_id: int) -> Any:
 
 
 async def overview_of(info: Info, organization_id: int) -> Overview:
+    """The org's billing state (``orgs.billing.overview``); an answer built on it is
+    kept no longer than its figures stay true (``response_cache.py``)."""
     billing: Overview = await _part(info, Part.BILLING, organization_id)
+    info.context.changes_at(billing.changes_at)
     return billing
 
 

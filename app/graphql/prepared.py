@@ -7,7 +7,8 @@ every time (they depend on the text and the schema, never on the caller or the
 variables), so ``Admit`` records each query document that reaches execution over HTTP,
 keyed by its text, and the view runs those again with ``execute``:
 the same resolvers, the same context, the same error codes and masking
-(``errors.client_errors``). Anything else (a new or invalid document, a mutation, a
+(``errors.client_errors``). It also notes whether each document's answers may be cached
+(``response_cache.py``). Anything else (a new or invalid document, a mutation, a
 GET, extensions in the body) takes the full path, which is also where the limits keep
 refusing what they refuse.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any, Literal, cast
 
-from graphql import DocumentNode, OperationDefinitionNode, execute
+from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode, execute
 from graphql.language import OperationType as AstOperationType
 from starlette.requests import Request
 from strawberry.execution import optimized_is_awaitable
@@ -29,6 +30,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.graphql.errors import client_errors
+from app.graphql.response_cache import cacheable
 
 QUERY = AstOperationType.QUERY
 # The body keys the fast path understands; any other (``extensions``) goes the full way.
@@ -40,6 +42,7 @@ class Prepared:
     document: DocumentNode
     first: str | None  # the operation Strawberry runs when no operationName is sent
     queries: frozenset[str | None]  # the names of the document's query operations
+    cacheable: bool  # its answers may be kept (``response_cache.cacheable``)
 
     def query_named(self, name: str | None) -> str | Literal[False] | None:
         """The name to execute for ``operationName`` ``name``, as Strawberry picks it;
@@ -58,7 +61,7 @@ class Documents:
     def get(self, query: str) -> Prepared | None:
         return self._documents.get(query)
 
-    def add(self, query: str, document: DocumentNode) -> None:
+    def add(self, query: str, document: DocumentNode, schema: GraphQLSchema) -> None:
         if query in self._documents:
             return
         if len(self._documents) >= self.size:
@@ -66,7 +69,9 @@ class Documents:
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         names = [None if o.name is None else o.name.value for o in operations]
         queries = [n for n, o in zip(names, operations, strict=True) if o.operation is QUERY]
-        self._documents[query] = Prepared(document, names[0], frozenset(queries))
+        self._documents[query] = Prepared(
+            document, names[0], frozenset(queries), cacheable(schema, document)
+        )
 
 
 class Admit(SchemaExtension):
@@ -84,16 +89,25 @@ class Admit(SchemaExtension):
             and execution.query is not None
             and execution.graphql_document is not None
         ):
-            self.documents.add(execution.query, execution.graphql_document)
+            self.documents.add(
+                execution.query, execution.graphql_document, execution.schema._schema
+            )
         yield
 
 
-def admitted_request(
-    documents: Documents, body: object
-) -> tuple[DocumentNode, str | None, dict[str, Any] | None] | None:
-    """The document, the operation to run and the variables of a JSON body that sends a
-    query of an admitted document in the plain form; None for anything else (the full
-    path handles it)."""
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request for a query of an admitted document, in the plain form."""
+
+    query: str
+    prepared: Prepared
+    operation_name: str | None  # the operation to run
+    variables: dict[str, Any] | None
+
+
+def admitted_request(documents: Documents, body: object) -> Admitted | None:
+    """What a JSON body asks for, if it is a query of an admitted document in the plain
+    form; None for anything else (the full path handles it)."""
     if not isinstance(body, dict) or not _KEYS.issuperset(body):
         return None
     query, name, variables = body.get("query"), body.get("operationName"), body.get("variables")
@@ -105,7 +119,7 @@ def admitted_request(
     if prepared is None:
         return None
     chosen = prepared.query_named(name)
-    return None if chosen is False else (prepared.document, chosen, variables)
+    return None if chosen is False else Admitted(query, prepared, chosen, variables)
 
 
 async def run(

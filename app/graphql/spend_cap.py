@@ -50,7 +50,7 @@ class SpendCapMutations:
             limits = usd_amounts({"monthlyLimitUsd": input.monthly_limit_usd}, allow_zero=True)
         except Refused as refusal:
             return SetSpendCapPayload(user_errors=refusal.errors)
-        async with runtime.db.writer.begin() as conn:
+        async with runtime.db.write(principal.organization_id) as conn:
             await set_spend_cap(
                 conn,
                 organization_id=principal.organization_id,

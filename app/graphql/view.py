@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, cast
 
 import orjson
@@ -40,6 +41,7 @@ from app.graphql.http import (
 )
 from app.graphql.ide import graphiql_html
 from app.graphql.prepared import admitted_request
+from app.graphql.response_cache import Answer, ResponseCache
 from app.graphql.schema import DOCUMENTS
 from app.keys.access import caller_key
 from app.ratelimit import RateLimiter, retry_after
@@ -79,10 +81,20 @@ class TextFrames(ASGIWebSocketAdapter):
 class GraphQLView(GraphQL[Context, None]):
     websocket_adapter_class = TextFrames
 
-    def __init__(self, schema: Schema, *, limiter: RateLimiter, **options: Any) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        limiter: RateLimiter,
+        answers: ResponseCache | None,
+        answers_for: timedelta,
+        **options: Any,
+    ) -> None:
         super().__init__(schema, **options)
         self.limiter = limiter
         self.executable = schema  # as a Schema: the fast path needs its graphql-core one
+        self.answers = answers  # None: no answer is kept
+        self.answers_for = answers_for  # how long an answer is kept at most
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,10 +141,49 @@ class GraphQLView(GraphQL[Context, None]):
         admitted = admitted_request(DOCUMENTS, data)
         if admitted is None:
             return None
-        document, operation_name, variables = admitted
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
-        result = await prepared.run(self.executable, document, operation_name, variables, context)
+        principal, answers = context.principal, self.answers
+        if answers is None or principal is None or not admitted.prepared.cacheable:
+            return await self._execute(request, admitted, context, sub_response)
+        variables = admitted.variables
+        key = (
+            admitted.query,
+            admitted.operation_name,
+            orjson.dumps(variables, option=orjson.OPT_SORT_KEYS) if variables else b"",
+            principal,
+            sub_response.media_type or JSON,
+        )
+        runtime = context.runtime
+        # Taken before anything is read: a write the answer misses moves it (changes.py).
+        version = runtime.db.changes.version(principal.organization_id)
+        now = runtime.clock.now()
+        answer = answers.get(key, version, now)
+        if answer is not None:
+            return Response(answer.body, media_type=key[4])
+        context.cache_until = now + self.answers_for
+        response = await self._execute(request, admitted, context, sub_response)
+        until = context.cache_until
+        if until is not None and until > now and response.status_code == 200:
+            answers.put(key, Answer(version, until, bytes(response.body)))
+        return response
+
+    async def _execute(
+        self,
+        request: Request,
+        admitted: prepared.Admitted,
+        context: Context,
+        sub_response: Response,
+    ) -> Response:
+        result = await prepared.run(
+            self.executable,
+            admitted.prepared.document,
+            admitted.operation_name,
+            admitted.variables,
+            context,
+        )
+        if result.errors:
+            context.cache_until = None  # an answer with errors is not kept
         return self.create_response(await self.process_result(request, result), sub_response)
 
     async def _run(self, request: Request) -> Response:

@@ -9,10 +9,10 @@ only asks that something is left.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from app.keys.windows import Window, resets_at, spent_in_window
-from app.ledger.state import KeyState, WalletState
+from app.ledger.state import KeyState, WalletState, next_month
 from app.money import format_usd
 
 
@@ -65,14 +65,9 @@ def check_spend(
                 429,
                 "spend_cap_reached",
                 "the organization's monthly spend cap is reached",
-                int(_next_month(now).timestamp()),
+                int(next_month(now).timestamp()),
             )
     return None
-
-
-def _next_month(now: datetime) -> datetime:
-    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return datetime(year, month, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

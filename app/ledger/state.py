@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -71,6 +71,17 @@ def purchases(since: datetime | BindParameter[datetime]) -> tuple[Any, list[Colu
 def month_of(at: datetime) -> int:
     """The calendar month (UTC) as YYYYMM: the period of the monthly spend cap."""
     return at.year * 100 + at.month
+
+
+def month_start(at: datetime) -> datetime:
+    """When the calendar month (UTC) of ``at`` began."""
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def next_month(at: datetime) -> datetime:
+    """When the calendar month (UTC) after that of ``at`` begins."""
+    year, month = (at.year + 1, 1) if at.month == 12 else (at.year, at.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)

@@ -155,11 +155,16 @@ class Writer:
             book.flush(conn)
             return results, book.events, book.low_balance
 
-        results, events, low_balance = await self._db.transaction(work)
+        # Every organization whose rows the batch may have changed (loading the state
+        # adds those of the holds it closes).
+        results, events, low_balance = await self._db.transaction(work, lambda: needs.orgs)
         if self.on_committed is not None:
             self.on_committed(len(jobs), events)
         if events:
-            await self._bus.publish(events)
+            await self._bus.publish(events)  # which other instances count as changes too
+        silent = needs.orgs.difference(event.organization_id for event in events)
+        if silent and self._db.changes.announce is not None:
+            await self._db.changes.announce(silent)
         if low_balance and self.on_low_balance is not None:
             self.on_low_balance(low_balance)
         if events and self.on_balance_changed is not None:

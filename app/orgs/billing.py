@@ -8,7 +8,7 @@ one round trip per field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select
@@ -16,14 +16,18 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
 from app.db import Prebuilt
-from app.ledger.state import accounts_t, billing_t, lots_t, periods_t, plan_subs_t, purchases
+from app.ledger.state import (
+    accounts_t,
+    billing_t,
+    lots_t,
+    month_start,
+    next_month,
+    periods_t,
+    plan_subs_t,
+    purchases,
+)
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.plans.catalog import PURCHASE_WINDOW
-
-
-def month_start(at: datetime) -> datetime:
-    return datetime(at.year, at.month, 1, tzinfo=UTC)
-
 
 # Built once (``Prebuilt``): building a statement costs more than SQLite takes to run
 # one of these, and WalletOverview runs them all on every request.
@@ -63,7 +67,8 @@ _reloaded = Prebuilt(
 
 def _purchased(_dialect: str, _lock: bool) -> Any:
     total, where = purchases(_SINCE)
-    return select(total).where(billing_t.c.organization_id == _ORG, *where)
+    oldest = func.min(billing_t.c.settled_at)
+    return select(total, oldest).where(billing_t.c.organization_id == _ORG, *where)
 
 
 _purchased_since = Prebuilt(_purchased)
@@ -90,10 +95,14 @@ def reloaded_since(conn: Connection, organization_id: int, since: datetime) -> i
     return int(conn.scalar(_reloaded(conn), params) or 0)
 
 
-def purchased_since(conn: Connection, organization_id: int, since: datetime) -> int:
-    """What the organization paid for credits since ``since`` (``ledger.state.purchases``)."""
+def purchased_since(
+    conn: Connection, organization_id: int, since: datetime
+) -> tuple[int, datetime | None]:
+    """What the organization paid for credits since ``since`` (``ledger.state.purchases``),
+    and when the oldest of those purchases settled (None: there is none)."""
     params = {"organization_id": organization_id, "since": since}
-    return int(conn.scalar(_purchased_since(conn), params) or 0)
+    total, oldest = conn.execute(_purchased_since(conn), params).one()
+    return int(total), oldest
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +112,21 @@ class Overview:
     account: Any  # the billing_accounts row, or None
     reloaded_this_month: int
     purchased_last_28_days: int
+    # When the clock alone changes one of the above: the month turns (what was reloaded
+    # this month) or the oldest purchase leaves the 28 days.
+    changes_at: datetime
 
 
 def overview(conn: Connection, organization_id: int, now: datetime) -> Overview:
+    purchased, oldest = purchased_since(conn, organization_id, now - PURCHASE_WINDOW)
+    changes_at = next_month(now)
+    if oldest is not None:
+        changes_at = min(changes_at, oldest + PURCHASE_WINDOW)
     return Overview(
         subscription_row(conn, organization_id),
         allocation_remaining(conn, organization_id),
         account_row(conn, organization_id),
         reloaded_since(conn, organization_id, month_start(now)),
-        purchased_since(conn, organization_id, now - PURCHASE_WINDOW),
+        purchased,
+        changes_at,
     )

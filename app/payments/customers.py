@@ -32,7 +32,7 @@ async def provider_customer(db: Database, provider: PaymentProvider, organizatio
     customer_id = await provider.create_customer(
         organization_id=organization_id, name=name or str(organization_id)
     )
-    async with db.writer.begin() as conn:
+    async with db.write(organization_id) as conn:
         await ensure_account(conn, organization_id)
         await conn.execute(
             update(accounts_t)

@@ -20,10 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from app import audit
 from app.clock import Clock
 from app.db import Database
-from app.ledger.state import accounts_t, billing_t, wallets
+from app.ledger.state import accounts_t, billing_t, month_start, wallets
 from app.ledger.writer import Writer
 from app.money import format_usd
-from app.orgs.billing import month_start
 from app.payments.customers import ensure_account, provider_customer
 from app.payments.jobs import ApplyRefund, FailTopUp, Refunded, SettleTopUp
 from app.payments.ladder import CREDITS_PER_CENT, BonusLadder, Quote
@@ -67,7 +66,7 @@ class AutoReloadSettings:
 def auto_reload_settings(account: Any) -> AutoReloadSettings:
     """Auto-reload as a ``billing_accounts`` row says, or the defaults without one."""
     if account is None:
-        account = BillingAccount(organization_id=0)
+        return _DEFAULTS
     return AutoReloadSettings(
         account.auto_reload_enabled,
         account.auto_reload_threshold,
@@ -76,6 +75,11 @@ def auto_reload_settings(account: Any) -> AutoReloadSettings:
         account.payment_method_id is not None,
         account.auto_reload_failure,
     )
+
+
+# Built once: a SQLModel instance costs a validation pass, and an organization without
+# its billing row yet reads these on every WalletOverview.
+_DEFAULTS = auto_reload_settings(BillingAccount(organization_id=0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,7 @@ class Payments:
         already succeeded when this returns."""
         provider = self._provider()
         customer_id = await provider_customer(self.db, provider, organization_id)
-        async with self.db.writer.begin() as conn:
+        async with self.db.write(organization_id) as conn:
             top_up_id = await conn.scalar(
                 insert(billing_t)
                 .values(
@@ -159,7 +163,7 @@ class Payments:
         except PaymentError as exc:
             await self.writer.run(FailTopUp(organization_id, top_up_id, exc.message))
             return StartedTopUp(top_up_id, Checkout(None, None, None, None), exc.message)
-        async with self.db.writer.begin() as conn:
+        async with self.db.write(organization_id) as conn:
             await conn.execute(
                 update(billing_t)
                 .where(billing_t.c.id == top_up_id)
@@ -193,7 +197,7 @@ class Payments:
     async def _save_card(self, organization_id: int, payment_method_id: str) -> None:
         """Keep the card a payment saved for off-session charges; a new card lifts the
         pause a failed auto-reload left."""
-        async with self.db.writer.begin() as conn:
+        async with self.db.write(organization_id) as conn:
             await ensure_account(conn, organization_id)
             await conn.execute(
                 update(accounts_t)
@@ -308,7 +312,7 @@ class Payments:
         The maximum is checked against the amount under the row's lock, so two admins
         changing one each cannot leave a maximum no reload fits in."""
         now = self.clock.now()
-        async with self.db.writer.begin() as conn:
+        async with self.db.write(organization_id) as conn:
             await ensure_account(conn, organization_id)
             where = accounts_t.c.organization_id == organization_id
             before = (await conn.execute(select(accounts_t).where(where).with_for_update())).one()
@@ -410,7 +414,7 @@ class Payments:
         columns = ["organization_id", "kind", "status", "amount", "provider", "actor", "created_at"]
         statement = insert(billing_t).from_select(columns, source).returning(billing_t.c.id)
         try:
-            async with self.db.writer.begin() as conn:
+            async with self.db.write(organization_id) as conn:
                 top_up_id = await conn.scalar(statement)
                 if top_up_id is None:
                     return None
@@ -426,7 +430,7 @@ class Payments:
         return top_up_id, row.auto_reload_amount, row.customer_id, row.payment_method_id
 
     async def _pause_reload(self, organization_id: int, reason: str | None) -> None:
-        async with self.db.writer.begin() as conn:
+        async with self.db.write(organization_id) as conn:
             await conn.execute(
                 update(accounts_t)
                 .where(accounts_t.c.organization_id == organization_id)
@@ -514,7 +518,7 @@ class Payments:
                 payment = Payment("failed", None, failure_reason=exc.message)
             if payment.status == "pending":
                 continue
-            async with self.db.writer.begin() as conn:
+            async with self.db.write(row.organization_id) as conn:
                 await conn.execute(
                     update(billing_t)
                     .where(

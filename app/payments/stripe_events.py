@@ -56,7 +56,7 @@ def verified_event(payload: bytes, signature: str | None, secret: str, tolerance
 async def receive(payments: Payments, event: dict[str, Any]) -> str:
     """Process an event unless it was processed before; what happened, for the reply."""
     db, now = payments.db, payments.clock.now()
-    async with db.writer.begin() as conn:
+    async with db.write(None) as conn:
         insert = (postgresql.insert if is_postgres(conn) else sqlite.insert)(events_t)
         await conn.execute(
             insert.values(
@@ -70,7 +70,7 @@ async def receive(payments: Payments, event: dict[str, Any]) -> str:
         return "duplicate"
     # A delivery racing this one may process it too: every handler is idempotent.
     outcome = await _handle(payments, event["type"], event["data"]["object"])
-    async with db.writer.begin() as conn:
+    async with db.write(None) as conn:
         await conn.execute(
             update(events_t)
             .where(events_t.c.id == event["id"][:255])

@@ -341,7 +341,7 @@ class Plans:
             )
             if await self.writer.run(job):
                 return "ended; next plan begun"
-        async with self.db.writer.begin() as conn:
+        async with self.db.write(row.organization_id) as conn:
             await conn.execute(
                 update(plan_subs_t)
                 .where(
@@ -354,7 +354,7 @@ class Plans:
         return "ended"
 
     async def _schedule(self, organization_id: int, code: str | None) -> None:
-        async with self.db.writer.begin() as conn:
+        async with self.db.write(organization_id) as conn:
             await conn.execute(
                 update(plan_subs_t)
                 .where(plan_subs_t.c.organization_id == organization_id)

@@ -253,7 +253,7 @@ async def test_verify_finds_a_rollup_that_drifted(
     tags = {"agent": "planner", "conversation": "c-1"}
     await harness.usage(org, *(usage_event(key.id, f"r{i}", tags=tags) for i in range(3)))
     assert await harness.books() == []
-    async with harness.runtime.db.writer.begin() as conn:
+    async with harness.runtime.db.write(None) as conn:
         changed = await conn.execute(update(rollup).where(where).values(spend=rollup.c.spend + 1))
     assert changed.rowcount >= 1
     problems = await harness.books()

@@ -151,7 +151,7 @@ async def test_replayed_request_ids_bill_once_even_concurrently(harness: Harness
 async def test_spend_cap_refuses_non_critical_actions_only(harness: Harness) -> None:
     org = await harness.org(grant_usd="10")
     key = await harness.key(org)
-    async with harness.runtime.db.writer.begin() as conn:
+    async with harness.runtime.db.write(None) as conn:
         await conn.execute(
             update(orgs_t).where(orgs_t.c.id == org.id).values(spend_cap_monthly=1_000_000)
         )

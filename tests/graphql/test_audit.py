@@ -143,7 +143,7 @@ async def test_an_adjustment_whose_audit_record_fails_is_not_committed(
     harness: Harness,
 ) -> None:
     org = await harness.org("acme")
-    async with harness.runtime.db.writer.begin() as conn:
+    async with harness.runtime.db.write(None) as conn:
         for statement in REFUSE_ADJUST_AUDIT[conn.dialect.name]:
             await conn.execute(text(statement))
     with pytest.raises(RuntimeError, match="the write failed"):

@@ -14,10 +14,11 @@ from sqlalchemy import event
 from app.auth import Role
 from app.graphql import schema as schema_module
 from app.graphql.http import GRAPHQL_RESPONSE, JSON
-from app.graphql.prepared import Documents, admitted_request
+from app.graphql.prepared import Admitted, Documents, admitted_request
 from app.graphql.schema import DOCUMENTS
 from app.money import parse_usd
 from app.operations import adjust
+from app.settings import Settings
 from tests.conftest import Harness, usage_event
 from tests.graphql.test_schema import OPERATIONS
 
@@ -31,6 +32,12 @@ LOTS = """query PreparedLots($first: Int!) { viewer { organization { wallet {
 LOTS_COUNTED = """query PreparedLotsCounted { viewer { organization { wallet {
   lots(first: 2) { totalCount pageInfo { hasNextPage } edges { node { remaining { credits } } } }
 } } } }"""
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # No response cache: these tests count what the fast path reads.
+    return settings.model_copy(update={"graphql_cache_seconds": 0})
 
 
 async def _post(
@@ -143,16 +150,18 @@ def test_only_plain_requests_for_a_query_of_an_admitted_document_are_taken() -> 
     documents = Documents(size=2)
     text = "mutation M { x } query Q { y } query R { z }"
     document = parse(text)
-    documents.add(text, document)
-    assert admitted_request(documents, {"query": text, "operationName": "Q"}) == (
-        document,
-        "Q",
-        None,
+    executable = schema_module.schema._schema
+    documents.add(text, document, executable)
+    prepared = documents.get(text)
+    assert prepared is not None
+    assert prepared.document is document
+    assert admitted_request(documents, {"query": text, "operationName": "Q"}) == Admitted(
+        text, prepared, "Q", None
     )
     variables = {"a": 1}
     assert admitted_request(
         documents, {"query": text, "operationName": "R", "variables": variables}
-    ) == (document, "R", variables)
+    ) == Admitted(text, prepared, "R", variables)
     for body in (
         {"query": text, "operationName": "M"},  # a mutation
         {"query": text},  # no name: the first operation, the mutation
@@ -164,8 +173,8 @@ def test_only_plain_requests_for_a_query_of_an_admitted_document_are_taken() -> 
     ):
         assert admitted_request(documents, body) is None, body
     # Past its size the oldest document goes.
-    documents.add("{ a }", parse("{ a }"))
-    documents.add("{ b }", parse("{ b }"))
+    documents.add("{ a }", parse("{ a }"), executable)
+    documents.add("{ b }", parse("{ b }"), executable)
     assert documents.get(text) is None
     assert documents.get("{ a }") is not None
 

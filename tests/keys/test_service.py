@@ -20,12 +20,12 @@ async def test_secret_is_stored_hashed_and_revealed_only_with_a_vault(harness: H
     org = await harness.org()
     vault = KeyVault(Fernet.generate_key().decode())
     rt = harness.runtime
-    async with rt.db.writer.begin() as conn:
+    async with rt.db.write(None) as conn:
         created = await service.create_key(
             conn, vault, organization_id=org.id, name="k", actor="owner@test", now=rt.clock.now()
         )
     assert created.secret.startswith(f"sk-{created.prefix}-")
-    async with rt.db.writer.begin() as conn:
+    async with rt.db.write(None) as conn:
         row = (await conn.execute(select(keys_t).where(keys_t.c.id == created.id))).one()
         assert row.secret_hash == service.hash_secret(created.secret)
         assert created.secret not in (row.secret_encrypted or "")
@@ -61,7 +61,7 @@ async def test_rotation_retires_the_old_secret_at_once(harness: Harness) -> None
     key = await harness.key(org)
     assert (await harness.authorize(key, "before")).status_code == 200
     rt = harness.runtime
-    async with rt.db.writer.begin() as conn:
+    async with rt.db.write(None) as conn:
         rotated = await service.rotate_key(
             conn, rt.vault, organization_id=org.id, key_id=key.id, actor="t", now=rt.clock.now()
         )
@@ -74,7 +74,7 @@ async def test_other_organizations_keys_are_not_found(harness: Harness) -> None:
     mine, theirs = await harness.org("mine"), await harness.org("theirs")
     key = await harness.key(theirs)
     rt = harness.runtime
-    async with rt.db.writer.begin() as conn:
+    async with rt.db.write(None) as conn:
         with pytest.raises(service.UnknownKey):
             await service.revoke_key(
                 conn, organization_id=mine.id, key_id=key.id, actor="t", now=rt.clock.now()
@@ -86,7 +86,7 @@ async def test_zero_caps_mean_no_cap(harness: Harness) -> None:
     org = await harness.org(grant_usd="1")
     key = await harness.key(org, caps=Caps(quota=500))
     rt = harness.runtime
-    async with rt.db.writer.begin() as conn:
+    async with rt.db.write(None) as conn:
         await service.set_caps(
             conn,
             organization_id=org.id,

@@ -452,7 +452,7 @@ async def test_purchased_credits_expire_per_the_accounts_policy(
         h = StripeHarness(app, stripe_standin)
         org = await app.org()
         _, intent_id = await _top_up(h, org, "100")
-        async with app.runtime.db.writer.begin() as conn:
+        async with app.runtime.db.write(None) as conn:
             await conn.execute(update(accounts_t).values(purchase_expiry_days=28))
         await h.webhook(await _succeeded(h, intent_id))
         lots = await app.graphql(

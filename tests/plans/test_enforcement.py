@@ -44,7 +44,7 @@ def clock() -> Clock:
 async def subscribe(harness: Harness, org: OrgRef, plan_code: str) -> None:
     """Put ``org`` on an active plan, as the plans service will."""
     now = harness.runtime.clock.now()
-    async with harness.runtime.db.writer.begin() as conn:
+    async with harness.runtime.db.write(None) as conn:
         await conn.execute(
             insert(plan_subs_t).values(
                 organization_id=org.id,
@@ -61,7 +61,7 @@ async def subscribe(harness: Harness, org: OrgRef, plan_code: str) -> None:
 
 
 async def set_org(harness: Harness, org: OrgRef, **values: Any) -> None:
-    async with harness.runtime.db.writer.begin() as conn:
+    async with harness.runtime.db.write(None) as conn:
         await conn.execute(update(orgs_t).where(orgs_t.c.id == org.id).values(**values))
 
 

@@ -1,0 +1,119 @@
+"""Answers to the dashboards' repeated queries, kept until a write or the clock moves them.
+
+Dashboards ask the same few queries again and again (``WalletOverview`` on every page
+load, poll and tab), and between two writes to an organization the answer cannot
+differ. An answer is kept when its document is admitted (``prepared.py``), every field it
+selects is one of ``CACHEABLE``, and it has no errors. It is keyed by the query text, the
+operation, the variables, the caller (its whole ``Principal``: role, subject, key) and
+the response's media type, and served again while both hold:
+
+- The organization's change count (``app.changes``) is what it was before the answer
+  was read. Every write committed since, by this instance or announced by another over
+  the Redis bus, moves the count, so no write is ever missed in one process.
+- The clock is before the answer's expiry: ``graphql_cache_seconds`` at most (the bound
+  on writes nobody announces, such as the CLI's on an SQLite file a server also holds),
+  sooner where a field's value moves with time alone (``Context.changes_at``: the month
+  turning, a purchase leaving the 28-day window).
+
+Fields not in ``CACHEABLE`` are never cached, so a field added later is safe until
+someone has checked what its value depends on: the write counts, and the clock where
+``changes_at`` says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from cachetools import LRUCache
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLSchema,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    visit,
+)
+from graphql.language.visitor import BREAK
+
+from app.auth import Principal
+
+ALL: Final = frozenset({"*"})
+# The fields an answer may hold: by type, their names (ALL: every field of the type).
+# Each depends only on rows that writes change, or on the clock through ``changes_at``.
+CACHEABLE: dict[str, frozenset[str]] = {
+    "Query": frozenset({"viewer"}),
+    "Viewer": ALL,
+    "Organization": frozenset(
+        {"id", "slug", "name", "wallet", "subscription", "autoReload", "spendCap", "entitlement"}
+    ),
+    "Wallet": frozenset({"id", "balance", "held", "available", "purchasedLast28Days", "lots"}),
+    "CreditLotConnection": ALL,
+    "CreditLotEdge": ALL,
+    "CreditLot": ALL,
+    "PageInfo": ALL,
+    "Amount": ALL,
+    "PlanSubscription": ALL,
+    "Plan": ALL,
+    "AutoReload": ALL,
+    "SpendCap": ALL,
+    "Entitlement": ALL,
+    "NextTier": ALL,
+}
+
+
+def cacheable(schema: GraphQLSchema, document: DocumentNode) -> bool:
+    """Every field ``document`` selects, in every operation and fragment, is cacheable."""
+    info = TypeInfo(schema)
+    check = _Check(info)
+    visit(document, TypeInfoVisitor(info, check))
+    return check.ok
+
+
+class _Check(Visitor):
+    def __init__(self, info: TypeInfo) -> None:
+        super().__init__()
+        self.info = info
+        self.ok = True
+
+    def enter_field(self, node: FieldNode, *_args: object) -> object:
+        name = node.name.value
+        if name == "__typename":
+            return None
+        parent = self.info.get_parent_type()
+        fields = CACHEABLE.get(parent.name) if parent is not None else None
+        if fields is None or (fields is not ALL and name not in fields):
+            self.ok = False
+            return BREAK
+        return None
+
+
+Key = tuple[str, str | None, bytes, Principal, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    version: tuple[int, int]  # the organization's change count before it was read
+    expires: datetime
+    body: bytes  # the whole response, served as it is with status 200
+
+
+class ResponseCache:
+    """The last ``size`` answers kept, least recently used first out."""
+
+    def __init__(self, size: int) -> None:
+        self._answers: LRUCache[Key, Answer] = LRUCache(size)
+
+    def get(self, key: Key, version: tuple[int, int], now: datetime) -> Answer | None:
+        answer = self._answers.get(key)
+        if answer is None:
+            return None
+        if answer.version != version or now >= answer.expires:
+            del self._answers[key]
+            return None
+        return answer
+
+    def put(self, key: Key, answer: Answer) -> None:
+        self._answers[key] = answer
