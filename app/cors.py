@@ -16,12 +16,17 @@ from starlette.middleware.cors import CORSMiddleware
 PREFLIGHT_MAX_AGE = 600
 
 
-def cors_middleware(origins: tuple[str, ...]) -> Middleware:
-    """Starlette's CORS for these origins (``*``: any); preflights from others get 400."""
-    return Middleware(
+def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
+    """Starlette's CORS for these origins (``*``: any); preflights from others get 400.
+    None without origins: no page elsewhere may call, and no request pays for the check
+    (a preflight then gets the 405 of a path that takes no OPTIONS)."""
+    if not origins:
+        return []
+    cors = Middleware(
         CORSMiddleware,
         allow_origins=list(origins),
         allow_methods=["GET", "POST"],
         allow_headers=["authorization", "content-type", "accept"],
         max_age=PREFLIGHT_MAX_AGE,
     )
+    return [cors]

@@ -84,15 +84,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         answers_for=answers_for,
         allowed_origins=settings.cors_origins,
     )
-    routes = [
+    routes = [  # matched in order: the busiest first
+        Route("/api/v1/authorize", gateway.authorize, methods=["POST"]),
+        Route("/api/v1/usage", gateway.record_usage, methods=["POST"]),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
         Route("/healthz", health),
         Route("/readyz", ready),
         Route("/metrics", metrics_endpoint),
-        Route("/graphql", graphql, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql),
         Mount(ide.PREFIX, ide.Assets()),
-        Route("/api/v1/authorize", gateway.authorize, methods=["POST"]),
-        Route("/api/v1/usage", gateway.record_usage, methods=["POST"]),
         Route("/api/v1/me/account", me.account),
         Route("/api/v1/me/usage", me.usage),
         Route("/api/v1/me/usage.csv", me.usage_csv),
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMetrics, routes=route_of),
-            cors_middleware(settings.cors_origins),
+            *cors_middleware(settings.cors_origins),
         ],
         exception_handlers={
             ApiError: _api_error,

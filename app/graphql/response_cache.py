@@ -22,6 +22,9 @@ someone has checked what its value depends on: the write counts, and the clock w
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -101,19 +104,47 @@ class Answer:
 
 
 class ResponseCache:
-    """The last ``size`` answers kept, least recently used first out."""
+    """The last ``size`` answers kept, least recently used first out, and the answers
+    being read now: requests for one of those wait for it rather than read it again
+    (when an answer goes stale under many clients, one of them reads it)."""
 
     def __init__(self, size: int) -> None:
         self._answers: LRUCache[Key, Answer] = LRUCache(size)
+        self._reading: dict[Key, tuple[tuple[int, int], asyncio.Future[bytes | None]]] = {}
 
-    def get(self, key: Key, version: tuple[int, int], now: datetime) -> Answer | None:
+    def get(self, key: Key, version: tuple[int, int], now: datetime) -> bytes | None:
+        """The body kept for ``key``, if it was read at ``version`` and has not expired."""
         answer = self._answers.get(key)
         if answer is None:
             return None
         if answer.version != version or now >= answer.expires:
             del self._answers[key]
             return None
-        return answer
+        return answer.body
 
-    def put(self, key: Key, answer: Answer) -> None:
-        self._answers[key] = answer
+    def reading(self, key: Key, version: tuple[int, int]) -> asyncio.Future[bytes | None] | None:
+        """The body being read for ``key`` at ``version`` (None when it turns out not to
+        be kept: errors, say); None when no such read is under way."""
+        reading = self._reading.get(key)
+        return reading[1] if reading is not None and reading[0] == version else None
+
+    @contextmanager
+    def read(self, key: Key, version: tuple[int, int]) -> Iterator[Callable[[Answer], None]]:
+        """Marks ``key`` as being read at ``version`` for ``reading``, until the block
+        ends; the function it gives keeps the answer read."""
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        registered = key not in self._reading
+        if registered:
+            self._reading[key] = (version, future)
+        kept: list[bytes] = []
+
+        def keep(answer: Answer) -> None:
+            self._answers[key] = answer
+            kept.append(answer.body)
+
+        try:
+            yield keep
+        finally:
+            if registered:
+                del self._reading[key]
+            future.set_result(kept[0] if kept else None)

@@ -5,6 +5,7 @@ The HTTP rules (CSRF, size limit, media types and status codes) are in ``http.py
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -133,7 +134,8 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def _run_admitted(self, request: Request, body: bytes) -> Response | None:
         """The answer to a query already admitted (``prepared.py``), without Strawberry's
-        per-request machinery; None when the request is not one (or not JSON)."""
+        per-request machinery, from the response cache where it may be; None when the
+        request is not one (or not JSON)."""
         try:
             data = orjson.loads(body)
         except ValueError:
@@ -141,39 +143,38 @@ class GraphQLView(GraphQL[Context, None]):
         admitted = admitted_request(DOCUMENTS, data)
         if admitted is None:
             return None
-        sub_response = await self.get_sub_response(request)
-        context = await self.get_context(request, sub_response)
+        context = await self._context(request, None)
         principal, answers = context.principal, self.answers
         if answers is None or principal is None or not admitted.prepared.cacheable:
-            return await self._execute(request, admitted, context, sub_response)
+            return await self._execute(request, admitted, context)
+        media_type = _media_type(request)
         variables = admitted.variables
         key = (
             admitted.query,
             admitted.operation_name,
             orjson.dumps(variables, option=orjson.OPT_SORT_KEYS) if variables else b"",
             principal,
-            sub_response.media_type or JSON,
+            media_type,
         )
         runtime = context.runtime
         # Taken before anything is read: a write the answer misses moves it (changes.py).
         version = runtime.db.changes.version(principal.organization_id)
         now = runtime.clock.now()
-        answer = answers.get(key, version, now)
-        if answer is not None:
-            return Response(answer.body, media_type=key[4])
+        kept = answers.get(key, version, now)
+        if kept is None and (reading := answers.reading(key, version)) is not None:
+            kept = await asyncio.shield(reading)  # the same answer, being read: wait for it
+        if kept is not None:
+            return Response(kept, media_type=media_type)
         context.cache_until = now + self.answers_for
-        response = await self._execute(request, admitted, context, sub_response)
-        until = context.cache_until
-        if until is not None and until > now and response.status_code == 200:
-            answers.put(key, Answer(version, until, bytes(response.body)))
+        with answers.read(key, version) as keep:
+            response = await self._execute(request, admitted, context)
+            until = context.cache_until
+            if until is not None and until > now and response.status_code == 200:
+                keep(Answer(version, until, bytes(response.body)))
         return response
 
     async def _execute(
-        self,
-        request: Request,
-        admitted: prepared.Admitted,
-        context: Context,
-        sub_response: Response,
+        self, request: Request, admitted: prepared.Admitted, context: Context
     ) -> Response:
         result = await prepared.run(
             self.executable,
@@ -184,6 +185,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         if result.errors:
             context.cache_until = None  # an answer with errors is not kept
+        sub_response = await self.get_sub_response(request)
         return self.create_response(await self.process_result(request, result), sub_response)
 
     async def _run(self, request: Request) -> Response:
@@ -243,8 +245,11 @@ class GraphQLView(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
+        return await self._context(request, response if isinstance(response, Response) else None)
+
+    async def _context(self, request: Request | WebSocket, response: Response | None) -> Context:
         runtime = cast(Runtime, request.app.state.runtime)
-        context = Context(runtime, request, response if isinstance(response, Response) else None)
+        context = Context(runtime, request, response)
         if isinstance(request, Request):
             authorization = request.headers.get("authorization")
             if authorization:

@@ -11,8 +11,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
+from app.clock import Clock
 from app.settings import Settings
-from tests.conftest import Harness
+from tests.conftest import Harness, running_app
 
 DASHBOARD = "http://dashboard.example:5173"
 OTHER = "http://evil.example"
@@ -75,6 +76,20 @@ async def test_another_origin_is_refused_the_preflight_and_granted_nothing(
     )
     # The browser withholds a response without the header from the page.
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_without_origins_no_page_elsewhere_is_granted_anything(
+    settings: Settings, clock: Clock
+) -> None:
+    async with running_app(settings.model_copy(update={"cors_origins": ()}), clock) as harness:
+        org = await harness.org("acme")
+        preflight = await _preflight(harness, DASHBOARD)
+        assert preflight.status_code == 405
+        response = await harness.http.post(
+            "/graphql", json={"query": QUERY}, headers={"Origin": DASHBOARD} | harness.token(org)
+        )
+        assert response.status_code == 200
+        assert not any(name.startswith("access-control-") for name in response.headers)
 
 
 def _ws_url(harness: Harness) -> str:

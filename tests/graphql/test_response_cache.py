@@ -3,6 +3,7 @@ answered without reading, and never once a write or the clock has changed its an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,19 @@ async def test_an_answer_is_kept_until_a_usage_post_moves_the_balance(harness: H
     assert reads == 1
     assert data["viewer"]["organization"]["wallet"]["balance"]["credits"] == "4994000"
     assert data["viewer"]["organization"]["spendCap"]["spentThisMonth"]["credits"] == "6000"
+
+
+async def test_many_requests_for_a_stale_answer_read_it_once(harness: Harness) -> None:
+    org = await harness.org(grant_usd="5")
+    key = await harness.key(org)
+    viewer = harness.token(org, Role.VIEWER)
+    await _kept(harness, OVERVIEW, viewer)
+    await harness.usage(org, usage_event(key.id, "r1"))
+    with _counting_reads(harness) as begun:
+        bodies = await asyncio.gather(*(harness.graphql(OVERVIEW, viewer) for _ in range(50)))
+    assert len(begun) == 1
+    balances = {b["data"]["viewer"]["organization"]["wallet"]["balance"]["credits"] for b in bodies}
+    assert balances == {"4994000"}
 
 
 async def test_mutations_outside_the_ledger_make_the_answer_stale(harness: Harness) -> None:
