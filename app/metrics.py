@@ -71,6 +71,16 @@ class Metrics:
             registry=self.registry,
         )
 
+        answers = Counter(
+            "creditgraph_graphql_cached_queries",
+            "Queries the GraphQL response cache could answer, by how they were: kept (from "
+            "memory), shared (waited for the same answer another request was reading), "
+            "read (read and kept).",
+            ["answer"],
+            registry=self.registry,
+        )
+        self.answered = {name: answers.labels(name) for name in ("kept", "shared", "read")}
+
     def request(self, route: str, method: str, status: str) -> None:
         # The labelled child is looked up once per series: ``labels()`` costs several
         # times what the increment does.

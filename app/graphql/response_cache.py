@@ -60,6 +60,7 @@ CACHEABLE: dict[str, frozenset[str]] = {
     "Amount": ALL,
     "PlanSubscription": ALL,
     "Plan": ALL,
+    "Price": ALL,
     "AutoReload": ALL,
     "SpendCap": ALL,
     "Entitlement": ALL,

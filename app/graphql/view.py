@@ -160,11 +160,17 @@ class GraphQLView(GraphQL[Context, None]):
         # Taken before anything is read: a write the answer misses moves it (changes.py).
         version = runtime.db.changes.version(principal.organization_id)
         now = runtime.clock.now()
+        answered = runtime.metrics.answered
         kept = answers.get(key, version, now)
-        if kept is None and (reading := answers.reading(key, version)) is not None:
-            kept = await asyncio.shield(reading)  # the same answer, being read: wait for it
         if kept is not None:
+            answered["kept"].inc()
             return Response(kept, media_type=media_type)
+        if (reading := answers.reading(key, version)) is not None:
+            shared = await asyncio.shield(reading)  # the same answer, being read: wait for it
+            if shared is not None:
+                answered["shared"].inc()
+                return Response(shared, media_type=media_type)
+        answered["read"].inc()
         context.cache_until = now + self.answers_for
         with answers.read(key, version) as keep:
             response = await self._execute(request, admitted, context)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from graphql import parse, print_ast
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
 from app.auth import Role
@@ -107,11 +108,29 @@ async def test_many_requests_for_a_stale_answer_read_it_once(harness: Harness) -
     viewer = harness.token(org, Role.VIEWER)
     await _kept(harness, OVERVIEW, viewer)
     await harness.usage(org, usage_event(key.id, "r1"))
+    before = await _answered(harness)
     with _counting_reads(harness) as begun:
         bodies = await asyncio.gather(*(harness.graphql(OVERVIEW, viewer) for _ in range(50)))
     assert len(begun) == 1
     balances = {b["data"]["viewer"]["organization"]["wallet"]["balance"]["credits"] for b in bodies}
     assert balances == {"4994000"}
+    after = await _answered(harness)
+    assert {name: after[name] - before.get(name, 0) for name in after} == {
+        "read": 1,
+        "shared": 49,
+        "kept": 0,
+    }
+
+
+async def _answered(harness: Harness) -> dict[str, float]:
+    """The cache's counters on /metrics, by answer."""
+    text = (await harness.http.get("/metrics")).text
+    return {
+        sample.labels["answer"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "creditgraph_graphql_cached_queries_total"
+    }
 
 
 async def test_mutations_outside_the_ledger_make_the_answer_stale(harness: Harness) -> None:
