@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     graphql = GraphQLView(
         schema,
         limiter=limiter,
-        answers=ResponseCache(settings.graphql_cache_entries) if answers_for else None,
+        answers=ResponseCache(settings.graphql_cache_bytes) if answers_for else None,
         answers_for=answers_for,
         allowed_origins=settings.cors_origins,
     )

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Answers to repeated dashboard queries are kept until a write to the organization
     # commits, and this long at most (app/graphql/response_cache.py); 0 keeps none.
     graphql_cache_seconds: float = Field(default=5.0, ge=0)
-    graphql_cache_entries: int = Field(default=10_000, gt=0)
+    graphql_cache_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # the answers' bodies
     # How often an API key holding a subscription open is re-checked against its row.
     subscription_recheck_seconds: float = Field(default=30.0, ge=0)
     # How often the embedded process runs its periodic jobs (expiry, stale holds).

@@ -97,6 +97,10 @@ class _Check(Visitor):
 Key = tuple[str, str | None, bytes, Principal, str]
 
 
+def _size(answer: Answer) -> int:
+    return len(answer.body)
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     version: tuple[int, int]  # the organization's change count before it was read
@@ -105,12 +109,13 @@ class Answer:
 
 
 class ResponseCache:
-    """The last ``size`` answers kept, least recently used first out, and the answers
-    being read now: requests for one of those wait for it rather than read it again
-    (when an answer goes stale under many clients, one of them reads it)."""
+    """Answers kept, their bodies ``size`` bytes at most (the least recently used go
+    first), and the answers being read now: requests for one of those wait for it
+    rather than read it again (when an answer goes stale under many clients, one of
+    them reads it)."""
 
     def __init__(self, size: int) -> None:
-        self._answers: LRUCache[Key, Answer] = LRUCache(size)
+        self._answers: LRUCache[Key, Answer] = LRUCache(size, getsizeof=_size)
         self._reading: dict[Key, tuple[tuple[int, int], asyncio.Future[bytes | None]]] = {}
 
     def get(self, key: Key, version: tuple[int, int], now: datetime) -> bytes | None:
@@ -140,7 +145,8 @@ class ResponseCache:
         kept: list[bytes] = []
 
         def keep(answer: Answer) -> None:
-            self._answers[key] = answer
+            if _size(answer) <= self._answers.maxsize:  # else more than the whole cache
+                self._answers[key] = answer
             kept.append(answer.body)
 
         try:

@@ -14,9 +14,10 @@ from graphql import parse, print_ast
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
-from app.auth import Role
+from app.auth import Principal, Role
 from app.clock import Clock, FrozenClock
-from app.graphql.response_cache import cacheable
+from app.graphql.http import JSON
+from app.graphql.response_cache import Answer, ResponseCache, cacheable
 from app.graphql.schema import schema
 from app.settings import Settings
 from tests.conftest import Harness, running_app, usage_event
@@ -237,3 +238,24 @@ async def test_a_cache_of_zero_seconds_keeps_nothing(uncached: Harness) -> None:
     for _ in range(4):
         _, reads = await _ask(uncached, OVERVIEW, viewer)
         assert reads >= 1
+
+
+async def test_the_cache_holds_its_size_in_bytes_least_recently_used_out() -> None:
+    cache = ResponseCache(100)
+    principal = Principal(1, "acme", Role.VIEWER, "viewer@test")
+    keys = [(f"query Q{n} {{ viewer {{ id }} }}", None, b"", principal, JSON) for n in range(3)]
+    now, version = T0, (0, 0)
+    for key, size in zip(keys, (60, 30, 50), strict=True):
+        with cache.read(key, version) as keep:
+            keep(Answer(version, now + timedelta(seconds=5), b"x" * size))
+    assert [cache.get(key, version, now) is not None for key in keys] == [False, True, True]
+    too_big = keys[0]
+    with cache.read(too_big, version) as keep:
+        waiting = cache.reading(too_big, version)
+        keep(Answer(version, now + timedelta(seconds=5), b"x" * 101))
+    assert waiting is not None
+    assert await waiting == b"x" * 101  # handed to the requests that waited, not kept
+    assert cache.get(too_big, version, now) is None
+    assert cache.get(keys[2], version, now) is not None
+    assert cache.get(keys[2], (0, 1), now) is None  # a write since: stale, and dropped
+    assert cache.get(keys[2], version, now) is None
