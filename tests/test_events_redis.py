@@ -17,6 +17,7 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as redis
 from graphql import print_ast
+from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import RedisError
 
 from app.auth import Role
@@ -181,6 +182,51 @@ async def test_a_write_on_one_instance_ends_the_answer_cached_on_the_other(
         # The ledger's: its balance event is the announcement.
         await second.usage(org, usage_event(key.id, "r1"))
         await changes(lambda o: o["wallet"]["balance"]["credits"], "4994000")
+
+
+async def test_a_refused_publish_is_counted_and_the_committed_write_stands(
+    settings: Settings, clock: Clock
+) -> None:
+    assert REDIS_URL is not None
+    admin = redis.Redis.from_url(REDIS_URL)
+    user = f"creditgraph-test-{uuid.uuid4().hex[:8]}"
+    await admin.acl_setuser(
+        user, enabled=True, passwords=["+secret"], categories=["+@all"], keys=["*"], channels=["*"]
+    )
+    url = REDIS_URL.replace("redis://", f"redis://{user}:secret@", 1)
+    try:
+        async with running_app(settings.model_copy(update={"redis_url": url}), clock) as app:
+            org = await app.org("acme", grant_usd="5")
+            key = await app.key(org)
+            owner = app.token(org, Role.OWNER)
+            await admin.acl_setuser(user, commands=["-publish"])  # Redis refuses from now on
+            (result,) = await app.usage(org, usage_event(key.id, "r1"))
+            assert result["outcome"] == "billed"
+            assert await app.balance(org) == (4_994_000, 0)
+            assert await _publish_errors(app) == 1  # the batch's events
+            changed = await app.graphql(
+                'mutation { setSpendCap(input: {monthlyLimitUsd: "9"}) { userErrors { code } } }',
+                owner,
+            )
+            assert changed["data"]["setSpendCap"]["userErrors"] == []
+            assert await _publish_errors(app) == 2  # the announcement of a write without events
+            query = "{ viewer { organization { spendCap { monthlyLimit { usd } } } } }"
+            spend_cap = (await app.graphql(query, owner))["data"]["viewer"]["organization"]
+            assert spend_cap["spendCap"]["monthlyLimit"]["usd"] == "9.000000"
+    finally:
+        await admin.acl_deluser(user)
+        await admin.aclose()
+
+
+async def _publish_errors(harness: Harness) -> float:
+    text = (await harness.http.get("/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "creditgraph_event_bus_errors_total"
+        and sample.labels["kind"] == "publish"
+    )
 
 
 async def test_readiness_follows_redis(prefix: str) -> None:
