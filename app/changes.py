@@ -38,9 +38,9 @@ class Changes:
         for organization_id in organizations:
             by_org[organization_id] = by_org.get(organization_id, 0) + 1
 
-    async def committed(self, organizations: Changed, *, announce: bool = True) -> None:
-        """A write of this process committed: counted here and, when ``announce``, told
-        to the other instances."""
+    async def committed(self, organizations: Changed) -> None:
+        """A write of this process committed: counted here and told to the other
+        instances."""
         self.count(organizations)
-        if announce and self.announce is not None:
+        if self.announce is not None:
             await self.announce(organizations)

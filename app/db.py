@@ -167,8 +167,8 @@ class Database:
     in threads with their own synchronous connections (one writer, a few readers; see
     ``_SyncSQLite``); elsewhere on the async engine through ``run_sync``, so the work is
     written once, synchronously. Other writes go through ``write``; ``writer`` and
-    ``reader`` stay for migrations and reads. Both count what they commit in
-    ``changes``, which the GraphQL response cache checks.
+    ``reader`` stay for migrations and reads. ``transaction`` and ``write`` count what
+    they commit in ``changes``, which the GraphQL response cache checks.
     """
 
     READER_THREADS = 4

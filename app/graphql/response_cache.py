@@ -94,11 +94,9 @@ class _Check(Visitor):
         return None
 
 
+# The query text, the operation, the variables (JSON, keys sorted), the caller, the
+# response's media type.
 Key = tuple[str, str | None, bytes, Principal, str]
-
-
-def _size(answer: Answer) -> int:
-    return len(answer.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +104,10 @@ class Answer:
     version: tuple[int, int]  # the organization's change count before it was read
     expires: datetime
     body: bytes  # the whole response, served as it is with status 200
+
+
+def _size(answer: Answer) -> int:
+    return len(answer.body)
 
 
 class ResponseCache:

@@ -147,6 +147,18 @@ class GraphQLView(GraphQL[Context, None]):
         principal, answers = context.principal, self.answers
         if answers is None or principal is None or not admitted.prepared.cacheable:
             return await self._execute(request, admitted, context)
+        return await self._answer(request, admitted, context, principal, answers)
+
+    async def _answer(
+        self,
+        request: Request,
+        admitted: prepared.Admitted,
+        context: Context,
+        principal: Principal,
+        answers: ResponseCache,
+    ) -> Response:
+        """A cacheable query's answer: kept, being read by another request, or read now
+        (and kept); ``response_cache.py``."""
         media_type = _media_type(request)
         variables = admitted.variables
         key = (
