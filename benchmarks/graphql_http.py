@@ -14,6 +14,10 @@ lots, plan, auto-reload, spend cap and unlock tier. The benchmark organization i
 on the ``bytez-payg`` plan first (the development fake provider counts it paid), so
 ``subscription`` and ``entitlement`` are answered, not null.
 
+With ``--usage-per-second N``, a thread bills the benchmark organization N calls a
+second through ``POST /api/v1/usage`` on the server being measured, as a busy gateway
+would: every batch the writer commits makes the organization's cached answers stale.
+
     .venv/bin/python -m benchmarks.graphql_http --connections 64 --duration 10 --rounds 2
 """
 
@@ -21,11 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shutil
 import sys
 import tempfile
+import threading
+import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,7 +42,7 @@ from graphql import FragmentDefinitionNode, Node, OperationDefinitionNode, parse
 
 from app.auth import Role, issue_token
 from app.runtime import Runtime
-from benchmarks.common import JWT_SECRET, ORG_SLUG, ROOT, Fixture, prepare
+from benchmarks.common import JWT_SECRET, METERED, MODEL, ORG_SLUG, ROOT, Fixture, prepare
 from benchmarks.load import (
     WRK_DONE,
     Result,
@@ -102,6 +110,45 @@ def _shape(value: object) -> object:
     return None
 
 
+class UsagePoster:
+    """Bills the benchmark call to the organization ``rate`` times a second, in a thread,
+    on the server at ``port`` while the block runs; ``posted`` counts the calls billed."""
+
+    def __init__(self, fixture: Fixture, port: int, rate: float) -> None:
+        self.fixture, self.url, self.rate = fixture, f"http://127.0.0.1:{port}/api/v1/usage", rate
+        self.posted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._post, daemon=True)
+
+    def __enter__(self) -> UsagePoster:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _post(self) -> None:
+        headers = {"Authorization": f"Bearer {self.fixture.service_token}"}
+        started = time.monotonic()
+        with httpx.Client(headers=headers) as client:
+            while not self._stop.is_set():
+                event = {
+                    "request_id": f"graphql-bench-{uuid.uuid4().hex}",
+                    "api_key_id": self.fixture.api_key_global_id,
+                    "model": MODEL,
+                    "prompt_tokens": METERED.prompt_tokens,
+                    "completion_tokens": METERED.completion_tokens,
+                }
+                response = client.post(self.url, json={"events": [event]})
+                (result,) = response.raise_for_status().json()["results"]
+                if result["outcome"] != "billed":
+                    raise RuntimeError(f"usage not billed: {result}")
+                self.posted += 1
+                # Paced from the start, so a slow post is caught up rather than lost.
+                self._stop.wait(max(0.0, started + self.posted / self.rate - time.monotonic()))
+
+
 def check(name: str, query: str, token: str, bare_port: int, cg_port: int) -> None:
     """Both servers answer the operation with documents of the same shape, without errors."""
     answers = []
@@ -134,6 +181,12 @@ def main() -> None:
     parser.add_argument("--duration", "-d", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2, help="bare+creditgraph pairs")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument(
+        "--usage-per-second",
+        type=float,
+        default=0.0,
+        help="usage calls billed to the organization a second during creditgraph's runs",
+    )
     args = parser.parse_args()
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -190,9 +243,14 @@ def main() -> None:
                     command = wrk_command(
                         wrk, url, str(scripts[name]), args.connections, args.duration
                     )
-                    result = run(command, server)
+                    rate = 0.0 if server == "bare" else args.usage_per_second
+                    with contextlib.ExitStack() as stack:
+                        if rate:
+                            poster = stack.enter_context(UsagePoster(fixture, port, rate))
+                        result = run(command, server)
                     results[server].append(result)
-                    print(describe(result), flush=True)
+                    billed = f", {poster.posted} usage calls billed meanwhile" if rate else ""
+                    print(describe(result) + billed, flush=True)
                     ok = ok and result.errors == 0
             rates = print_medians(results)
             ratio = rates["creditgraph"] / rates["bare"]
