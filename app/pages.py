@@ -60,6 +60,15 @@ def newest_first(
         statement = statement.where(
             or_(time_column < at, and_(time_column == at, id_column < row_id))
         )
-    statement = statement.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
-    rows = list(conn.execute(statement).all())
+    statement = first_page(statement, time_column, id_column, limit)
+    return page_of(list(conn.execute(statement).all()), limit)
+
+
+def first_page(statement: Select[Any], time_column: Any, id_column: Any, limit: int) -> Select[Any]:
+    """``statement`` ordered newest first, with one row past ``limit`` (``page_of``)."""
+    return statement.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
+
+
+def page_of(rows: list[Any], limit: int) -> Page:
+    """The page of ``rows`` read by a ``first_page`` statement."""
     return Page(rows[:limit], len(rows) > limit)

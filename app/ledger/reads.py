@@ -11,7 +11,7 @@ from sqlalchemy.sql.elements import BindParameter
 from app.db import Prebuilt
 from app.ledger.book import entries_t
 from app.ledger.state import lots_t, orgs_t, wallets
-from app.pages import Page, newest_first
+from app.pages import Page, first_page, page_of
 
 # What a first page of lots holds when the query leaves ``first`` at its default.
 FIRST_LOTS = 50
@@ -25,11 +25,14 @@ _wallet = Prebuilt(
         .where(wallets.c.organization_id == _ORG)
     )
 )
-_org_lots = Prebuilt(
-    lambda _dialect, _lock: (
+_first_lots = Prebuilt(
+    lambda _dialect, _lock: first_page(
         select(lots_t)
         .join(wallets, wallets.c.id == lots_t.c.wallet_id)
-        .where(wallets.c.organization_id == _ORG, lots_t.c.remaining > 0)
+        .where(wallets.c.organization_id == _ORG, lots_t.c.remaining > 0),
+        lots_t.c.created_at,
+        lots_t.c.id,
+        FIRST_LOTS,
     )
 )
 
@@ -47,8 +50,8 @@ def lots_of(wallet_id: int, *, include_spent: bool) -> Select[Any]:
 def first_lots(conn: Connection, organization_id: int) -> Page:
     """The first ``FIRST_LOTS`` of the organization's lots with credits left, newest
     first: ``lots_of(..., include_spent=False)``'s first page, found by organization."""
-    statement = _org_lots(conn).params(organization_id=organization_id)
-    return newest_first(conn, statement, lots_t.c.created_at, lots_t.c.id, FIRST_LOTS, None)
+    rows = conn.execute(_first_lots(conn), {"organization_id": organization_id}).all()
+    return page_of(list(rows), FIRST_LOTS)
 
 
 def entries_of(wallet_id: int) -> Select[Any]:
