@@ -30,6 +30,8 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from app.auth import Role
+from app.keys.service import CreatedKey
+from app.operations import create_api_key
 from app.orgs.service import OrgRef
 from app.settings import Settings
 from tests.conftest import Harness, usage_event
@@ -210,9 +212,13 @@ class Creditgraph:
         config = {"api": self.graphql_url, "token": self.owner_token}
         return f"{site}/index.html#{urlencode(config)}"
 
-    async def bill_a_call(self, request_id: str) -> None:
-        """The gateway reports one call to the REST API: 6,000 credits ($0.006)."""
-        key = await self.harness.key(self.org)
+    async def key(self, name: str) -> CreatedKey:
+        return await create_api_key(self.harness.runtime, self.org.id, name)
+
+    async def bill_a_call(self, request_id: str, key: CreatedKey | None = None) -> None:
+        """The gateway reports one call to the REST API: 6,000 credits ($0.006), on
+        ``key`` (a new one by default)."""
+        key = key or await self.key("test key")
         [result] = await self.harness.usage(self.org, usage_event(key.id, request_id))
         assert result["outcome"] == "billed", result
 

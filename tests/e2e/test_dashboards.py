@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
+from app.ids import to_global_id
 from tests.e2e.conftest import DASHBOARDS, Creditgraph, build, static_site
 
 
@@ -79,3 +80,22 @@ async def test_usage_billed_through_the_rest_api_moves_the_balance_without_a_rel
     await creditgraph.bill_a_call("e2e-call-2")
     await expect(dashboard.get_by_test_id("balance")).to_have_text("$25.982")
     assert await dashboard.evaluate("window.__notReloaded === true")
+
+
+async def test_the_usage_log_filters_by_key(
+    page: Page, site: str, creditgraph: Creditgraph
+) -> None:
+    first, second = await creditgraph.key("gateway a"), await creditgraph.key("gateway b")
+    await creditgraph.bill_a_call("e2e-by-a", first)
+    await creditgraph.bill_a_call("e2e-by-b", second)
+    await page.goto(creditgraph.dashboard_url(site))
+    rows = page.get_by_test_id("usage-table").get_by_test_id("usage-row")
+    await expect(rows).to_have_count(2)
+
+    await page.get_by_test_id("usage-filter-key").select_option(to_global_id("ApiKey", second.id))
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("e2e-by-b")
+    await expect(rows.first).to_contain_text("gateway b")
+
+    await page.get_by_test_id("usage-filter-key").select_option("")  # all keys again
+    await expect(rows).to_have_count(2)

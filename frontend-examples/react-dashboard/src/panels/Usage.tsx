@@ -1,33 +1,50 @@
 import { useState } from "react";
 import { useQuery } from "urql";
 
-import { UsageDocument } from "../gql/graphql";
+import { ApiKeysDocument, UsageDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatUsd } from "../money";
 import { useDebounced } from "../time";
 
 const PAGE = 20;
 
-/** The per-call log, newest first, filtered by model, a page at a time (keyset cursors). */
+/** The per-call log, newest first, filtered by key and model, a page at a time (keyset cursors). */
 export function Usage() {
   const [model, setModel] = useState("");
+  const [keyId, setKeyId] = useState("");
   // The cursors of the pages before this one, to go back; null is the first page.
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const after = cursors[cursors.length - 1];
   const filterModel = useDebounced(model.trim());
   const [result, reexecute] = useQuery({
     query: UsageDocument,
-    variables: { first: PAGE, after, filter: filterModel ? { model: filterModel } : null },
+    variables: { first: PAGE, after, filter: { model: filterModel || null, apiKeyId: keyId || null } },
   });
+  const [keys] = useQuery({ query: ApiKeysDocument, variables: { first: 100 } });
   useRefetchOnTick(reexecute);
   const usage = result.data?.viewer.organization.usage;
   const setFilter = (value: string) => {
     setModel(value);
     setCursors([null]);
   };
+  const setKey = (value: string) => {
+    setKeyId(value);
+    setCursors([null]);
+  };
   return (
     <section>
       <h2>Usage</h2>
+      <label>
+        Key{" "}
+        <select data-testid="usage-filter-key" value={keyId} onChange={(e) => setKey(e.target.value)}>
+          <option value="">all keys</option>
+          {keys.data?.viewer.organization.apiKeys.edges.map(({ node }) => (
+            <option key={node.id} value={node.id}>
+              {node.name} ({node.prefix})
+            </option>
+          ))}
+        </select>
+      </label>{" "}
       <label>
         Model <input data-testid="usage-filter-model" value={model} onChange={(e) => setFilter(e.target.value)} placeholder="all models" />
       </label>
