@@ -101,30 +101,25 @@ class RedisEventBus:
         by_org: defaultdict[int, list[Event]] = defaultdict(list)
         for event in events:
             by_org[event.organization_id].append(event)
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for organization_id, batch in by_org.items():
-                    pipe.publish(self.channel(organization_id), encode(batch))
-                await pipe.execute()
-        except (RedisError, OSError):
-            log.exception("publishing %d events to Redis failed", len(events))
-            if self.on_publish_failed is not None:
-                self.on_publish_failed()
+        messages = [(self.channel(org), encode(batch)) for org, batch in by_org.items()]
+        await self._send(messages, f"publishing {len(events)} events")
 
     async def announce(self, organizations: Changed) -> None:
         """Tell the other instances that writes to ``organizations`` (None: to any)
-        committed here; logged and counted on failure, as ``publish``."""
-        channels = [
-            self.channel(organization_id)
-            for organization_id in (organizations or (EVERY_ORGANIZATION,))
-        ]
+        committed here."""
+        ids = organizations or (EVERY_ORGANIZATION,)
+        await self._send([(self.channel(org), b"[]") for org in ids], "announcing a change")
+
+    async def _send(self, messages: list[tuple[bytes, bytes]], what: str) -> None:
+        """``messages`` (channel, data) in one pipelined round trip. A failure is logged
+        and counted, never raised: the writes they tell of have committed."""
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for channel in channels:
-                    pipe.publish(channel, b"[]")
+                for channel, data in messages:
+                    pipe.publish(channel, data)
                 await pipe.execute()
         except (RedisError, OSError):
-            log.exception("announcing a change to Redis failed")
+            log.exception("%s to Redis failed", what)
             if self.on_publish_failed is not None:
                 self.on_publish_failed()
 
