@@ -76,12 +76,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await runtime.stop()
 
     limiter = RateLimiter(settings.graphql_rate_per_second, settings.graphql_burst)
-    answers_for = timedelta(seconds=settings.graphql_cache_seconds)
+    keep_for = timedelta(seconds=settings.graphql_cache_seconds)
     graphql = GraphQLView(
         schema,
         limiter=limiter,
-        answers=ResponseCache(settings.graphql_cache_bytes) if answers_for else None,
-        answers_for=answers_for,
+        answers=ResponseCache(settings.graphql_cache_bytes, keep_for) if keep_for else None,
         allowed_origins=settings.cors_origins,
     )
     routes = [  # matched in order: the busiest first

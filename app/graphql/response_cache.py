@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from cachetools import LRUCache
@@ -111,12 +111,13 @@ def _size(answer: Answer) -> int:
 
 
 class ResponseCache:
-    """Answers kept, their bodies ``size`` bytes at most (the least recently used go
-    first), and the answers being read now: requests for one of those wait for it
-    rather than read it again (when an answer goes stale under many clients, one of
-    them reads it)."""
+    """Answers kept ``keep_for`` at most, their bodies ``size`` bytes at most (the least
+    recently used go first), and the answers being read now: requests for one of those
+    wait for it rather than read it again (when an answer goes stale under many
+    clients, one of them reads it)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, keep_for: timedelta) -> None:
+        self.keep_for = keep_for
         self._answers: LRUCache[Key, Answer] = LRUCache(size, getsizeof=_size)
         self._reading: dict[Key, tuple[tuple[int, int], asyncio.Future[bytes | None]]] = {}
 
@@ -144,16 +145,16 @@ class ResponseCache:
         registered = key not in self._reading
         if registered:
             self._reading[key] = (version, future)
-        kept: list[bytes] = []
 
         def keep(answer: Answer) -> None:
             if _size(answer) <= self._answers.maxsize:  # else more than the whole cache
                 self._answers[key] = answer
-            kept.append(answer.body)
+            future.set_result(answer.body)
 
         try:
             yield keep
         finally:
             if registered:
                 del self._reading[key]
-            future.set_result(kept[0] if kept else None)
+            if not future.done():  # nothing kept: the waiters read it themselves
+                future.set_result(None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any, cast
 
 import orjson
@@ -88,14 +87,12 @@ class GraphQLView(GraphQL[Context, None]):
         *,
         limiter: RateLimiter,
         answers: ResponseCache | None,
-        answers_for: timedelta,
         **options: Any,
     ) -> None:
         super().__init__(schema, **options)
         self.limiter = limiter
         self.executable = schema  # as a Schema: the fast path needs its graphql-core one
         self.answers = answers  # None: no answer is kept
-        self.answers_for = answers_for  # how long an answer is kept at most
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -183,7 +180,7 @@ class GraphQLView(GraphQL[Context, None]):
                 answered["shared"].inc()
                 return Response(shared, media_type=media_type)
         answered["read"].inc()
-        context.cache_until = now + self.answers_for
+        context.cache_until = now + answers.keep_for
         with answers.read(key, version) as keep:
             response = await self._execute(request, admitted, context)
             until = context.cache_until

@@ -241,7 +241,7 @@ async def test_a_cache_of_zero_seconds_keeps_nothing(uncached: Harness) -> None:
 
 
 async def test_the_cache_holds_its_size_in_bytes_least_recently_used_out() -> None:
-    cache = ResponseCache(100)
+    cache = ResponseCache(100, timedelta(seconds=5))
     principal = Principal(1, "acme", Role.VIEWER, "viewer@test")
     keys = [(f"query Q{n} {{ viewer {{ id }} }}", None, b"", principal, JSON) for n in range(3)]
     now, version = T0, (0, 0)
