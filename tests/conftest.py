@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +22,8 @@ from typing import Any, TypeVar, cast
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import select
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -204,6 +205,18 @@ def usage_event(key_id: int, request_id: str, **extra: Any) -> dict[str, Any]:
     } | extra
 
 
+# A /metrics sample's value by its name and its labels, sorted.
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 @dataclass
 class Harness:
     """The app, an HTTP client on it, and shortcuts to set up organizations and keys."""
@@ -258,6 +271,26 @@ class Harness:
                 )
             ).one()
         return row.balance, row.held
+
+    @contextmanager
+    def read_transactions(self) -> Iterator[list[object]]:
+        """The transactions begun on the read engine meanwhile (on PostgreSQL it is the
+        writer's engine too)."""
+        begun: list[object] = []
+
+        def on_begin(conn: object) -> None:
+            begun.append(conn)
+
+        engine = self.runtime.db.read_engine
+        event.listen(engine, "begin", on_begin)
+        try:
+            yield begun
+        finally:
+            event.remove(engine, "begin", on_begin)
+
+    async def metrics(self) -> Samples:
+        """``/metrics``, parsed (``metric_samples``)."""
+        return metric_samples((await self.http.get("/metrics")).text)
 
     async def graphql(
         self, query: str, headers: dict[str, str] | None = None, **variables: Any

@@ -17,7 +17,6 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as redis
 from graphql import print_ast
-from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import RedisError
 
 from app.auth import Role
@@ -219,14 +218,8 @@ async def test_a_refused_publish_is_counted_and_the_committed_write_stands(
 
 
 async def _publish_errors(harness: Harness) -> float:
-    text = (await harness.http.get("/metrics")).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "creditgraph_event_bus_errors_total"
-        and sample.labels["kind"] == "publish"
-    )
+    samples = await harness.metrics()
+    return samples.get(("creditgraph_event_bus_errors_total", (("kind", "publish"),)), 0.0)
 
 
 async def test_readiness_follows_redis(prefix: str) -> None:

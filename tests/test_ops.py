@@ -11,7 +11,6 @@ import sqlite3
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.clock import Clock
 from app.logs import JsonFormatter, log_config
@@ -20,15 +19,7 @@ from app.settings import Settings
 from tests import servers
 from tests.alerts.conftest import Receiver, receiver  # noqa: F401  (the fixture)
 from tests.alerts.test_alerts import _create, _move
-from tests.conftest import Harness, running_app, usage_event
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.conftest import Harness, metric_samples, running_app, usage_event
 
 
 async def test_liveness_and_readiness(harness: Harness) -> None:
@@ -58,14 +49,14 @@ async def test_metrics_count_requests_ingestion_batches_and_subscriptions(
 ) -> None:
     org = await harness.org("acme", grant_usd="10")
     key = await harness.key(org)
-    before = _samples((await harness.http.get("/metrics")).text)
+    before = await harness.metrics()
     await harness.usage(org, *(usage_event(key.id, f"r{n}") for n in range(3)))
     await harness.http.get("/no/such/path/42")
     subscription = harness.runtime.bus.subscribe(org.id)
 
     response = await harness.http.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
-    after = _samples(response.text)
+    after = metric_samples(response.text)
     assert after[("creditgraph_usage_events_total", ())] == 3
     batches = ("creditgraph_writer_batch_jobs_count", ())
     assert after[batches] == before[batches] + 1
@@ -86,7 +77,7 @@ async def test_metrics_count_requests_ingestion_batches_and_subscriptions(
     assert after[other] == 1
     assert after[("creditgraph_active_subscriptions", ())] == 1
     harness.runtime.bus.unsubscribe(subscription)
-    again = _samples((await harness.http.get("/metrics")).text)
+    again = await harness.metrics()
     assert again[("creditgraph_active_subscriptions", ())] == 0
 
 
@@ -104,7 +95,7 @@ async def test_metrics_count_webhook_attempts_by_result(
         receiver.status = 200
         await _create(harness, org, kind="BALANCE_BELOW", threshold="2", webhookUrl=receiver.url)
         await _move(harness, org, "-2")  # the second rule fires; delivered at once
-        samples = _samples((await harness.http.get("/metrics")).text)
+        samples = await harness.metrics()
     attempts = settings.alert_webhook_max_attempts
     name = "creditgraph_alert_webhook_attempts_total"
     assert samples[(name, (("result", "pending"),))] == attempts - 1

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 from graphql import parse, print_ast
-from sqlalchemy import event
 
 from app.auth import Role
 from app.graphql import schema as schema_module
@@ -184,24 +183,15 @@ async def test_wallet_overview_is_one_read_transaction(harness: Harness) -> None
     await harness.runtime.subscriptions.change(org.id, "bytez-payg")
     owner = harness.token(org, Role.OWNER)
     overview = print_ast(OPERATIONS["WalletOverview"])
-    transactions: list[object] = []
-
-    def begun(conn: object) -> None:
-        transactions.append(conn)
-
     # The caller's organization is looked up once, then cached: not the overview's read
     # (on PostgreSQL the lookup shares the counted engine).
     assert "errors" not in (await _post(harness, print_ast(OPERATIONS["Viewer"]), owner)).json()
-    engine = harness.runtime.db.read_engine
-    event.listen(engine, "begin", begun)
-    try:
+    with harness.read_transactions() as transactions:
         for _ in range(2):  # the full path, then the fast one
             transactions.clear()
             body = (await _post(harness, overview, owner)).json()
             assert "errors" not in body, body
             assert len(transactions) == 1
-    finally:
-        event.remove(engine, "begin", begun)
     organization = body["data"]["viewer"]["organization"]
     assert len(organization["wallet"]["lots"]["edges"]) == 2  # the grant and the plan's
     assert organization["subscription"]["plan"]["code"] == "bytez-payg"

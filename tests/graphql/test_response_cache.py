@@ -4,15 +4,12 @@ answered without reading, and never once a write or the clock has changed its an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from graphql import parse, print_ast
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event
 
 from app.auth import Principal, Role
 from app.clock import Clock, FrozenClock
@@ -41,25 +38,9 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"graphql_cache_seconds": 365 * 86400})
 
 
-@contextmanager
-def _counting_reads(harness: Harness) -> Iterator[list[object]]:
-    """The transactions begun on the read engine meanwhile."""
-    begun: list[object] = []
-
-    def on_begin(conn: object) -> None:
-        begun.append(conn)
-
-    engine = harness.runtime.db.read_engine
-    event.listen(engine, "begin", on_begin)
-    try:
-        yield begun
-    finally:
-        event.remove(engine, "begin", on_begin)
-
-
 async def _ask(harness: Harness, query: str, headers: dict[str, str]) -> tuple[Any, int]:
     """The answer's data and the read transactions it took."""
-    with _counting_reads(harness) as begun:
+    with harness.read_transactions() as begun:
         body = await harness.graphql(query, headers)
     assert "errors" not in body, body
     return body["data"], len(begun)
@@ -110,7 +91,7 @@ async def test_many_requests_for_a_stale_answer_read_it_once(harness: Harness) -
     await _kept(harness, OVERVIEW, viewer)
     await harness.usage(org, usage_event(key.id, "r1"))
     before = await _answered(harness)
-    with _counting_reads(harness) as begun:
+    with harness.read_transactions() as begun:
         bodies = await asyncio.gather(*(harness.graphql(OVERVIEW, viewer) for _ in range(50)))
     assert len(begun) == 1
     balances = {b["data"]["viewer"]["organization"]["wallet"]["balance"]["credits"] for b in bodies}
@@ -125,12 +106,10 @@ async def test_many_requests_for_a_stale_answer_read_it_once(harness: Harness) -
 
 async def _answered(harness: Harness) -> dict[str, float]:
     """The cache's counters on /metrics, by answer."""
-    text = (await harness.http.get("/metrics")).text
+    samples = await harness.metrics()
     return {
-        sample.labels["answer"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "creditgraph_graphql_cached_queries_total"
+        answer: samples[("creditgraph_graphql_cached_queries_total", (("answer", answer),))]
+        for answer in ("kept", "shared", "read")
     }
 
 
