@@ -1,12 +1,17 @@
 """A bare Starlette app with creditgraph's HTTP shapes: the HTTP benchmarks' baseline.
 
 ``POST /api/v1/usage`` parses the JSON body, checks the events list and answers a small
-JSON result per event; ``POST /graphql`` parses the body and answers the benchmark's
-operations with fixed documents of the same shape. Neither touches a database.
+JSON result per event; ``POST /api/v1/authorize`` parses the body and answers an
+allowed decision; ``POST /graphql`` parses the body and answers it with the document
+creditgraph gave for the same operation and variables, read from the JSON file that
+``BENCH_GRAPHQL_ANSWERS`` names (``dashboards.py`` captures it). None touches a
+database.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,6 +26,15 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def answer_key(operation_name: object, variables: object) -> str:
+    """How an answer is found: the operation and its variables (keys sorted)."""
+    return orjson.dumps([operation_name, variables], option=orjson.OPT_SORT_KEYS).decode()
+
+
+_answers_file = os.environ.get("BENCH_GRAPHQL_ANSWERS")
+ANSWERS: dict[str, Any] = orjson.loads(Path(_answers_file).read_bytes()) if _answers_file else {}
 
 
 async def health(_request: Request) -> Response:
@@ -44,100 +58,44 @@ async def record_usage(request: Request) -> Response:
     return JSONResponse({"results": results})
 
 
-# What creditgraph answers to the GraphQL benchmark's operations, as fixed documents.
-GRAPHQL_ANSWERS: dict[str, Any] = {
-    "Viewer": {
-        "viewer": {
-            "id": "bench",
-            "role": "VIEWER",
-            "organization": {"id": "T3JnYW5pemF0aW9uOjE=", "slug": "bench", "name": "bench"},
-        }
-    },
-    # The full contract operation on an organization on the bytez-payg plan: its
-    # allocation lot and the benchmark's grant.
-    "WalletOverview": {
-        "viewer": {
-            "organization": {
-                "id": "T3JnYW5pemF0aW9uOjE=",
-                "wallet": {
-                    "id": "V2FsbGV0OjE=",
-                    "balance": {"credits": "1000005000000", "usd": "1000005.000000"},
-                    "purchasedLast28Days": {"credits": "0", "usd": "0.000000"},
-                    "lots": {
-                        "edges": [
-                            {
-                                "node": {
-                                    "id": "Q3JlZGl0TG90OjI=",
-                                    "source": "PLAN_ALLOCATION",
-                                    "original": {"credits": "5000000", "usd": "5.000000"},
-                                    "remaining": {"credits": "5000000", "usd": "5.000000"},
-                                    "expiresAt": "2026-12-21T14:03:49.406358+00:00",
-                                    "createdAt": "2026-11-23T14:03:49.410099+00:00",
-                                }
-                            },
-                            {
-                                "node": {
-                                    "id": "Q3JlZGl0TG90OjE=",
-                                    "source": "ADJUSTMENT",
-                                    "original": {
-                                        "credits": "1000000000000",
-                                        "usd": "1000000.000000",
-                                    },
-                                    "remaining": {
-                                        "credits": "1000000000000",
-                                        "usd": "1000000.000000",
-                                    },
-                                    "expiresAt": None,
-                                    "createdAt": "2026-11-23T14:03:49.346230+00:00",
-                                }
-                            },
-                        ]
-                    },
-                },
-                "subscription": {
-                    "plan": {"code": "bytez-payg", "name": "Bytez Pay-as-you-go"},
-                    "currentPeriodStart": "2026-11-23T14:03:49.406358+00:00",
-                    "currentPeriodEnd": "2026-12-21T14:03:49.406358+00:00",
-                    "allocationRemaining": {"credits": "5000000", "usd": "5.000000"},
-                },
-                "autoReload": {
-                    "enabled": False,
-                    "threshold": {"credits": "3000000", "usd": "3.000000"},
-                    "amount": {"credits": "10000000", "usd": "10.000000"},
-                    "monthlyMax": {"credits": "100000000", "usd": "100.000000"},
-                    "reloadedThisMonth": {"credits": "0", "usd": "0.000000"},
-                },
-                "spendCap": {
-                    "monthlyLimit": None,
-                    "spentThisMonth": {"credits": "0", "usd": "0.000000"},
-                },
-                "entitlement": {
-                    "tier": 0,
-                    "maxOpenModelParamsB": 7,
-                    "concurrentRequests": 1,
-                    "nextTier": {
-                        "tier": 1,
-                        "purchaseNeeded": {"credits": "3000000", "usd": "3.000000"},
-                    },
-                },
-            }
-        }
-    },
-}
+async def authorize(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    if not isinstance(body, dict) or not isinstance(body.get("api_key"), str):
+        return JSONResponse({"message": "api_key: required"}, status_code=400)
+    return JSONResponse(
+        {
+            "allowed": True,
+            "api_key_id": "QXBpS2V5OjE=",
+            "organization_id": "T3JnYW5pemF0aW9uOjE=",
+            "request_id": body.get("request_id"),
+            "hold": {"credits": "50000", "usd": "0.050000"},
+        },
+        headers={
+            "X-RateLimit-Limit": "1000.000000",
+            "X-RateLimit-Remaining": "999.950000",
+            "X-RateLimit-Reset": "1796300000",
+            "X-Quota-Remaining-Credits": "999950000",
+            "X-Org-Quota-Remaining-Credits": "999950000",
+        },
+    )
 
 
 async def graphql(request: Request) -> Response:
-    """Parses the body as a GraphQL server must, answers a fixed document per operation."""
+    """Parses the body as a GraphQL server must, answers the captured document (encoded
+    per request, as a JSON endpoint builds its answer)."""
     body = orjson.loads(await request.body())
-    name = body.get("operationName") if isinstance(body, dict) else None
-    if name not in GRAPHQL_ANSWERS:
+    if not isinstance(body, dict):
+        return JSONResponse({"errors": [{"message": "not an object"}]}, status_code=400)
+    answer = ANSWERS.get(answer_key(body.get("operationName"), body.get("variables")))
+    if answer is None:
         return JSONResponse({"errors": [{"message": "unknown operation"}]}, status_code=400)
-    return JSONResponse({"data": GRAPHQL_ANSWERS[name]})
+    return JSONResponse(answer)
 
 
 app = Starlette(
     routes=[
         Route("/healthz", health),
+        Route("/api/v1/authorize", authorize, methods=["POST"]),
         Route("/api/v1/usage", record_usage, methods=["POST"]),
         Route("/graphql", graphql, methods=["POST"]),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from app.auth import Role, issue_token
 from app.ids import to_global_id
+from app.keys.service import Caps
 from app.money import parse_usd
 from app.operations import create_api_key, create_organization
 from app.pricing.book import Metered, PriceBook
@@ -72,6 +74,7 @@ class Fixture:
     api_key_id: int
     api_key_global_id: str
     service_token: str
+    api_key_secret: str = ""
 
 
 def settings_for(db_path: Path) -> Settings:
@@ -84,26 +87,29 @@ def settings_for(db_path: Path) -> Settings:
 
 
 def env_for(db_path: Path) -> dict[str, str]:
-    """The CREDITGRAPH_* environment of a process using ``db_path``."""
+    """The documented CREDITGRAPH_* environment of a process using ``db_path``: its
+    database, state directory and JWT secret; everything else at its default."""
     return {
         **os.environ,
         "CREDITGRAPH_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
         "CREDITGRAPH_STATE_DIR": str(db_path.parent / "state"),
         "CREDITGRAPH_JWT_SECRET": JWT_SECRET,
-        "CREDITGRAPH_RUN_JOBS": "false",
-        # One token drives all the load: the per-caller limit stays on but never refuses.
-        "CREDITGRAPH_GRAPHQL_RATE_PER_SECOND": "1000000",
-        "CREDITGRAPH_GRAPHQL_BURST": "1000000",
     }
 
 
+# The benchmark key's caps: a lifetime quota and a one-day window, as gateways' keys
+# usually have (authorize checks both), too large for any run to reach.
+KEY_CAPS = Caps(quota=parse_usd("500000"), limit_1d=parse_usd("400000"))
+
+
 async def prepare(db_path: Path) -> Fixture:
-    """Migrate a fresh database; create an org with a large grant, a key and a service JWT."""
+    """Migrate a fresh database; create an org with a large grant, a key with
+    ``KEY_CAPS`` and a service JWT."""
     settings = settings_for(db_path)
     runtime = await Runtime.start(settings)
     try:
         org = await create_organization(runtime, slug=ORG_SLUG, grant=parse_usd(GRANT_USD))
-        key = await create_api_key(runtime, org.id, "benchmark key")
+        key = await create_api_key(runtime, org.id, "benchmark key", caps=KEY_CAPS)
     finally:
         await runtime.stop()
     token = issue_token(
@@ -116,7 +122,15 @@ async def prepare(db_path: Path) -> Fixture:
         key.id,
         to_global_id("ApiKey", key.id),
         token,
+        key.secret,
     )
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of an SQLite database, its WAL included (SQLite's backup)."""
+    target.unlink(missing_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
 
 
 def verify(db_path: Path) -> bool:
