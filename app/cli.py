@@ -17,7 +17,7 @@ from rich.progress import Progress
 from app.auth import TOKEN_ROLES, ConfigurationError, Role, issue_token, jwt_secret
 from app.db import Database
 from app.ledger.verify import verify as verify_books
-from app.logs import log_config
+from app.logs import AccessLog, log_config
 from app.migrate import upgrade
 from app.money import MoneyError, parse_usd
 from app.oidc import Oidc
@@ -76,12 +76,15 @@ def serve(host: str, port: int, demo: bool) -> None:
         _seed_demo(settings, host, port)
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish, then runs the
     # lifespan's shutdown, which drains the writer (docs/deployment.md).
+    # The access log is the app's, written in batches (``app.logs.AccessLog``).
+    access_log = AccessLog(sys.stderr, json=settings.log_format == "json")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, access_log=access_log),
         host=host,
         port=port,
         log_level="info",
         log_config=log_config(settings) or uvicorn.config.LOGGING_CONFIG,
+        access_log=False,
     )
 
 

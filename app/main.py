@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from app.graphql.response_cache import ResponseCache
 from app.graphql.schema import schema
 from app.graphql.view import GraphQLView
 from app.ledger.writer import WriterClosed
+from app.logs import AccessLog
 from app.metrics import RequestMetrics, metrics_endpoint
 from app.ratelimit import RateLimiter
 from app.runtime import Runtime
@@ -63,17 +66,28 @@ async def _writer_closed(_request: Request, _exc: Exception) -> Response:
     return error_response(503, "the server is shutting down; retry", "unavailable")
 
 
-def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    access_log: AccessLog | None = None,
+) -> Starlette:
+    """The application; ``access_log`` gets a line per HTTP request (``creditgraph serve``
+    gives one)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings, clock)
         app.state.runtime = runtime
+        writing = asyncio.create_task(access_log.run()) if access_log is not None else None
         try:
             yield
         finally:
             await runtime.stop()
+            if writing is not None:
+                writing.cancel()  # it writes what is left as it stops
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
 
     limiter = RateLimiter(settings.graphql_rate_per_second, settings.graphql_burst)
     keep_for = timedelta(seconds=settings.graphql_cache_seconds)
@@ -109,7 +123,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         routes=routes,
         lifespan=lifespan,
         middleware=[
-            Middleware(RequestMetrics, routes=route_of),
+            Middleware(RequestMetrics, routes=route_of, access_log=access_log),
             *cors_middleware(settings.cors_origins),
         ],
         exception_handlers={

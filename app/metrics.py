@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.events import Event, UsageRecorded
+from app.logs import AccessLog
 
 # Jobs per writer transaction: 1 when idle, up to CREDITGRAPH_WRITER_BATCH_MAX under load.
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -113,41 +114,59 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 class RequestMetrics:
-    """ASGI middleware counting requests by route, method and status.
+    """ASGI middleware counting requests by route, method and status, and handing each
+    answered HTTP request to the access log (``app.logs.AccessLog``) when there is one.
 
     The route label is the route's path (a known one) or "other", so that scanners
     probing random paths cannot grow the series without bound.
     """
 
-    def __init__(self, app: ASGIApp, routes: Callable[[str], str]) -> None:
+    def __init__(
+        self, app: ASGIApp, routes: Callable[[str], str], access_log: AccessLog | None
+    ) -> None:
         self.app = app
         self.routes = routes
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        status = "0"
+        status = 0
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                status = str(message["status"])
+                status = message["status"]
             elif message["type"] == "websocket.accept":
-                status = "101"
-            elif message["type"] == "websocket.close" and status == "0":
-                status = "403"
+                status = 101
+            elif message["type"] == "websocket.close" and status == 0:
+                status = 403
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         except Exception:
-            status = "500"
+            status = 500
             raise
         finally:
             runtime = getattr(scope["app"].state, "runtime", None)
             if runtime is not None:
                 method = scope["method"] if kind == "http" else "WS"
                 method = method if method in METHODS or method == "WS" else "other"
-                runtime.metrics.request(self.routes(scope["path"]), method, status)
+                runtime.metrics.request(self.routes(scope["path"]), method, str(status))
+            if self.access_log is not None and kind == "http":
+                self._log(scope, status)
+
+    def _log(self, scope: Scope, status: int) -> None:
+        assert self.access_log is not None
+        client = scope.get("client")
+        path, query = scope["path"], scope.get("query_string")
+        self.access_log.request(
+            f"{client[0]}:{client[1]}" if client else "-",
+            scope["method"],
+            f"{path}?{query.decode('latin-1')}" if query else path,
+            scope["http_version"],
+            status,
+        )

@@ -4,6 +4,7 @@ that finishes the writes already acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from app.clock import Clock
-from app.logs import JsonFormatter, log_config
+from app.logs import AccessLog, JsonFormatter, log_config
 from app.main import create_app
 from app.settings import Settings
 from tests import servers
@@ -126,6 +127,24 @@ def test_json_log_lines_carry_their_fields() -> None:
     assert line["message"] == "write 7 failed"
     assert "ValueError: boom" in line["exception"]
     assert log_config(Settings()) is None  # text: uvicorn's own
+
+
+async def test_the_access_log_has_a_line_per_request_in_uvicorns_format(
+    settings: Settings,
+) -> None:
+    """``creditgraph serve`` writes the access log itself, in batches; its lines read as
+    uvicorn's did (the JSON ones are checked with SIGTERM below)."""
+    stream = io.StringIO()
+    app = create_app(settings, access_log=AccessLog(stream, json=False))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 5151))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            await http.get("/healthz?probe=1")
+            await http.post("/api/v1/usage", json={})  # no token
+    assert stream.getvalue().splitlines() == [
+        'INFO:     10.0.0.7:5151 - "GET /healthz?probe=1 HTTP/1.1" 200 OK',
+        'INFO:     10.0.0.7:5151 - "POST /api/v1/usage HTTP/1.1" 401 Unauthorized',
+    ]
 
 
 def test_sigterm_finishes_every_acknowledged_write(tmp_path: Path) -> None:
