@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import namedtuple
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_u
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeDecorator
@@ -140,7 +143,7 @@ class _SyncSQLite:
         self.engine = create_engine(
             url,
             poolclass=SingletonThreadPool,
-            pool_size=threads,
+            pool_size=threads + 1,  # and the event loop's, for ``_SQLiteWriter``
             connect_args={"check_same_thread": False},
         )
         _sqlite_setup(self.engine, for_writes=for_writes)
@@ -159,16 +162,83 @@ class _SyncSQLite:
         self.engine.dispose()
 
 
+class _SQLiteWriter(_SyncSQLite):
+    """The ledger writer's transactions, run on the event loop's thread itself.
+
+    The writer's work is mostly Python, and Python runs one thread at a time: in a
+    thread of its own it waited for the event loop to let go of the interpreter after
+    every statement (up to its 5 ms switch interval), and the loop for it, so a batch
+    took several times its work and the gateway's calls waited on both
+    (docs/performance.md). On the loop there is no hand-over: requests arriving
+    meanwhile queue in the socket buffers and join the next batch.
+
+    The loop never waits on a lock: its connection has no busy timeout, so when another
+    process holds SQLite's write lock (the CLI, a second server) BEGIN IMMEDIATE fails
+    at once and the transaction runs in the thread, which waits for the lock. Nor does
+    it checkpoint: its connection's automatic checkpoints are off, and every
+    ``CHECKPOINT_EVERY`` commits a passive checkpoint runs in the thread (it copies the
+    WAL into the database beside new writes, never blocking them).
+    """
+
+    CHECKPOINT_EVERY = 200
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, for_writes=True, threads=1)
+        self._commits = 0
+        self._checkpointing: asyncio.Future[None] | None = None
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        conn = self.engine.connect()
+        try:
+            if not conn.info.get("on_loop"):  # the loop's connection, first used
+                driver = conn.connection.dbapi_connection
+                assert driver is not None
+                driver.execute("PRAGMA busy_timeout=0")
+                driver.execute("PRAGMA wal_autocheckpoint=0")
+                conn.info["on_loop"] = True
+            try:
+                transaction = conn.begin()  # BEGIN IMMEDIATE (``_sqlite_setup``)
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlite_errorcode", None) != _SQLITE_BUSY:
+                    raise
+                conn.close()
+                return await super().run(work)  # another process writes: wait in the thread
+            with transaction:
+                result = work(conn)
+        finally:
+            conn.close()
+        self._commits += 1
+        if self._commits % self.CHECKPOINT_EVERY == 0 and self._checkpointing is None:
+            self._checkpointing = asyncio.get_running_loop().run_in_executor(
+                self.threads, self._checkpoint
+            )
+            self._checkpointing.add_done_callback(self._checkpointed)
+        return result
+
+    def _checkpoint(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("WAL checkpoint failed: %s", done.exception())
+
+
+_SQLITE_BUSY = 5
+
+
 class Database:
     """The engines of one process.
 
     ``transaction`` runs the ledger writer's work, ``read`` the APIs' reads: each a
     synchronous function given a connection, run in one transaction. On SQLite they run
-    in threads with their own synchronous connections (one writer, a few readers; see
-    ``_SyncSQLite``); elsewhere on the async engine through ``run_sync``, so the work is
-    written once, synchronously. Other writes go through ``write``; ``writer`` and
-    ``reader`` stay for migrations and reads. ``transaction`` and ``write`` count what
-    they commit in ``changes``, which the GraphQL response cache checks.
+    on synchronous connections: the writer's on the event loop (``_SQLiteWriter``), the
+    reads in a few threads (``_SyncSQLite``); elsewhere on the async engine through
+    ``run_sync``, so the work is written once, synchronously. Other writes go through
+    ``write``; ``writer`` and ``reader`` stay for migrations and reads. ``transaction``
+    and ``write`` count what they commit in ``changes``, which the GraphQL response
+    cache checks.
     """
 
     READER_THREADS = 4
@@ -180,10 +250,10 @@ class Database:
         self.reader = (
             _create_engine(settings, for_writes=False) if settings.is_sqlite else self.writer
         )
-        self._sync_writer: _SyncSQLite | None = None
+        self._sync_writer: _SQLiteWriter | None = None
         self._sync_readers: _SyncSQLite | None = None
         if settings.is_sqlite:
-            self._sync_writer = _SyncSQLite(settings, for_writes=True, threads=1)
+            self._sync_writer = _SQLiteWriter(settings)
             self._sync_readers = _SyncSQLite(
                 settings, for_writes=False, threads=self.READER_THREADS
             )
@@ -387,12 +457,14 @@ class Prebuilt(Generic[S]):
     """A statement built once per dialect and lock mode, then reused.
 
     Building a Core statement (and its cache key) costs several times what SQLite
-    takes to run a small one; the writer runs a dozen per transaction.
+    takes to run a small one; the writer runs a dozen per transaction. ``rows`` and
+    ``execute_many`` go further and run it at the driver (``AtDriver``).
     """
 
     def __init__(self, build: Callable[[str, bool], S]) -> None:
         self._build = build
         self._built: dict[tuple[str, bool], S] = {}
+        self._compiled: dict[tuple[str, bool], AtDriver] = {}
 
     def __call__(self, conn: Connection | AsyncConnection, lock: bool = False) -> S:
         key = (conn.dialect.name, lock)
@@ -400,3 +472,93 @@ class Prebuilt(Generic[S]):
         if statement is None:
             statement = self._built[key] = self._build(*key)
         return statement
+
+    def _at_driver(self, conn: Connection, lock: bool) -> AtDriver:
+        key = (conn.dialect.name, lock)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            statement = cast(ClauseElement, self(conn, lock))
+            compiled = self._compiled[key] = AtDriver(statement, conn.dialect)
+        return compiled
+
+    def rows(self, conn: Connection, params: dict[str, Any], lock: bool = False) -> list[Any]:
+        """Its rows for ``params``, run at the driver."""
+        return self._at_driver(conn, lock).rows(conn, params)
+
+    def execute_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Run once per parameter set of ``rows``, at the driver in one call."""
+        self._at_driver(conn, False).execute_many(conn, rows)
+
+
+class AtDriver:
+    """A Core statement compiled for one dialect and run on the driver's cursor.
+
+    SQLAlchemy spends some 50 us of Python around each statement it executes (an
+    execution context, parameter and result processing set up each time); SQLite runs
+    the writer's in 5 to 20. Here the SQL and what each parameter and column needs are
+    worked out once: parameters are bound by name in their compiled order through
+    their types' bind processing, and rows come back as named tuples through their
+    types' result processing (times, booleans, JSON), as ``Connection.execute`` gives
+    them. The engine's cursor events still fire, for whoever listens (tests, tracing).
+    """
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.sql = str(compiled)
+        binds: list[tuple[str, Callable[[Any], Any] | None, bool, Any]] = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            assert not bind.expanding, "expanding IN lists are compiled per call"
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            binds.append((name, process, bind.required, bind.value))
+        self._binds = binds
+        columns = list(getattr(statement, "selected_columns", ()))
+        self._columns = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        self._processed = [i for i, process in enumerate(self._columns) if process is not None]
+        names = [column.key or f"c{i}" for i, column in enumerate(columns)]
+        # Named at run time, so through ``Any`` (mypy wants the field names written out).
+        row = cast(Any, namedtuple)("Row", names, rename=True)
+        self._make: Callable[[Iterable[Any]], Any] = row._make
+
+    def _args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            (process(value) if process is not None else value)
+            for name, process, required, default in self._binds
+            for value in (params[name] if required or name in params else default,)
+        )
+
+    def rows(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
+        cursor = self._run(conn, self._args(params), many=False)
+        raw = cursor.fetchall()
+        cursor.close()
+        make, columns, processed = self._make, self._columns, self._processed
+        if not processed:
+            return [make(row) for row in raw]
+        rows = []
+        for values in raw:
+            values = list(values)
+            for i in processed:
+                values[i] = columns[i](values[i])
+            rows.append(make(values))
+        return rows
+
+    def execute_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self._run(conn, [self._args(row) for row in rows], many=True).close()
+
+    def _run(self, conn: Connection, args: Any, *, many: bool) -> Any:
+        driver = conn.connection.dbapi_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        dispatch = conn.dispatch
+        if dispatch.before_cursor_execute:
+            dispatch.before_cursor_execute(conn, cursor, self.sql, args, None, many)
+        if many:
+            cursor.executemany(self.sql, args)
+        else:
+            cursor.execute(self.sql, args)
+        if dispatch.after_cursor_execute:
+            dispatch.after_cursor_execute(conn, cursor, self.sql, args, None, many)
+        return cursor

@@ -67,10 +67,11 @@ _insert_lots = insert(lots_t).returning(lots_t.c.id, sort_by_parameter_order=Tru
 _insert_holds = insert(holds_t)
 
 
-def _update_by_id(t: Table, *columns: str) -> Update:
+def _update_by_id(t: Table, *columns: str) -> Prebuilt[Update]:
     """An UPDATE of ``columns`` for executemany, keyed by ``b_id``."""
     values: dict[str, BindParameter[Any]] = {name: bindparam(name) for name in columns}
-    return update(t).where(t.c.id == bindparam("b_id")).values(values)
+    statement = update(t).where(t.c.id == bindparam("b_id")).values(values)
+    return Prebuilt(lambda _dialect, _lock: statement)
 
 
 _update_wallets = _update_by_id(wallets, "balance", "held", "version", "month", "month_spent")
@@ -396,8 +397,7 @@ class Book:
             for k in self.state.keys.values()
             if k.billed
         ]
-        if marks:
-            conn.execute(_write_marks(conn), marks)
+        _write_marks.execute_many(conn, marks)
         for change in self._changes.values():
             wallet = change.wallet
             self.events.append(
@@ -509,8 +509,7 @@ class Book:
                 [_top_up_row(t) for t in state.top_ups.values() if t.dirty],
             ),
         ):
-            if rows:
-                conn.execute(statement, rows)
+            statement.execute_many(conn, rows)
 
 
 def _lot_id(lot: Lot | None) -> int | None:

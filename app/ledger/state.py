@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    or_,
     select,
 )
 from sqlalchemy.engine import Connection
@@ -62,7 +63,9 @@ def purchases(since: datetime | BindParameter[datetime]) -> tuple[Any, list[Colu
     moment its credits expire (Bytez), it stops counting too."""
     total = func.coalesce(func.sum(billing_t.c.amount - billing_t.c.refunded), 0)
     return total, [
-        billing_t.c.kind.in_(PAYMENT_KINDS),
+        # Not IN: an IN list is rendered per execution, which statements run at the
+        # driver (``db.AtDriver``) cannot do.
+        or_(*(billing_t.c.kind == kind for kind in PAYMENT_KINDS)),
         billing_t.c.status == TransactionStatus.SUCCEEDED,
         billing_t.c.settled_at > since,
     ]
@@ -448,9 +451,9 @@ def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = Tr
     pairs = [[organization_id, request_id] for organization_id, request_id in needs.requests]
     hold_rows: list[Any] = []
     if pairs:
-        hold_rows += conn.execute(_holds_by_request(conn, lock), {"pairs": pairs})
+        hold_rows += _holds_by_request.rows(conn, {"pairs": pairs}, lock)
     if needs.hold_ids:
-        hold_rows += conn.execute(_holds_by_id(conn, lock), {"ids": sorted(needs.hold_ids)})
+        hold_rows += _holds_by_id.rows(conn, {"ids": sorted(needs.hold_ids)}, lock)
     for row in hold_rows:
         hold = _hold(row)
         state.holds[(hold.organization_id, hold.request_id)] = hold
@@ -458,12 +461,12 @@ def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = Tr
         needs.orgs.add(hold.organization_id)
         needs.keys.add(hold.api_key_id)
     if pairs:
-        for row in conn.execute(_usage_by_request(conn), {"pairs": pairs}):
+        for row in _usage_by_request.rows(conn, {"pairs": pairs}):
             state.prior_usage[(row.organization_id, row.request_id)] = PriorUsage(
                 row.status, row.cost
             )
     if needs.top_ups:
-        for row in conn.execute(_top_ups(conn, lock), {"ids": sorted(needs.top_ups)}):
+        for row in _top_ups.rows(conn, {"ids": sorted(needs.top_ups)}, lock):
             state.top_ups[row.id] = TopUpState(
                 row.id,
                 row.organization_id,
@@ -491,7 +494,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
     if not needs.orgs:
         return
     month = month_of(state.now)
-    for row in conn.execute(_wallets(conn, state.lock), {"ids": sorted(needs.orgs)}):
+    for row in _wallets.rows(conn, {"ids": sorted(needs.orgs)}, state.lock):
         wallet = WalletState(
             row.id,
             row.organization_id,
@@ -514,7 +517,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
     if with_lots:
         for wallet in with_lots.values():
             wallet.lots = []
-        for row in conn.execute(_open_lots(conn, state.lock), {"ids": sorted(with_lots)}):
+        for row in _open_lots.rows(conn, {"ids": sorted(with_lots)}, state.lock):
             lots = with_lots[row.wallet_id].lots
             assert lots is not None
             lots.append(_lot(row))
@@ -525,7 +528,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
 
 def _load_plans(conn: Connection, needs: Needs, state: State) -> None:
     ids = {"ids": sorted(needs.plans)}
-    for row in conn.execute(_plans(conn, state.lock), ids):
+    for row in _plans.rows(conn, ids, state.lock):
         state.plans[row.organization_id] = PlanState(
             row.organization_id,
             row.plan_code,
@@ -538,7 +541,7 @@ def _load_plans(conn: Connection, needs: Needs, state: State) -> None:
             row.next_plan_code,
             stripe_subscription_id=row.stripe_subscription_id,
         )
-    for row in conn.execute(_open_periods(conn, state.lock), ids):
+    for row in _open_periods.rows(conn, ids, state.lock):
         plan = state.plans.get(row.organization_id)
         if plan is not None:
             plan.open_period_id = row.id
@@ -567,23 +570,23 @@ def _load_plan_usage(conn: Connection, needs: Needs, state: State) -> None:
             purchased.append(organization_id)
     usage = state.plan_usage
     if concurrent:
-        for organization_id, count in conn.execute(_open_model_holds(conn), {"ids": concurrent}):
+        for organization_id, count in _open_model_holds.rows(conn, {"ids": concurrent}):
             usage[organization_id].open_model_holds = count
     if messages:
         params = {"ids": messages, "since": state.now - MESSAGE_WINDOW}
-        for organization_id, count, oldest in conn.execute(_recent_holds(conn), params):
+        for organization_id, count, oldest in _recent_holds.rows(conn, params):
             usage[organization_id].recent_holds = count
             usage[organization_id].oldest_recent = oldest
     if purchased:
         params = {"ids": purchased, "since": state.now - PURCHASE_WINDOW}
-        for organization_id, total in conn.execute(_purchased(conn), params):
+        for organization_id, total in _purchased.rows(conn, params):
             usage[organization_id].purchased = int(total)
 
 
 def _load_keys(conn: Connection, needs: Needs, state: State) -> None:
     if not needs.keys:
         return
-    for row in conn.execute(_keys(conn, state.lock), {"ids": sorted(needs.keys)}):
+    for row in _keys.rows(conn, {"ids": sorted(needs.keys)}, state.lock):
         state.keys[row.id] = key_state(row)
     windowed = sorted(
         key_id for key_id in needs.window_keys if key_id in state.keys and state.keys[key_id].limits
@@ -624,7 +627,7 @@ def load_marks(
     for window in WINDOWS:
         params[f"start_{window.name}"] = window_start(now_second, window)
     result: dict[int, dict[Window, WindowMarks]] = {}
-    for key_id, *values in conn.execute(_marks(conn), params):
+    for key_id, *values in _marks.rows(conn, params):
         result[key_id] = {
             window: WindowMarks(values[2 * i] or 0, values[2 * i + 1])
             for i, window in enumerate(WINDOWS)
