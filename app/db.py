@@ -216,8 +216,13 @@ class _SQLiteWriter(_SyncSQLite):
         return result
 
     def _checkpoint(self) -> None:
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        # On the driver's connection: through SQLAlchemy it would run in a transaction
+        # (BEGIN IMMEDIATE, ``_sqlite_setup``), where SQLite cannot checkpoint.
+        driver = self.engine.raw_connection()
+        try:
+            driver.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        finally:
+            driver.close()
 
     def _checkpointed(self, done: asyncio.Future[None]) -> None:
         self._checkpointing = None

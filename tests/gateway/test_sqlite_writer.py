@@ -1,14 +1,17 @@
-"""The ledger writer runs its SQLite transactions on the event loop; when another process
-holds the write lock it waits for it off the loop, and the server keeps answering."""
+"""The ledger writer runs its SQLite transactions on the event loop: when another process
+holds the write lock it waits for it off the loop, and the server keeps answering; the
+WAL is checkpointed off the loop."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
+from app.db import _SQLiteWriter
 from app.settings import Settings
 from tests.conftest import Harness, usage_event
 
@@ -54,3 +57,19 @@ async def test_a_write_waits_for_another_process_without_stopping_the_server(
     (result,) = await billing
     assert result["outcome"] == "billed"
     assert await harness.books() == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_writes_reach_the_database_file_not_only_the_wal(
+    harness: Harness, settings: Settings
+) -> None:
+    """The writer's connection does not checkpoint (it runs on the event loop); its
+    thread does, every ``CHECKPOINT_EVERY`` commits, so the WAL does not grow for ever."""
+    path = Path(settings.database_url.removeprefix("sqlite+aiosqlite:///"))
+    org = await harness.org(grant_usd="100")
+    key = await harness.key(org)
+    before = path.stat().st_size
+    for n in range(_SQLiteWriter.CHECKPOINT_EVERY + 10):  # a commit each
+        await harness.usage(org, usage_event(key.id, f"r{n}"))
+    await asyncio.sleep(0.5)  # the checkpoint runs in the writer's thread
+    assert path.stat().st_size > before
