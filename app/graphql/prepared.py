@@ -16,11 +16,11 @@ refusing what they refuse.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import Any, Literal, cast
 
-from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode, execute
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode, execute
 from graphql.language import OperationType as AstOperationType
 from starlette.requests import Request
 from strawberry.execution import optimized_is_awaitable
@@ -30,6 +30,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app.graphql.errors import client_errors
+from app.graphql.executor import Execution, Plan, Unsupported, plan
 from app.graphql.response_cache import cacheable
 
 QUERY = AstOperationType.QUERY
@@ -37,12 +38,22 @@ QUERY = AstOperationType.QUERY
 _KEYS = frozenset(("query", "operationName", "variables"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     document: DocumentNode
     first: str | None  # the operation Strawberry runs when no operationName is sent
     queries: frozenset[str | None]  # the names of the document's query operations
     cacheable: bool  # its answers may be kept (``response_cache.cacheable``)
+    # By operation: how ``executor.py`` runs it, or None where graphql-core must.
+    plans: dict[str | None, Plan | None] = field(default_factory=dict)
+
+    def plan(self, schema: GraphQLSchema, operation_name: str | None) -> Plan | None:
+        if operation_name not in self.plans:
+            try:
+                self.plans[operation_name] = plan(schema, self.document, operation_name)
+            except Unsupported:
+                self.plans[operation_name] = None
+        return self.plans[operation_name]
 
     def query_named(self, name: str | None) -> str | Literal[False] | None:
         """The name to execute for ``operationName`` ``name``, as Strawberry picks it;
@@ -124,28 +135,45 @@ def admitted_request(documents: Documents, body: object) -> Admitted | None:
 
 async def run(
     schema: Schema,
-    document: DocumentNode,
+    prepared: Prepared,
     operation_name: str | None,
     variables: dict[str, Any] | None,
     context: object,
 ) -> ExecutionResult:
-    """``document`` executed as Strawberry would, its errors logged, coded and masked
-    as the schema's extensions do them."""
-    result = execute(
-        schema._schema,
-        document,
-        context_value=context,
-        variable_values=variables,
-        operation_name=operation_name,
+    """The operation executed as Strawberry would (by ``executor.py`` where it can), its
+    errors logged, coded and masked as the schema's extensions do them."""
+    arguments: dict[str, Any] = {
+        "context_value": context,
+        "operation_name": operation_name,
         # Strawberry's quicker check (a TypeGuard in graphql-core's signature, a bool here).
-        is_awaitable=cast(Any, optimized_is_awaitable),
-        executor_class=schema.execution_context_class,
-        operation_extensions=None,  # what Strawberry passes for a body without extensions
-    )
-    if isawaitable(result):
-        result = await result
-    errors = result.errors
+        "is_awaitable": cast(Any, optimized_is_awaitable),
+        "operation_extensions": None,  # what Strawberry passes for a body without them
+    }
+    data: dict[str, Any] | None
+    errors: list[GraphQLError] | None
+    operation = prepared.plan(schema._schema, operation_name)
+    if operation is None:
+        result = execute(
+            schema._schema,
+            prepared.document,
+            variable_values=variables,
+            executor_class=schema.execution_context_class,
+            **arguments,
+        )
+        if isawaitable(result):
+            result = await result
+        data, errors = result.data, result.errors
+    else:
+        executor = schema.execution_context_class.build(
+            schema._schema, prepared.document, raw_variable_values=variables, **arguments
+        )
+        if isinstance(executor, list):  # the variables do not fit
+            data, errors = None, executor
+        else:
+            execution = Execution(operation, executor)
+            data = await execution.run()
+            errors = execution.errors or None
     if errors:
         schema.process_errors(errors)  # logs the originals, as Strawberry does
         errors = client_errors(errors)
-    return ExecutionResult(data=result.data, errors=errors)
+    return ExecutionResult(data=data, errors=errors)

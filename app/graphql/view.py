@@ -193,7 +193,7 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Response:
         result = await prepared.run(
             self.executable,
-            admitted.prepared.document,
+            admitted.prepared,
             admitted.operation_name,
             admitted.variables,
             context,

@@ -5,6 +5,7 @@ WAL is checkpointed off the loop."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -68,8 +69,8 @@ async def test_the_writes_reach_the_database_file_not_only_the_wal(
     path = Path(settings.database_url.removeprefix("sqlite+aiosqlite:///"))
     org = await harness.org(grant_usd="100")
     key = await harness.key(org)
-    before = path.stat().st_size
+    before = await asyncio.to_thread(os.path.getsize, path)
     for n in range(_SQLiteWriter.CHECKPOINT_EVERY + 10):  # a commit each
         await harness.usage(org, usage_event(key.id, f"r{n}"))
     await asyncio.sleep(0.5)  # the checkpoint runs in the writer's thread
-    assert path.stat().st_size > before
+    assert await asyncio.to_thread(os.path.getsize, path) > before

@@ -39,7 +39,9 @@ def settings(settings: Settings) -> Settings:
 
 
 async def _ask(harness: Harness, query: str, headers: dict[str, str]) -> tuple[Any, int]:
-    """The answer's data and the read transactions it took."""
+    """The answer's data and the read transactions it took (once the alert evaluations
+    that earlier commits started, which read too, are done)."""
+    await harness.runtime.alerts.settled()
     with harness.read_transactions() as begun:
         body = await harness.graphql(query, headers)
     assert "errors" not in body, body
