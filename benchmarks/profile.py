@@ -93,7 +93,9 @@ def summarize(raw: Path, top: int) -> str:
             cumulative[name] += samples
     lines = [f"{total} samples holding the GIL", "", "| layer | share |", "|---|---|"]
     lines += [f"| {name} | {100 * n / total:.1f}% |" for name, n in layers.most_common()]
-    for title, counter in (("own", own), ("cumulative", cumulative)):
+    # Cumulative: creditgraph's own functions only (every stack starts in uvicorn's).
+    ours = collections.Counter({name: n for name, n in cumulative.items() if "(app/" in name})
+    for title, counter in (("own", own), ("cumulative, creditgraph's", ours)):
         lines += ["", f"| function ({title}) | share |", "|---|---|"]
         lines += [f"| `{name}` | {100 * n / total:.1f}% |" for name, n in counter.most_common(top)]
     return "\n".join(lines)
