@@ -63,7 +63,7 @@ from strawberry.types.field import StrawberryField
 MAX_INT, MIN_INT = 2**31 - 1, -(2**31)
 
 # How a value of a type is completed (``Completion.kind``).
-LEAF, OBJECT, LIST, NON_NULL = range(4)
+LEAF, OBJECT, LIST = range(3)
 
 
 class Unsupported(Exception):
@@ -100,8 +100,9 @@ class Completion:
     """How a value of ``type`` is completed (graphql-core's ``complete_value``)."""
 
     kind: int
-    type: Any
-    inner: Completion | None = None  # LIST, NON_NULL: the wrapped type's
+    type: Any  # the named type, or the list type
+    non_null: bool = False  # null is an error here (the type was wrapped in NonNull)
+    inner: Completion | None = None  # LIST: its items' completion
     python_type: type[Any] | None = None  # LEAF: values already of this type pass as they are
     names: dict[Any, str] | None = None  # LEAF, a Strawberry enum: its names by member
     # OBJECT: the strawberry classes a value may be (is_type_of), or None: not checked.
@@ -125,11 +126,7 @@ class FieldPlan:
     leaf_type: type[Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
-        completion = self.completion
-        if completion.kind == NON_NULL:
-            assert completion.inner is not None
-            completion = completion.inner
-        self.leaf_type = completion.python_type
+        self.leaf_type = self.completion.python_type
 
     @property
     def type(self) -> GraphQLOutputType:
@@ -155,10 +152,12 @@ class Plan:
         """How to complete a value of ``graphql_type`` selected by ``nodes``: worked out
         whole (sub-selections included) now, so ``Unsupported`` comes before execution."""
         if isinstance(graphql_type, GraphQLNonNull):
-            inner = self._completion(graphql_type.of_type, nodes)
-            return Completion(NON_NULL, graphql_type, inner)
+            completion = self._completion(graphql_type.of_type, nodes)
+            completion.non_null = True
+            return completion
         if isinstance(graphql_type, GraphQLList):
-            return Completion(LIST, graphql_type, self._completion(graphql_type.of_type, nodes))
+            items = self._completion(graphql_type.of_type, nodes)
+            return Completion(LIST, graphql_type, inner=items)
         if is_leaf_type(graphql_type):
             return Completion(
                 LEAF,
@@ -404,7 +403,7 @@ class Execution:
             error = nulled.error
         except Exception as raw:
             error = located_error(raw, f.nodes, item.path.as_list())
-        if f.completion.kind != NON_NULL:
+        if not f.completion.non_null:
             item.out[f.key] = None
             self._error(error, item.path)
             return
@@ -433,9 +432,6 @@ class Execution:
             try:
                 if f.attribute is not None:
                     value = getattr(source, f.attribute)
-                    if value is None and f.completion.kind != NON_NULL:
-                        out[f.key] = None
-                        continue
                     t = f.leaf_type
                     if (
                         t is not None
@@ -443,6 +439,9 @@ class Execution:
                         and (t is not int or MIN_INT <= value <= MAX_INT)
                     ):
                         out[f.key] = value
+                        continue
+                    if f.completion.kind == LEAF:  # no path needed but for an error
+                        out[f.key] = self._leaf(f.completion, f, value)
                         continue
                     field_path = Path(path, f.key, parent_type.name)
                     out[f.key] = self._complete(f.completion, f, value, field_path, out, place)
@@ -472,17 +471,43 @@ class Execution:
                     continue
                 out[f.key] = self._complete(f.completion, f, value, field_path, out, place)
             except _Nulled as nulled:
-                if f.completion.kind == NON_NULL:
+                if f.completion.non_null:
                     raise
                 out[f.key] = None
                 self._error(nulled.error, Path(path, f.key, parent_type.name))
             except Exception as raw:
                 field_path = Path(path, f.key, parent_type.name)
                 error = located_error(raw, f.nodes, field_path.as_list())
-                if f.completion.kind == NON_NULL:
+                if f.completion.non_null:
                     raise _Nulled(error) from None
                 out[f.key] = None
                 self._error(error, field_path)
+
+    @staticmethod
+    def _leaf(completion: Completion, f: FieldPlan, value: Any) -> Any:
+        """A scalar or enum value for the response (graphql-core's ``complete_leaf_value``)."""
+        if isinstance(value, Exception):
+            raise value
+        if value is None:
+            if completion.non_null:
+                raise TypeError(
+                    f"Cannot return null for non-nullable field {f.parent.name}.{f.name}."
+                )
+            return None
+        t = completion.python_type
+        if t is not None and type(value) is t and (t is not int or MIN_INT <= value <= MAX_INT):
+            return value
+        names = completion.names
+        if names is not None and (name := names.get(value)) is not None:
+            return name
+        coerced = completion.type.coerce_output_value(value)
+        if coerced is None or coerced is Undefined:
+            raise TypeError(
+                f"Expected `{inspect(completion.type)}.coerce_output_value("
+                f"{inspect(value)})` to return non-nullable value, returned:"
+                f" {inspect(coerced)}"
+            )
+        return coerced
 
     def _complete(
         self,
@@ -492,40 +517,14 @@ class Execution:
         path: Path,
         container: Any,
         place: Place,
-        nullable: bool = True,
     ) -> Any:
         """``value`` completed as ``completion`` says, to be put in ``container`` (at
         ``path.key``), which sits at ``place``; raises on an error (located by the
         caller) or ``_Nulled`` when a non-null field inside became null."""
-        if isinstance(value, Exception):
-            raise value
         kind = completion.kind
-        if kind == NON_NULL:
-            assert completion.inner is not None
-            completed = self._complete(completion.inner, f, value, path, container, place, False)
-            if completed is None:
-                raise TypeError(
-                    f"Cannot return null for non-nullable field {f.parent.name}.{f.name}."
-                )
-            return completed
-        if value is None:
-            return None
-        if kind == LEAF:
-            t = completion.python_type
-            if t is not None and type(value) is t and (t is not int or MIN_INT <= value <= MAX_INT):
-                return value
-            names = completion.names
-            if names is not None and (name := names.get(value)) is not None:
-                return name
-            coerced = completion.type.coerce_output_value(value)
-            if coerced is None or coerced is Undefined:
-                raise TypeError(
-                    f"Expected `{inspect(completion.type)}.coerce_output_value("
-                    f"{inspect(value)})` to return non-nullable value, returned:"
-                    f" {inspect(coerced)}"
-                )
-            return coerced
-        at = (container, path.key, nullable, place)
+        if kind == LEAF or value is None or isinstance(value, Exception):
+            return self._leaf(completion, f, value)  # (null and errors: as for a leaf)
+        at = (container, path.key, not completion.non_null, place)
         if kind == LIST:
             return self._list(completion, f, value, path, at)
         return self._object(completion, f, value, path, at)
@@ -543,7 +542,7 @@ class Execution:
         assert item is not None
         items: list[Any] = []
         here: Place = (*at, items, path)
-        item_nullable = item.kind != NON_NULL
+        item_nullable = not item.non_null
         for index, element in enumerate(value):
             item_path = path.add_key(index, None)
             try:

@@ -200,8 +200,16 @@ class GraphQLView(GraphQL[Context, None]):
         )
         if result.errors:
             context.cache_until = None  # an answer with errors is not kept
-        sub_response = await self.get_sub_response(request)
-        return self.create_response(await self.process_result(request, result), sub_response)
+            if _failed_before_execution(result):  # the variables: the spec's 400 rules
+                sub_response = await self.get_sub_response(request)
+                processed = await self.process_result(request, result)
+                return self.create_response(processed, sub_response)
+        # What Strawberry's process_result and create_response give an executed
+        # operation (no sub-response: resolvers get none on this path), built directly.
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [error.formatted for error in result.errors]
+        return Response(orjson.dumps(body), media_type=_media_type(request))
 
     async def _run(self, request: Request) -> Response:
         """Strawberry's handling, its refusals (plain text there) as ``RequestError``."""
