@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
+from app import http_body
 from app.graphql.errors import Code
 
 JSON = "application/json"
@@ -87,19 +88,14 @@ def check_content_type(content_type: str | None) -> None:
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """A POST's body: refused past ``max_bytes`` (413) before any of it is parsed, and
     unless it is a JSON object at a glance (400); the view parses it."""
-    too_large = RequestError(413, f"the request body is larger than {max_bytes} bytes")
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_large
+    try:
+        body = await http_body.read_body(request, max_bytes)
+    except http_body.BodyTooLarge:
+        raise RequestError(413, f"the request body is larger than {max_bytes} bytes") from None
     # Any other JSON value would fail inside strawberry as a fault, not as a bad request.
     if not body.lstrip().startswith(b"{"):
         raise RequestError(400, 'the request body must be a JSON object: {"query": "..."}')
-    return bytes(body)
+    return body
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

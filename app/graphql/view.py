@@ -118,8 +118,9 @@ class GraphQLView(GraphQL[Context, None]):
 
     def _limit(self, request: Request) -> None:
         """The caller's rate: by its credential, else by its address."""
-        client = request.client.host if request.client else "unknown"
-        caller = request.headers.get("authorization") or f"address:{client}"
+        caller = request.headers.get("authorization")
+        if not caller:
+            caller = f"address:{request.client.host if request.client else 'unknown'}"
         wait = self.limiter.take(caller, time.monotonic())
         if wait:
             raise RequestError(

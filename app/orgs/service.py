@@ -94,6 +94,10 @@ class OrgDirectory:
         org = self._by_slug.get(slug)
         return org if org is not None else await self._load(orgs_t.c.slug == slug)
 
+    def known(self, organization_id: int) -> OrgRef | None:
+        """The organization if it is cached (a request's caller's always is)."""
+        return self._by_id.get(organization_id)
+
     async def by_id(self, organization_id: int) -> OrgRef:
         org = self._by_id.get(organization_id)
         if org is None:

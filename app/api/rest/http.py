@@ -9,6 +9,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import http_body
+
 
 class JSONResponse(Response):
     media_type = "application/json"
@@ -57,15 +59,10 @@ def error_response(
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The request's body, or a 413 once it grows past ``max_bytes``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-        raise ApiError(413, f"the request body is larger than {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise ApiError(413, f"the request body is larger than {max_bytes} bytes")
-    return bytes(body)
+    try:
+        return await http_body.read_body(request, max_bytes)
+    except http_body.BodyTooLarge:
+        raise ApiError(413, f"the request body is larger than {max_bytes} bytes") from None
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
