@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any
 
 import strawberry
@@ -27,6 +28,7 @@ from app.graphql.relay import Connection, Node, connection, load_page
 from app.graphql.scalars import Decimal
 from app.ids import parse_global_id, to_global_id
 from app.ledger.state import billing_t
+from app.payments.ladder import BonusLadder as Ladder
 from app.payments.ladder import Quote, TopUpAmountError, percent
 from app.payments.provider import PaymentError
 from app.payments.service import (
@@ -175,7 +177,12 @@ class AutoReload:
 
 
 def bonus_ladder(info: Info) -> BonusLadder:
-    ladder = info.context.runtime.payments.ladder
+    return ladder_node(info.context.runtime.payments.ladder)
+
+
+@lru_cache(maxsize=16)
+def ladder_node(ladder: Ladder) -> BonusLadder:
+    """The bonus ladder as the API shows it: built once (it never changes)."""
     return BonusLadder(
         min_top_up=Amount.of(ladder.min_top_up),
         max_top_up=Amount.of(ladder.max_top_up),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated
 
 import strawberry
@@ -157,7 +158,14 @@ async def entitlement_of(info: Info, organization_id: int) -> Entitlement | None
 
 def plans(info: Info) -> list[Plan]:
     info.context.caller()
-    return [Plan.of(plan) for plan in info.context.runtime.plans.plans.values()]
+    return [plan_node(plan) for plan in info.context.runtime.plans.plans.values()]
+
+
+@lru_cache(maxsize=256)
+def plan_node(plan: CatalogPlan) -> Plan:
+    """A catalog plan as the API shows it: built once (a plan never changes), not on
+    each request for the catalog."""
+    return Plan.of(plan)
 
 
 @strawberry.input(description="The plan to move to.")
