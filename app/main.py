@@ -29,6 +29,7 @@ from app.ledger.writer import WriterClosed
 from app.logs import AccessLog
 from app.metrics import RequestMetrics, metrics_endpoint
 from app.ratelimit import RateLimiter
+from app.routing import App
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -119,8 +120,8 @@ def create_app(
             return path
         return ide.PREFIX if path.startswith(ide.PREFIX) else "other"
 
-    return Starlette(
-        routes=routes,
+    return App(
+        routes,
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMetrics, routes=route_of, access_log=access_log),
