@@ -8,7 +8,8 @@ event; the subscription gauge is computed when scraped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import collections
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +19,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,16 +32,38 @@ BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+class Tally:
+    """A counter per label set, kept as plain integers and exported as a Prometheus
+    counter when scraped. What every request counts: ``prometheus_client``'s counters
+    take a lock and several calls per increment; these, one dict update (on the event
+    loop's thread, where every request is counted)."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.counts: collections.Counter[tuple[str, ...]] = collections.Counter()
+        registry.register(self)
+
+    def add(self, *labels: str) -> None:
+        self.counts[labels] += 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, value in self.counts.items():
+            family.add_metric(labels, value)
+        yield family
+
+
 class Metrics:
     def __init__(self, subscriber_count: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
+        self.requests = Tally(
             "creditgraph_http_requests",
             "HTTP requests and WebSocket connections, by route, method and status.",
             ["route", "method", "status"],
-            registry=self.registry,
+            self.registry,
         )
-        self._request_series: dict[tuple[str, str, str], Counter] = {}
         self.usage_events = Counter(
             "creditgraph_usage_events",
             "Usage records committed by this instance's writer.",
@@ -72,24 +96,20 @@ class Metrics:
             registry=self.registry,
         )
 
-        answers = Counter(
+        # By (answer,): kept (from memory), shared, read.
+        self.answered = Tally(
             "creditgraph_graphql_cached_queries",
             "Queries the GraphQL response cache could answer, by how they were: kept (from "
             "memory), shared (waited for the same answer another request was reading), "
             "read (read and kept).",
             ["answer"],
-            registry=self.registry,
+            self.registry,
         )
-        self.answered = {name: answers.labels(name) for name in ("kept", "shared", "read")}
+        for answer in ("kept", "shared", "read"):  # every series there from the start
+            self.answered.counts[(answer,)] = 0
 
     def request(self, route: str, method: str, status: str) -> None:
-        # The labelled child is looked up once per series: ``labels()`` costs several
-        # times what the increment does.
-        key = (route, method, status)
-        child = self._request_series.get(key)
-        if child is None:
-            child = self._request_series[key] = self.requests.labels(*key)
-        child.inc()
+        self.requests.add(route, method, status)
 
     def committed(self, jobs: int, events: Sequence[Event]) -> None:
         """One writer transaction committed ``jobs`` and published ``events``."""

@@ -173,14 +173,14 @@ class GraphQLView(GraphQL[Context, None]):
         answered = runtime.metrics.answered
         kept = answers.get(key, version, now)
         if kept is not None:
-            answered["kept"].inc()
+            answered.add("kept")
             return Response(kept, media_type=media_type)
         if (reading := answers.reading(key, version)) is not None:
             shared = await asyncio.shield(reading)  # the same answer, being read: wait for it
             if shared is not None:
-                answered["shared"].inc()
+                answered.add("shared")
                 return Response(shared, media_type=media_type)
-        answered["read"].inc()
+        answered.add("read")
         context.cache_until = now + answers.keep_for
         with answers.read(key, version) as keep:
             response = await self._execute(request, admitted, context)
