@@ -32,6 +32,7 @@ from app.graphql.errors import Code
 from app.graphql.http import (
     GRAPHQL_RESPONSE,
     JSON,
+    HTTPRequest,
     RequestError,
     check_content_type,
     error_response,
@@ -98,7 +99,7 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope, receive)
+        request: Request = HTTPRequest(scope, receive)
         try:
             self._limit(request)
             # Checked before authenticating, so a refused request costs no lookup.
@@ -110,7 +111,7 @@ class GraphQLView(GraphQL[Context, None]):
                 if prepared is not None:
                     await prepared(scope, receive, send)
                     return
-                request = Request(scope, replay(body, receive))
+                request = HTTPRequest(scope, replay(body, receive))
             response = await self._run(request)
         except RequestError as exc:
             response = error_response(exc, _media_type(request))
