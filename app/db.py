@@ -412,7 +412,7 @@ class BulkInsert:
             compiled = self._statement(conn.dialect.name).compile(dialect=conn.dialect)
             assert tuple(compiled.positiontup or ()) == self.columns
             sql = self._sql[conn.dialect.name] = str(compiled)
-        conn.exec_driver_sql(sql, list(rows))
+        at_driver(conn, sql, list(rows), many=True).close()
 
 
 class JSONList(TypeDecorator[list[Any]]):
@@ -535,7 +535,7 @@ class AtDriver:
         )
 
     def rows(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
-        cursor = self._run(conn, self._args(params), many=False)
+        cursor = at_driver(conn, self.sql, self._args(params), many=False)
         raw = cursor.fetchall()
         cursor.close()
         make, columns, processed = self._make, self._columns, self._processed
@@ -551,19 +551,22 @@ class AtDriver:
 
     def execute_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            self._run(conn, [self._args(row) for row in rows], many=True).close()
+            at_driver(conn, self.sql, [self._args(row) for row in rows], many=True).close()
 
-    def _run(self, conn: Connection, args: Any, *, many: bool) -> Any:
-        driver = conn.connection.dbapi_connection
-        assert driver is not None
-        cursor = driver.cursor()
-        dispatch = conn.dispatch
-        if dispatch.before_cursor_execute:
-            dispatch.before_cursor_execute(conn, cursor, self.sql, args, None, many)
-        if many:
-            cursor.executemany(self.sql, args)
-        else:
-            cursor.execute(self.sql, args)
-        if dispatch.after_cursor_execute:
-            dispatch.after_cursor_execute(conn, cursor, self.sql, args, None, many)
-        return cursor
+
+def at_driver(conn: Connection, sql: str, args: Any, *, many: bool) -> Any:
+    """Run ``sql`` on the driver's cursor (``executemany`` with ``many``); the cursor. The
+    engine's cursor events fire as they would through SQLAlchemy."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    dispatch = conn.dispatch
+    if dispatch.before_cursor_execute:
+        dispatch.before_cursor_execute(conn, cursor, sql, args, None, many)
+    if many:
+        cursor.executemany(sql, args)
+    else:
+        cursor.execute(sql, args)
+    if dispatch.after_cursor_execute:
+        dispatch.after_cursor_execute(conn, cursor, sql, args, None, many)
+    return cursor

@@ -132,13 +132,13 @@ _upsert_daily_by = _upsert(daily_by_t, _BY_KEY)
 Sums = dict[tuple[Any, ...], list[int]]
 
 
-def _add(sums: Sums, group: tuple[Any, ...], cost: int) -> None:
+def _add(sums: Sums, group: tuple[Any, ...], spend: int, requests: int = 1) -> None:
     found = sums.get(group)
     if found is None:
-        sums[group] = [cost, 1]
+        sums[group] = [spend, requests]
     else:
-        found[0] += cost
-        found[1] += 1
+        found[0] += spend
+        found[1] += requests
 
 
 def write(conn: Connection, usage: Sequence[UsageRow], billed_at: datetime) -> None:
@@ -153,7 +153,7 @@ def write(conn: Connection, usage: Sequence[UsageRow], billed_at: datetime) -> N
             conn,
             [(org, bucket, key, model, action, *sums) for (org, key, model, action), sums in cells],
         )
-    by = breakdowns(usage)
+    by = breakdowns(cells, usage)
     for upsert, bucket in ((_upsert_hourly_by, hour), (_upsert_daily_by, day)):
         upsert.execute(
             conn,
@@ -169,19 +169,26 @@ def aggregate(usage: Iterable[UsageRow]) -> list[tuple[tuple[Any, ...], list[int
     return list(sums.items())
 
 
-def breakdowns(usage: Iterable[UsageRow]) -> list[tuple[tuple[Any, ...], list[int]]]:
+def breakdowns(
+    cells: Iterable[tuple[tuple[Any, ...], list[int]]], usage: Iterable[UsageRow]
+) -> list[tuple[tuple[Any, ...], list[int]]]:
     """(spend, requests) per (organization, scope, dimension, value): each record counts
-    once per dimension it has a value for, in its organization's rows and in its key's."""
+    once per dimension it has a value for, in its organization's rows and in its key's.
+    The key, model and action ones add up the ``cells`` of those records (a batch has a
+    few cells, however many records); the tags come from the records that carry them."""
     sums: Sums = {}
-    for u in usage:
-        org, key, cost = u.organization_id, u.api_key_id, u.cost
-        _add(sums, (org, WHOLE_ORG, _API_KEY, str(key)), cost)
+    for (org, key, model, action), (spend, requests) in cells:
+        _add(sums, (org, WHOLE_ORG, _API_KEY, str(key)), spend, requests)
         for scope in (WHOLE_ORG, key):
-            _add(sums, (org, scope, _TOTAL, ""), cost)
-            _add(sums, (org, scope, _MODEL, u.model), cost)
-            _add(sums, (org, scope, _ACTION, u.action), cost)
-            for tag in TAGS:
-                value = u.tags.get(tag)
-                if value is not None:
-                    _add(sums, (org, scope, tag, value), cost)
+            _add(sums, (org, scope, _TOTAL, ""), spend, requests)
+            _add(sums, (org, scope, _MODEL, model), spend, requests)
+            _add(sums, (org, scope, _ACTION, action), spend, requests)
+    for u in usage:
+        if not u.tags:
+            continue
+        for tag in TAGS:
+            value = u.tags.get(tag)
+            if value is not None:
+                for scope in (WHOLE_ORG, u.api_key_id):
+                    _add(sums, (u.organization_id, scope, tag, value), u.cost)
     return list(sums.items())
