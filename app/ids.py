@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import lru_cache
 
 
 def to_global_id(type_name: str, id_: int) -> str:
@@ -14,6 +15,12 @@ def parse_global_id(value: object) -> tuple[str, int] | None:
     """The type name and database id inside a global id, or None if it is not one."""
     if not isinstance(value, str) or len(value) > 100:
         return None
+    return _parse(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse(value: str) -> tuple[str, int] | None:
+    # Kept: a gateway sends the same few key ids with every event.
     try:
         decoded = base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):

@@ -29,6 +29,8 @@ def parse_usd(value: object, *, allow_negative: bool = False, allow_zero: bool =
         raise MoneyError('must be a decimal string such as "12.50"')
     if isinstance(value, int):
         credits = value * CREDITS_PER_USD
+    elif value.isascii() and value.isdigit():  # whole dollars ("0" units of every call)
+        credits = int(value) * CREDITS_PER_USD
     else:
         text = value.strip()
         if not text or "e" in text.lower() or "_" in text:

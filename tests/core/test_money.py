@@ -91,3 +91,14 @@ def test_half_up_matches_decimal(numerator: int, denominator: int) -> None:
         Decimal(1), rounding="ROUND_HALF_UP"
     )
     assert div_round_half_up(numerator, denominator) == int(expected)
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=25))
+def test_whole_dollars_parse_as_decimals_do(text: str) -> None:
+    """Digit strings take a shortcut; it must agree with the decimal path, range included."""
+    expected = int(Decimal(text).scaleb(6))
+    if expected > MAX_CREDITS:
+        with pytest.raises(MoneyError, match="out of range"):
+            parse_usd(text)
+    else:
+        assert parse_usd(text) == expected
