@@ -64,7 +64,21 @@ _insert_entries = BulkInsert(
 )
 _insert_usage = BulkInsert(usage_t, (*UsageRow._fields, "created_at"))
 _insert_lots = insert(lots_t).returning(lots_t.c.id, sort_by_parameter_order=True)
-_insert_holds = insert(holds_t)
+_insert_holds = BulkInsert(
+    holds_t,
+    (
+        "organization_id",
+        "wallet_id",
+        "api_key_id",
+        "request_id",
+        "amount",
+        "open_model",
+        "status",
+        "created_at",
+        "expires_at",
+        "closed_at",
+    ),
+)
 
 
 def _update_by_id(t: Table, *columns: str) -> Prebuilt[Update]:
@@ -368,25 +382,24 @@ class Book:
         # Same transaction as the usage: charts never drift.
         rollups.write(conn, self._usage, self.now)
         self._update_rows(conn)
-        if self._new_holds:
-            conn.execute(
-                _insert_holds,
-                [
-                    {
-                        "organization_id": h.organization_id,
-                        "wallet_id": h.wallet_id,
-                        "api_key_id": h.api_key_id,
-                        "request_id": h.request_id,
-                        "amount": h.amount,
-                        "status": h.status,
-                        "created_at": h.created_at,
-                        "expires_at": h.expires_at,
-                        "closed_at": h.closed_at,
-                        "open_model": h.open_model,
-                    }
-                    for h in self._new_holds
-                ],
-            )
+        _insert_holds.execute(
+            conn,
+            [
+                (
+                    h.organization_id,
+                    h.wallet_id,
+                    h.api_key_id,
+                    h.request_id,
+                    h.amount,
+                    h.open_model,
+                    str(h.status),
+                    now if h.created_at is self.now else to_driver(h.created_at),
+                    to_driver(h.expires_at),
+                    None if h.closed_at is None else to_driver(h.closed_at),
+                )
+                for h in self._new_holds
+            ],
+        )
         if self._audit:
             conn.execute(insert(audit_t), self._audit)
         if self._transactions:

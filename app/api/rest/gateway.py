@@ -13,7 +13,6 @@ from app.auth import Role
 from app.fields import FieldError, count, text
 from app.gateway.authorize import AuthorizeJob, HoldEstimate
 from app.ids import to_global_id
-from app.keys.service import hash_secret
 from app.money import MoneyError, format_usd, parse_usd
 from app.usage.ingest import UsageJob, UsageOutcome
 from app.usage.wire import parse_event
@@ -40,7 +39,7 @@ async def authorize(request: Request) -> Response:
         AuthorizeJob(
             ref.organization_id,
             ref.id,
-            hash_secret(secret),
+            ref.secret_hash,
             model,
             request_id,
             estimate,
