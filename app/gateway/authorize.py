@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from app.keys.caps import Envelope, Refusal, check_spend, envelope
 from app.ledger.book import Book
-from app.ledger.state import Needs
+from app.ledger.state import KeyState, Needs, WalletState
 from app.ledger.tables import HoldStatus
 from app.plans.catalog import Catalog
 from app.plans.limits import check_plan
@@ -60,35 +60,49 @@ class AuthorizeJob:
         if key is None or key.secret_hash != self.secret_hash:
             return Decision(Refusal(401, "invalid_api_key", "the API key is not valid"), None)
         wallet = state.wallets[self.organization_id]
-        budget = envelope(wallet, key, now)
+        refusal, amount, open_model = self._check(book, wallet, key)
+        if refusal is not None:  # the envelope as the key stands: nothing was held
+            return Decision(refusal, envelope(wallet, key, now))
+        if amount is None:  # a replayed authorization: its hold stands
+            hold = state.holds[(self.organization_id, self.request_id)]
+            return Decision(None, envelope(wallet, key, now), hold.amount)
+        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl, open_model=open_model)
+        return Decision(None, envelope(wallet, key, now), amount)
+
+    def _check(
+        self, book: Book, wallet: WalletState, key: KeyState
+    ) -> tuple[Refusal | None, int | None, bool]:
+        """The refusal, or the amount to hold (None: the hold is already placed) and
+        whether the model is an open one."""
+        state, now = book.state, book.now
         status = key.status(now)
         if status != "active":
-            return Decision(Refusal(403, f"api_key_{status}", f"the API key is {status}"), budget)
+            return Refusal(403, f"api_key_{status}", f"the API key is {status}"), None, False
         try:
             price = self.prices.model(wallet.rate_card, self.model, now)
             amount = self._amount(wallet.rate_card, now)
         except UnknownModel as error:
-            return Decision(Refusal(400, "unknown_model", str(error)), budget)
+            return Refusal(400, "unknown_model", str(error)), None, False
         except PricingError as error:
-            return Decision(Refusal(400, "invalid_hold", str(error)), budget)
+            return Refusal(400, "invalid_hold", str(error)), None, False
         if not self.prices.group_serves(key.group, wallet.rate_card, self.model, now):
             message = f"the API key's group {key.group!r} does not serve {self.model!r}"
-            return Decision(Refusal(403, "model_not_allowed", message), budget)
+            return Refusal(403, "model_not_allowed", message), None, False
         request = (self.organization_id, self.request_id)
         if request in state.prior_usage:
-            return Decision(Refusal(409, "already_billed", "this request id is billed"), budget)
+            return Refusal(409, "already_billed", "this request id is billed"), None, False
         hold = state.holds.get(request)
         if hold is not None:
             if hold.status == HoldStatus.ACTIVE and hold.api_key_id == key.id:
-                return Decision(None, budget, hold.amount)  # a replayed authorization
-            return Decision(Refusal(409, "request_id_used", "this request id is used"), budget)
+                return None, None, False
+            return Refusal(409, "request_id_used", "this request id is used"), None, False
         # The organization's plan (``app.plans.limits``), when it is on one; only what the
         # plan limits was counted.
         usage = state.plan_usage.get(self.organization_id)
         if usage is not None:
             refusal = check_plan(usage, price, now)
             if refusal is not None:
-                return Decision(refusal, budget)
+                return refusal, None, False
         refusal = check_spend(
             wallet,
             key,
@@ -97,11 +111,7 @@ class AuthorizeJob:
             critical=self.prices.is_critical(price.action),
             overage=usage is not None and usage.plan.overage_usd_per_credit is not None,
         )
-        if refusal is not None:
-            return Decision(refusal, budget)
-        open_model = price.params_b is not None
-        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl, open_model=open_model)
-        return Decision(None, envelope(wallet, key, now), amount)
+        return refusal, amount, price.params_b is not None
 
     def _amount(self, card: str, now: datetime) -> int:
         estimate = self.estimate
