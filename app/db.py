@@ -556,17 +556,24 @@ class AtDriver:
 
 def at_driver(conn: Connection, sql: str, args: Any, *, many: bool) -> Any:
     """Run ``sql`` on the driver's cursor (``executemany`` with ``many``); the cursor. The
-    engine's cursor events fire as they would through SQLAlchemy."""
+    engine's cursor events fire, and the driver's errors are raised as SQLAlchemy's
+    (``DBAPIError`` and its subclasses, the original as ``orig``), as they would be
+    through SQLAlchemy: the writer's retries on PostgreSQL read them."""
     driver = conn.connection.dbapi_connection
     assert driver is not None
     cursor = driver.cursor()
     dispatch = conn.dispatch
     if dispatch.before_cursor_execute:
         dispatch.before_cursor_execute(conn, cursor, sql, args, None, many)
-    if many:
-        cursor.executemany(sql, args)
-    else:
-        cursor.execute(sql, args)
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        if many:
+            cursor.executemany(sql, args)
+        else:
+            cursor.execute(sql, args)
+    except dbapi_error as error:
+        cursor.close()
+        raise DBAPIError.instance(sql, args, error, dbapi_error, dialect=conn.dialect) from error
     if dispatch.after_cursor_execute:
         dispatch.after_cursor_execute(conn, cursor, sql, args, None, many)
     return cursor
