@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10_000, help="usage records (dashboards)")
     parser.add_argument("--cache", action="store_true", help="dashboards: the cache on")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--tree", type=Path, help="serve creditgraph from this source tree")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -140,7 +141,7 @@ def main() -> None:
         if not args.cache:
             env["CREDITGRAPH_GRAPHQL_CACHE_SECONDS"] = "0"
         text = dashboards.script(request, token)
-    server = serve_creditgraph("creditgraph", env, workdir)
+    server = serve_creditgraph("creditgraph", env, workdir, tree=args.tree)
     raw = workdir / (re.sub(r"\W+", "-", args.load) + ".raw")
     try:
         wrk(server, text, connections=args.connections, duration=2)  # warm-up
