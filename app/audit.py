@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Select, insert, select
+from sqlalchemy import JSON, Column, Index, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
 from app.db import table, time_field
+from app.pages import Keyset, equal
 
 
 class AuditEvent(SQLModel, table=True):
@@ -55,20 +56,14 @@ async def record(
     )
 
 
-def events_of(
-    organization_id: int,
-    *,
-    action: str | None = None,
-    actor: str | None = None,
-    target: str | None = None,
-) -> Select[Any]:
-    """The organization's audit events, narrowed by what is given (page them with ``pages``)."""
-    statement = select(audit_t).where(audit_t.c.organization_id == organization_id)
-    for column, value in (
-        (audit_t.c.action, action),
-        (audit_t.c.actor, actor),
-        (audit_t.c.target, target),
-    ):
-        if value is not None:
-            statement = statement.where(column == value)
-    return statement
+# The organization's audit events, narrowed by action, actor and target when given.
+AUDIT_LOG = Keyset(
+    lambda: select(audit_t),
+    (audit_t.c.created_at, audit_t.c.id),
+    {
+        "organization_id": equal(audit_t.c.organization_id),
+        "action": equal(audit_t.c.action),
+        "actor": equal(audit_t.c.actor),
+        "target": equal(audit_t.c.target),
+    },
+)

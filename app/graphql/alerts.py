@@ -14,14 +14,16 @@ from app.alerts.service import new_secret
 from app.alerts.tables import RuleState, alert_events_t, rules_t
 from app.alerts.urls import UnsafeUrl, check_url
 from app.auth import Principal
+from app.db import Prebuilt, in_list
 from app.graphql.context import ADMINS, PEOPLE, Info
 from app.graphql.enums import AlertKind
 from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refused
-from app.graphql.relay import Connection, Node, connection, load_page
+from app.graphql.relay import Connection, Node, page_connection
 from app.graphql.scalars import Decimal
 from app.ids import parse_global_id, to_global_id
 from app.ledger.state import keys_t
 from app.money import MoneyError, format_usd, parse_usd
+from app.pages import Keyset, equal
 
 MAX_PERCENT = 1000 * MICRO
 MAX_RULES = 100  # per organization
@@ -97,8 +99,18 @@ class AlertEvent(Node):
         )
 
 
+_EVENTS = Keyset(
+    lambda: select(alert_events_t),
+    (alert_events_t.c.created_at, alert_events_t.c.id),
+    {"organization_id": equal(alert_events_t.c.organization_id)},
+)
+_rules = Prebuilt(
+    lambda dialect, _lock: select(rules_t).where(in_list(rules_t.c.id, "ids", dialect))
+)
+
+
 def _rules_by_id(conn: DBConnection, ids: set[int]) -> dict[int, Any]:
-    rows = conn.execute(select(rules_t).where(rules_t.c.id.in_(ids))).all() if ids else []
+    rows = _rules.rows(conn, {"ids": list(ids)}) if ids else []
     return {row.id: row for row in rows}
 
 
@@ -143,13 +155,13 @@ async def alert_events(
     info: Info, organization_id: int, first: int, after: str | None
 ) -> Connection[AlertEvent]:
     info.context.caller(*PEOPLE)
-    statement = select(alert_events_t).where(alert_events_t.c.organization_id == organization_id)
-    page, total = await load_page(
-        info, statement, alert_events_t.c.created_at, alert_events_t.c.id, first, after
-    )
-    ids = {row.rule_id for row in page.rows}
-    rules = await info.context.runtime.db.read(lambda conn: _rules_by_id(conn, ids))
-    return connection(page, total, lambda row: AlertEvent.of(row, rules[row.rule_id]))
+
+    def events(conn: DBConnection, rows: list[Any]) -> list[AlertEvent]:
+        rules = _rules_by_id(conn, {row.rule_id for row in rows})
+        return [AlertEvent.of(row, rules[row.rule_id]) for row in rows]
+
+    values = {"organization_id": organization_id}
+    return await page_connection(info, _EVENTS, values, first, after, events)
 
 
 # -- mutations ---------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection as DBConnection
 from strawberry.scalars import JSON
 
-from app.audit import audit_t, events_of
+from app.audit import AUDIT_LOG, audit_t
 from app.auth import Principal
 from app.graphql.context import ADMINS, Info
 from app.graphql.errors import Code, error
-from app.graphql.relay import Connection, Node, connection, load_page
+from app.graphql.relay import Connection, Node, each, page_connection
 from app.ids import parse_global_id, to_global_id
 
 # The kinds of ``target`` ("api_key:12") and the GraphQL types whose IDs they are.
@@ -129,9 +129,13 @@ async def audit_page(
     info.context.caller(*ADMINS)
     f = f or AuditEventFilterInput()
     target = None if f.target_id is None else _target(f.target_id)
-    statement = events_of(organization_id, action=f.action, actor=f.actor, target=target)
-    page, total = await load_page(info, statement, audit_t.c.created_at, audit_t.c.id, first, after)
-    return connection(page, total, AuditEvent.of)
+    values = {
+        "organization_id": organization_id,
+        "action": f.action,
+        "actor": f.actor,
+        "target": target,
+    }
+    return await page_connection(info, AUDIT_LOG, values, first, after, each(AuditEvent.of))
 
 
 def audit_event_node(

@@ -7,23 +7,24 @@ is exactly what new calls may still use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import Select, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection as DBConnection
 
 from app.auth import Principal
+from app.db import Prebuilt, in_list
 from app.graphql.context import Info
 from app.graphql.enums import KeyStatus, Window
 from app.graphql.money import Amount, amount
-from app.graphql.relay import Connection, Node, connection
+from app.graphql.relay import Connection, Node, page_connection
 from app.ids import to_global_id
 from app.keys.windows import WindowMarks, resets_at, spent_in_window
-from app.ledger.state import key_state, keys_t, load_marks
-from app.pages import Page
+from app.ledger.state import KeyState, key_state, keys_t, load_marks
+from app.pages import Keyset, equal
 
 
 @strawberry.type(description="The key's lifetime quota: what it may spend over its whole life.")
@@ -76,28 +77,39 @@ class ApiKey(Node):
     quota: KeyQuota = strawberry.field(
         description="Lifetime quota and spend; present (with a null limit) when there is none."
     )
-    windows: list[KeyWindow] = strawberry.field(
+    # The key as the writer sees it, and its windows' marks (None: not read yet).
+    _key: strawberry.Private[KeyState]
+    _marks: strawberry.Private[dict[Window, WindowMarks] | None]
+    _now: strawberry.Private[datetime]
+
+    @strawberry.field(
+        graphql_type=list[KeyWindow],
         description="One row per window the key has a limit for, shortest first; "
-        "empty when it has none."
+        "empty when it has none.",
     )
+    def windows(self, info: Info) -> list[KeyWindow] | Awaitable[list[KeyWindow]]:
+        # Keys listed for themselves come with their marks; keys shown beside other
+        # objects (a usage record's) read them here, all of a query's in one read.
+        if self._marks is not None or not self._key.limits:
+            return _windows(self._key, self._marks or {})
+        return self._read_windows(info)
+
+    async def _read_windows(self, info: Info) -> list[KeyWindow]:
+        now = self._now
+
+        async def load(ids: list[int]) -> list[dict[Window, WindowMarks]]:
+            second = int(now.timestamp())
+            marks = await info.context.runtime.db.read(lambda conn: load_marks(conn, ids, second))
+            return [marks.get(i, {}) for i in ids]
+
+        marks = await info.context.loader("key_marks", load).load(self._key.id)
+        return _windows(self._key, marks)
 
     @classmethod
-    def of(cls, row: Any, marks: dict[Window, WindowMarks], now: datetime) -> ApiKey:
+    def of(cls, row: Any, marks: dict[Window, WindowMarks] | None, now: datetime) -> ApiKey:
+        """The key of ``row``; without ``marks`` its windows are read when asked for."""
         key = key_state(row)
         used = key.spent + key.held
-        windows = []
-        for window, limit in key.limits.items():
-            spent = spent_in_window(key.spent, marks[window]) + key.held
-            reset = resets_at(marks[window], window)
-            windows.append(
-                KeyWindow(
-                    window=window,
-                    limit=Amount.of(limit),
-                    spent=Amount.of(spent),
-                    remaining=Amount.of(max(limit - spent, 0)),
-                    resets_at=None if reset is None else datetime.fromtimestamp(reset, UTC),
-                )
-            )
         return cls(
             id=strawberry.ID(to_global_id("ApiKey", row.id)),
             name=row.name,
@@ -113,16 +125,35 @@ class ApiKey(Node):
                 spent=Amount.of(used),
                 remaining=None if key.quota is None else Amount.of(max(key.quota - used, 0)),
             ),
-            windows=windows,
+            _key=key,
+            _marks=marks,
+            _now=now,
         )
 
 
-def visible_keys(organization_id: int, principal: Principal) -> Select[Any]:
-    """The organization's keys the caller may see: an API key sees only itself."""
-    statement = select(keys_t).where(keys_t.c.organization_id == organization_id)
-    if principal.api_key_id is not None:
-        statement = statement.where(keys_t.c.id == principal.api_key_id)
-    return statement
+def _windows(key: KeyState, marks: dict[Window, WindowMarks]) -> list[KeyWindow]:
+    windows = []
+    for window, limit in key.limits.items():
+        spent = spent_in_window(key.spent, marks[window]) + key.held
+        reset = resets_at(marks[window], window)
+        windows.append(
+            KeyWindow(
+                window=window,
+                limit=Amount.of(limit),
+                spent=Amount.of(spent),
+                remaining=Amount.of(max(limit - spent, 0)),
+                resets_at=None if reset is None else datetime.fromtimestamp(reset, UTC),
+            )
+        )
+    return windows
+
+
+# The organization's keys; ``id``: only that one (what an API key sees of them).
+_LIST = Keyset(
+    lambda: select(keys_t),
+    (keys_t.c.created_at, keys_t.c.id),
+    {"organization_id": equal(keys_t.c.organization_id), "id": equal(keys_t.c.id)},
+)
 
 
 def api_keys(conn: DBConnection, rows: Sequence[Any], now: datetime) -> list[ApiKey]:
@@ -132,19 +163,43 @@ def api_keys(conn: DBConnection, rows: Sequence[Any], now: datetime) -> list[Api
     return [ApiKey.of(row, marks.get(row.id, {}), now) for row in rows]
 
 
-async def api_key_connection(info: Info, page: Page, total: int) -> Connection[ApiKey]:
+async def api_key_page(
+    info: Info, organization_id: int, first: int, after: str | None
+) -> Connection[ApiKey]:
+    """The keys the caller may see, newest first: an API key sees only itself."""
     now = info.context.runtime.clock.now()
-    keys = await info.context.runtime.db.read(lambda conn: api_keys(conn, page.rows, now))
-    by_row = {row.id: key for row, key in zip(page.rows, keys, strict=True)}
-    return connection(page, total, lambda row: by_row[row.id])
+    values = {"organization_id": organization_id, "id": info.context.caller().api_key_id}
+    return await page_connection(
+        info, _LIST, values, first, after, lambda conn, rows: api_keys(conn, rows, now)
+    )
+
+
+_by_ids = Prebuilt(
+    lambda dialect, _lock: select(keys_t).where(
+        keys_t.c.organization_id == bindparam("organization_id"),
+        in_list(keys_t.c.id, "ids", dialect),
+    )
+)
 
 
 def keys_by_id(
-    conn: DBConnection, principal: Principal, key_ids: list[int], now: datetime
+    conn: DBConnection,
+    principal: Principal,
+    key_ids: list[int],
+    now: datetime,
+    *,
+    windows: bool = True,
 ) -> list[ApiKey]:
-    """Those of ``key_ids`` the caller may see, in one query (and one for their windows)."""
-    statement = visible_keys(principal.organization_id, principal).where(keys_t.c.id.in_(key_ids))
-    return api_keys(conn, conn.execute(statement).all(), now)
+    """Those of ``key_ids`` the caller may see, in one query (and one for their windows,
+    or, without ``windows``, when a query asks for them)."""
+    if principal.api_key_id is not None:
+        key_ids = [i for i in key_ids if i == principal.api_key_id]
+    if not key_ids:
+        return []
+    rows = _by_ids.rows(conn, {"organization_id": principal.organization_id, "ids": key_ids})
+    if windows:
+        return api_keys(conn, rows, now)
+    return [ApiKey.of(row, None, now) for row in rows]
 
 
 async def api_key_node(info: Info, key_id: int) -> ApiKey | None:

@@ -21,7 +21,7 @@ from app.graphql.analytics import (
 from app.graphql.audit import AuditEvent, AuditFilter, audit_page
 from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
-from app.graphql.keys import ApiKey, api_key_connection, visible_keys
+from app.graphql.keys import ApiKey, api_key_page
 from app.graphql.money import Amount, amount
 from app.graphql.overview import first_lots, overview_of, wallet_row
 from app.graphql.payments import AutoReload, BillingTransaction, auto_reload, billing_transactions
@@ -32,15 +32,15 @@ from app.graphql.relay import (
     First,
     Node,
     connection,
-    load_page,
+    each,
+    page_connection,
     page_size,
     selects,
 )
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
 from app.ledger import reads
-from app.ledger.book import entries_t
-from app.ledger.state import keys_t, lots_t, month_of, next_month
+from app.ledger.state import month_of, next_month
 from app.orgs.service import OrgRef
 from app.pages import Page
 
@@ -128,22 +128,27 @@ class Wallet(Node):
             # The default first page was read with the wallet row (``overview.py``).
             page = await first_lots(info, self._org_id)
             rows = page.rows[:first]
-            return connection(Page(rows, page.has_next or len(page.rows) > first), 0, CreditLot.of)
-        statement = reads.lots_of(self._wallet_id, include_spent=include_spent)
-        page, total = await load_page(
-            info, statement, lots_t.c.created_at, lots_t.c.id, first, after
-        )
-        return connection(page, total, CreditLot.of)
+            lots = [CreditLot.of(row) for row in rows]
+            has_next = page.has_next or len(page.rows) > first
+            cursor = reads.LOTS.cursor
+            return connection(Page(rows, has_next), lots, 0, cursor, cursor)
+        values = {"wallet_id": self._wallet_id, "above": None if include_spent else 0}
+        return await page_connection(info, reads.LOTS, values, first, after, each(CreditLot.of))
 
     @strawberry.field(description="The ledger, newest first.")
     async def entries(
         self, info: Info, first: First = 50, after: After = None
     ) -> Connection[LedgerEntry]:
-        statement = reads.entries_of(self._wallet_id)
-        page, total = await load_page(
-            info, statement, entries_t.c.created_at, entries_t.c.id, first, after
+        wallet_id = self._wallet_id
+        return await page_connection(
+            info,
+            reads.ENTRIES,
+            {"wallet_id": wallet_id},
+            first,
+            after,
+            each(LedgerEntry.of),
+            lambda conn: reads.entry_count(conn, wallet_id),
         )
-        return connection(page, total, LedgerEntry.of)
 
 
 @strawberry.type(description="The organization's hard cap on usage per calendar month (UTC).")
@@ -243,11 +248,7 @@ class Organization(Node):
         first: First = 50,
         after: After = None,
     ) -> Connection[ApiKey]:
-        statement = visible_keys(self._org_id, info.context.caller())
-        page, total = await load_page(
-            info, statement, keys_t.c.created_at, keys_t.c.id, first, after
-        )
-        return await api_key_connection(info, page, total)
+        return await api_key_page(info, self._org_id, first, after)
 
     @strawberry.field(
         description="Top-ups, refunds, adjustments and expiries, newest first: every wallet "

@@ -24,9 +24,10 @@ from app.graphql.payloads import (
     refused,
     usd_amounts,
 )
-from app.graphql.relay import Connection, Node, connection, load_page
+from app.graphql.relay import Connection, Node, each, page_connection
 from app.graphql.scalars import Decimal
 from app.ids import parse_global_id, to_global_id
+from app.ledger.reads import TRANSACTIONS
 from app.ledger.state import billing_t
 from app.payments.ladder import BonusLadder as Ladder
 from app.payments.ladder import Quote, TopUpAmountError, percent
@@ -209,11 +210,10 @@ async def top_up_quote(info: Info, amount_usd: Decimal) -> TopUpQuote:
 async def billing_transactions(
     info: Info, organization_id: int, first: int, after: str | None
 ) -> Connection[BillingTransaction]:
-    statement = select(billing_t).where(billing_t.c.organization_id == organization_id)
-    page, total = await load_page(
-        info, statement, billing_t.c.created_at, billing_t.c.id, first, after
+    values = {"organization_id": organization_id}
+    return await page_connection(
+        info, TRANSACTIONS, values, first, after, each(BillingTransaction.of)
     )
-    return connection(page, total, BillingTransaction.of)
 
 
 async def auto_reload(info: Info, organization_id: int) -> AutoReload:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection as DBConnection
 
 from app.graphql.context import Info
 from app.graphql.errors import Code, error
-from app.pages import MAX_PAGE, CursorError, Page, count, encode_cursor, newest_first
+from app.pages import MAX_PAGE, CursorError, Keyset, Page
 
 N = TypeVar("N")
 
@@ -60,59 +60,84 @@ def page_size(first: int) -> int:
     return first
 
 
-async def load_page(
+async def page_connection(
     info: Info,
-    statement: Any,
-    time_column: Any,
-    id_column: Any,
+    keyset: Keyset,
+    values: Mapping[str, Any],
     first: int,
     after: str | None,
+    nodes: Callable[[DBConnection, list[Any]], list[N]],
     counter: Callable[[DBConnection], int] | None = None,
-) -> tuple[Page, int]:
-    """One page of ``statement`` newest first (``pages``), and the whole list's count
-    (by ``counter`` when given, one that need not read the whole list)."""
-
+) -> Connection[N]:
+    """One page of ``keyset`` matching ``values`` as a connection, read in one transaction
+    with its ``nodes`` (the page's rows as objects, with what they show beside them) and
+    the whole list's count (by ``counter`` when given, one that need not read the list)."""
     limit = page_size(first)  # refused before any read
     counted = selects(info, "totalCount")
+    # Fields that are not selected are never sent, so what they hold cannot reach a
+    # client: the total is counted, and each edge's cursor made, only when asked for.
+    cursor = keyset.cursor if selects(info, "edges", "cursor") else None
 
-    def work(conn: DBConnection) -> tuple[Page, int]:
-        page = newest_first(conn, statement, time_column, id_column, limit, after)
-        # Counting scans the whole list: only when the query selects totalCount (a field
-        # that is not selected is never sent, so the 0 cannot reach a client).
-        if not counted:
-            return page, 0
-        return page, counter(conn) if counter is not None else count(conn, statement)
+    def work(conn: DBConnection) -> tuple[Page, list[N], int]:
+        page = keyset.page(conn, values, limit, after)
+        total = 0
+        if counted:
+            total = counter(conn) if counter is not None else keyset.count(conn, values)
+        return page, nodes(conn, page.rows), total
 
     try:
-        return await info.context.runtime.db.read(work)
+        page, items, total = await info.context.runtime.db.read(work)
     except CursorError as exc:
         raise error(Code.BAD_USER_INPUT, f"after: {exc}") from None
+    return connection(page, items, total, keyset.cursor, cursor)
 
 
-def selects(info: Info, name: str) -> bool:
-    """Whether the field being resolved selects field ``name`` (under any alias); assumed
-    so behind a fragment, which this check does not follow."""
+def each(node: Callable[[Any], N]) -> Callable[[DBConnection, list[Any]], list[N]]:
+    """``nodes`` of ``page_connection`` that need nothing but their row."""
+    return lambda _conn, rows: [node(row) for row in rows]
+
+
+def selects(info: Info, *path: str) -> bool:
+    """Whether the field being resolved selects the field at ``path`` (under any alias);
+    assumed so behind a fragment, which this check does not follow."""
     # graphql-core's nodes: Strawberry's ``info.selected_fields`` converts the whole
     # subtree on each call, a cost WalletOverview paid on every request.
-    for node in info._raw_info.field_nodes:
-        for selection in node.selection_set.selections if node.selection_set else ():
-            if not isinstance(selection, FieldNode) or selection.name.value == name:
-                return True
-    return False
+    nodes: list[Any] = list(info._raw_info.field_nodes)
+    for name in path:
+        found = []
+        for node in nodes:
+            for selection in node.selection_set.selections if node.selection_set else ():
+                if not isinstance(selection, FieldNode):
+                    return True
+                if selection.name.value == name:
+                    found.append(selection)
+        if not found:
+            return False
+        nodes = found
+    return True
 
 
-def connection(page: Page, total: int, node: Callable[[Any], N]) -> Connection[N]:
-    """A connection over rows with ``created_at`` and ``id``, as ``pages.newest_first`` gives."""
+def connection(
+    page: Page,
+    nodes: list[N],
+    total: int,
+    cursor: Callable[[Any], str],
+    edge_cursor: Callable[[Any], str] | None,
+) -> Connection[N]:
+    """A connection of ``nodes``, one per row of ``page``; ``cursor`` gives a row's, for
+    the page's ends and, unless ``edge_cursor`` is None (not selected), every edge."""
+    rows = page.rows
     edges = [
-        Edge(cursor=encode_cursor(row.created_at, row.id), node=node(row)) for row in page.rows
+        Edge(cursor=edge_cursor(row) if edge_cursor else "", node=node)
+        for row, node in zip(rows, nodes, strict=True)
     ]
     return Connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=page.has_next,
             has_previous_page=False,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=cursor(rows[0]) if rows else None,
+            end_cursor=cursor(rows[-1]) if rows else None,
         ),
         total_count=total,
     )

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
+from sqlalchemy.engine import Connection as DBConnection
 from strawberry.utils.str_converters import to_camel_case
 
-from app.auth import Role
+from app.auth import Principal, Role
 from app.fields import FieldError
 from app.graphql.context import Info
 from app.graphql.enums import UsageStatus
@@ -17,12 +18,11 @@ from app.graphql.errors import Code, error
 from app.graphql.keys import ApiKey, keys_by_id
 from app.graphql.money import Amount
 from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refused
-from app.graphql.relay import Connection, Node, connection, load_page
+from app.graphql.relay import Connection, Node, page_connection
 from app.graphql.scalars import Decimal
 from app.ids import from_global_id, to_global_id
-from app.ledger.state import usage_t
 from app.usage.ingest import UsageJob, UsageOutcome
-from app.usage.reads import UsageFilter, usage_count, usage_of, usage_record
+from app.usage.reads import USAGE_LOG, UsageFilter, usage_count, usage_record, usage_values
 from app.usage.wire import parse_event
 
 
@@ -56,22 +56,10 @@ class UsageRecord(Node):
     created_at: datetime = strawberry.field(
         description="When it was billed (UTC): the time windows and the monthly cap count it at."
     )
-    _api_key_id: strawberry.Private[int]
-
-    @strawberry.field(description="The key the call was made with.")
-    async def api_key(self, info: Info) -> ApiKey | None:
-        async def load(ids: list[int]) -> list[ApiKey | None]:
-            caller, now = info.context.caller(), info.context.runtime.clock.now()
-            keys = await info.context.runtime.db.read(
-                lambda conn: keys_by_id(conn, caller, ids, now)
-            )
-            found = {key.id: key for key in keys}
-            return [found.get(strawberry.ID(to_global_id("ApiKey", i))) for i in ids]
-
-        return await info.context.loader("api_keys", load).load(self._api_key_id)
+    api_key: ApiKey | None = strawberry.field(description="The key the call was made with.")
 
     @classmethod
-    def of(cls, row: Any) -> UsageRecord:
+    def of(cls, row: Any, key: ApiKey | None) -> UsageRecord:
         return cls(
             id=strawberry.ID(to_global_id("UsageRecord", row.id)),
             request_id=row.request_id,
@@ -85,8 +73,21 @@ class UsageRecord(Node):
             tags=[Tag(key=k, value=v) for k, v in sorted(row.tags.items())],
             occurred_at=row.occurred_at,
             created_at=row.created_at,
-            _api_key_id=row.api_key_id,
+            api_key=key,
         )
+
+
+def usage_records(
+    conn: DBConnection, principal: Principal, rows: list[Any], now: datetime
+) -> list[UsageRecord]:
+    """``rows`` of the usage log as records, with their keys read in the same transaction
+    (their windows only if the query asks for them)."""
+    ids = list({row.api_key_id for row in rows})
+    keys = {key.id: key for key in keys_by_id(conn, principal, ids, now, windows=False)}
+    return [
+        UsageRecord.of(row, keys.get(strawberry.ID(to_global_id("ApiKey", row.api_key_id))))
+        for row in rows
+    ]
 
 
 @strawberry.input(
@@ -129,16 +130,16 @@ async def usage_page(
         if at is not None and at.tzinfo is None:
             raise error(Code.BAD_USER_INPUT, f"filter.{name}: give a time zone (such as Z)")
     wanted = UsageFilter(key_id, f.model, f.action, f.request_id, f.since, f.until)
-    page, total = await load_page(
+    now = info.context.runtime.clock.now()
+    return await page_connection(
         info,
-        usage_of(organization_id, wanted),
-        usage_t.c.created_at,
-        usage_t.c.id,
+        USAGE_LOG,
+        usage_values(organization_id, wanted),
         first,
         after,
+        lambda conn, rows: usage_records(conn, principal, rows, now),
         lambda conn: usage_count(conn, organization_id, wanted),
     )
-    return connection(page, total, UsageRecord.of)
 
 
 @strawberry.input(description="A tag to keep with the call, such as agent or conversation.")
@@ -245,9 +246,14 @@ class UsageMutations:
                 raise refused(code, outcome.error_message or "rejected", at)
         except Refused as exc:
             return RecordUsagePayload(usage=None, duplicate=False, user_errors=exc.errors)
-        row = await runtime.db.read(
-            lambda conn: usage_record(conn, principal.organization_id, input.request_id)
-        )
+        now = runtime.clock.now()
+
+        def record(conn: DBConnection) -> UsageRecord:
+            row = usage_record(conn, principal.organization_id, input.request_id)
+            return usage_records(conn, principal, [row], now)[0]
+
         return RecordUsagePayload(
-            usage=UsageRecord.of(row), duplicate=outcome.outcome == "duplicate", user_errors=[]
+            usage=await runtime.db.read(record),
+            duplicate=outcome.outcome == "duplicate",
+            user_errors=[],
         )

@@ -1,17 +1,19 @@
-"""Read-only queries over wallets, lots and entries, for the APIs (never the writer's)."""
+"""Read-only queries over wallets, lots, entries and billing transactions, for the APIs
+(never the writer's)."""
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
 from app.db import Prebuilt
 from app.ledger.book import entries_t
-from app.ledger.state import lots_t, orgs_t, wallets
-from app.pages import Page, first_page, page_of
+from app.ledger.state import billing_t, lots_t, orgs_t, wallets
+from app.pages import Keyset, Page, equal, first_page, page_of
 
 # What a first page of lots holds when the query leaves ``first`` at its default.
 FIRST_LOTS = 50
@@ -42,17 +44,38 @@ def wallet_of(conn: Connection, organization_id: int) -> Any:
     return conn.execute(_wallet(conn), {"organization_id": organization_id}).one()
 
 
-def lots_of(wallet_id: int, *, include_spent: bool) -> Select[Any]:
-    statement = select(lots_t).where(lots_t.c.wallet_id == wallet_id)
-    return statement if include_spent else statement.where(lots_t.c.remaining > 0)
+# A wallet's lots; ``above``: only those with more than this left.
+LOTS = Keyset(
+    lambda: select(lots_t),
+    (lots_t.c.created_at, lots_t.c.id),
+    {"wallet_id": equal(lots_t.c.wallet_id), "above": (lots_t.c.remaining, operator.gt)},
+)
+# A wallet's ledger entries.
+ENTRIES = Keyset(
+    lambda: select(entries_t),
+    # By version: their order in the ledger, on its unique (wallet, version) index.
+    (entries_t.c.version,),
+    {"wallet_id": equal(entries_t.c.wallet_id)},
+)
+# An organization's billing transactions: top-ups, refunds, adjustments, expiries.
+TRANSACTIONS = Keyset(
+    lambda: select(billing_t),
+    (billing_t.c.created_at, billing_t.c.id),
+    {"organization_id": equal(billing_t.c.organization_id)},
+)
+_version = Prebuilt(
+    lambda _dialect, _lock: select(wallets.c.version).where(wallets.c.id == bindparam("id"))
+)
 
 
 def first_lots(conn: Connection, organization_id: int) -> Page:
     """The first ``FIRST_LOTS`` of the organization's lots with credits left, newest
-    first: ``lots_of(..., include_spent=False)``'s first page, found by organization."""
+    first: the first page of ``LOTS`` above 0, found by organization."""
     rows = conn.execute(_first_lots(conn), {"organization_id": organization_id}).all()
     return page_of(list(rows), FIRST_LOTS)
 
 
-def entries_of(wallet_id: int) -> Select[Any]:
-    return select(entries_t).where(entries_t.c.wallet_id == wallet_id)
+def entry_count(conn: Connection, wallet_id: int) -> int:
+    """How many entries the wallet's ledger holds: its version, one per entry from 1
+    (``creditgraph verify`` proves it), so counting them reads one row."""
+    return int(_version.rows(conn, {"id": wallet_id})[0].version)

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.auth import Role
 from app.ids import to_global_id
+from app.keys.service import Caps
 from tests.conftest import Harness, usage_event
 
 USAGE = """
@@ -155,3 +156,38 @@ async def test_record_usage_refusals_change_nothing(harness: Harness) -> None:
     assert await harness.balance(org) == (1_000_000, 0)
     log = await harness.graphql(USAGE, headers=harness.token(org, Role.OWNER))
     assert usage_of(log)["totalCount"] == 0
+
+
+async def test_a_records_key_shows_the_windows_the_key_list_shows(harness: Harness) -> None:
+    """A usage record's key is read without its windows' marks; asked for, they are read
+    then (once for all the page's keys) and agree with the key list's."""
+    org = await harness.org("acme", grant_usd="10")
+    capped = await harness.key(org, caps=Caps(limit_5h=1_000_000, limit_7d=5_000_000))
+    plain = await harness.key(org)
+    await harness.usage(
+        org, usage_event(capped.id, "c1"), usage_event(capped.id, "c2"), usage_event(plain.id, "p1")
+    )
+    windows = (
+        "windows { window limit { credits } spent { credits } remaining { credits } resetsAt }"
+    )
+    body = await harness.graphql(
+        "{ viewer { organization {"
+        f" usage {{ edges {{ node {{ requestId apiKey {{ id {windows} }} }} }} }}"
+        f" apiKeys {{ edges {{ node {{ id {windows} }} }} }}"
+        " } } }",
+        headers=harness.token(org, Role.VIEWER),
+    )
+    assert "errors" not in body, body
+    listed = {
+        edge["node"]["id"]: edge["node"]["windows"]
+        for edge in body["data"]["viewer"]["organization"]["apiKeys"]["edges"]
+    }
+    shown = {
+        edge["node"]["requestId"]: edge["node"]["apiKey"]
+        for edge in body["data"]["viewer"]["organization"]["usage"]["edges"]
+    }
+    assert [w["window"] for w in shown["c1"]["windows"]] == ["FIVE_HOURS", "SEVEN_DAYS"]
+    assert shown["c1"]["windows"][0]["spent"] == {"credits": "12000"}  # two calls of 6000
+    assert shown["p1"]["windows"] == [] == listed[to_global_id("ApiKey", plain.id)]
+    for record in shown.values():
+        assert record["windows"] == listed[record["id"]]

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -23,12 +23,13 @@ from app.api.rest.gateway import amount_json
 from app.api.rest.http import JSONResponse, invalid
 from app.api.rest.principal import key_headers, require, runtime
 from app.ids import to_global_id
-from app.ledger.state import billing_t, keys_t, usage_t, wallets
+from app.ledger.reads import TRANSACTIONS
+from app.ledger.state import keys_t, wallets
 from app.money import format_usd
 from app.orgs.service import orgs_t
-from app.pages import MAX_PAGE, CursorError, encode_cursor, newest_first
+from app.pages import MAX_PAGE, CursorError, Keyset
 from app.payments.ladder import percent
-from app.usage.reads import UsageFilter, usage_of
+from app.usage.reads import USAGE_LOG, UsageFilter, usage_page, usage_values
 
 DEFAULT_LIMIT = 20
 
@@ -102,23 +103,20 @@ def _time_param(request: Request, name: str) -> datetime | None:
 
 async def _paged(
     request: Request,
-    statement: Select[Any],
-    time_column: Any,
-    id_column: Any,
+    keyset: Keyset,
+    values: dict[str, Any],
     render: Callable[[Any], dict[str, Any]],
     headers: dict[str, str],
 ) -> JSONResponse:
-    """One page, newest first, and the cursor to the next."""
+    """One page of ``keyset`` matching ``values``, newest first, and the cursor to the next."""
     limit = _limit(request)
     cursor = request.query_params.get("cursor")
     try:
-        page = await runtime(request).db.read(
-            lambda conn: newest_first(conn, statement, time_column, id_column, limit, cursor)
-        )
+        page = await runtime(request).db.read(lambda conn: keyset.page(conn, values, limit, cursor))
     except CursorError as error:
         raise invalid(f"cursor: {error}") from None
     last = page.rows[-1] if page.has_next else None
-    next_cursor = None if last is None else encode_cursor(last.created_at, last.id)
+    next_cursor = None if last is None else keyset.cursor(last)
     data = [render(row) for row in page.rows]
     return JSONResponse({"data": data, "next_cursor": next_cursor}, headers=headers)
 
@@ -137,10 +135,9 @@ async def usage(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request)
     headers = await key_headers(rt, principal)
-    statement = usage_of(principal.organization_id, _usage_filter(request, principal.api_key_id))
-    return await _paged(
-        request, statement, usage_t.c.created_at, usage_t.c.id, _usage_json, headers
-    )
+    wanted = _usage_filter(request, principal.api_key_id)
+    values = usage_values(principal.organization_id, wanted)
+    return await _paged(request, USAGE_LOG, values, _usage_json, headers)
 
 
 CSV_COLUMNS = (
@@ -167,7 +164,7 @@ async def usage_csv(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request)
     headers = await key_headers(rt, principal)
-    statement = usage_of(principal.organization_id, _usage_filter(request, principal.api_key_id))
+    wanted = _usage_filter(request, principal.api_key_id)
 
     def line(values: tuple[Any, ...]) -> str:
         buffer = io.StringIO()
@@ -180,10 +177,9 @@ async def usage_csv(request: Request) -> Response:
         while True:
             page = await rt.db.read(
                 partial(
-                    newest_first,
-                    statement=statement,
-                    time_column=usage_t.c.created_at,
-                    id_column=usage_t.c.id,
+                    usage_page,
+                    organization_id=principal.organization_id,
+                    f=wanted,
                     limit=CSV_PAGE,
                     after=cursor,
                 )
@@ -192,7 +188,7 @@ async def usage_csv(request: Request) -> Response:
             if not page.has_next:
                 return
             last = page.rows[-1]
-            cursor = encode_cursor(last.created_at, last.id)
+            cursor = USAGE_LOG.cursor(last)
 
     headers = headers | {"Content-Disposition": 'attachment; filename="usage.csv"'}
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)
@@ -220,10 +216,8 @@ async def transactions(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request)
     headers = await key_headers(rt, principal)
-    statement = select(billing_t).where(billing_t.c.organization_id == principal.organization_id)
-    return await _paged(
-        request, statement, billing_t.c.created_at, billing_t.c.id, _transaction_json, headers
-    )
+    values = {"organization_id": principal.organization_id}
+    return await _paged(request, TRANSACTIONS, values, _transaction_json, headers)
 
 
 def _usage_json(row: Any) -> dict[str, Any]:
