@@ -12,17 +12,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Connection as DBConnection
 
 from app.auth import Principal
+from app.db import Prebuilt, in_list
 from app.graphql.context import Info
 from app.graphql.enums import KeyStatus, Window
 from app.graphql.money import Amount, amount
 from app.graphql.relay import Connection, Node, connection
 from app.ids import to_global_id
 from app.keys.windows import WindowMarks, resets_at, spent_in_window
-from app.ledger.state import key_state, keys_t, load_marks
+from app.ledger.state import KeyState, key_state, keys_t, load_marks
 from app.pages import Page
 
 
@@ -82,8 +83,8 @@ class ApiKey(Node):
     )
 
     @classmethod
-    def of(cls, row: Any, marks: dict[Window, WindowMarks], now: datetime) -> ApiKey:
-        key = key_state(row)
+    def of(cls, row: Any, key: KeyState, marks: dict[Window, WindowMarks], now: datetime) -> ApiKey:
+        """``row`` of the keys table, whose ``key_state`` is ``key``."""
         used = key.spent + key.held
         windows = []
         for window, limit in key.limits.items():
@@ -117,19 +118,23 @@ class ApiKey(Node):
         )
 
 
-def visible_keys(organization_id: int, principal: Principal) -> Select[Any]:
-    """The organization's keys the caller may see: an API key sees only itself."""
+def visible_keys(organization_id: Any, api_key_id: Any) -> Select[Any]:
+    """The organization's keys the caller may see: an API key (``api_key_id``; None for
+    people) sees only itself. Values or bound parameters (``_keys_by_id``)."""
     statement = select(keys_t).where(keys_t.c.organization_id == organization_id)
-    if principal.api_key_id is not None:
-        statement = statement.where(keys_t.c.id == principal.api_key_id)
+    if api_key_id is not None:
+        statement = statement.where(keys_t.c.id == api_key_id)
     return statement
 
 
 def api_keys(conn: DBConnection, rows: Sequence[Any], now: datetime) -> list[ApiKey]:
     """``rows`` of the keys table as ApiKeys: the window marks of all in one query."""
-    windowed = [row.id for row in rows if key_state(row).limits]
+    keys = [key_state(row) for row in rows]
+    windowed = [key.id for key in keys if key.limits]
     marks = load_marks(conn, windowed, int(now.timestamp())) if windowed else {}
-    return [ApiKey.of(row, marks.get(row.id, {}), now) for row in rows]
+    return [
+        ApiKey.of(row, key, marks.get(key.id, {}), now) for row, key in zip(rows, keys, strict=True)
+    ]
 
 
 async def api_key_connection(info: Info, page: Page, total: int) -> Connection[ApiKey]:
@@ -139,12 +144,29 @@ async def api_key_connection(info: Info, page: Page, total: int) -> Connection[A
     return connection(page, total, lambda row: by_row[row.id])
 
 
+def _by_id(*, scoped: bool) -> Prebuilt[Select[Any]]:
+    return Prebuilt(
+        lambda dialect, _lock: visible_keys(
+            bindparam("organization_id"), bindparam("api_key_id") if scoped else None
+        ).where(in_list(keys_t.c.id, "ids", dialect))
+    )
+
+
+# Built once per shape (``Prebuilt``), by whether the caller is an API key: the usage
+# log and summaries name their keys on every request.
+_keys_by_id = {scoped: _by_id(scoped=scoped) for scoped in (False, True)}
+
+
 def keys_by_id(
     conn: DBConnection, principal: Principal, key_ids: list[int], now: datetime
 ) -> list[ApiKey]:
     """Those of ``key_ids`` the caller may see, in one query (and one for their windows)."""
-    statement = visible_keys(principal.organization_id, principal).where(keys_t.c.id.in_(key_ids))
-    return api_keys(conn, conn.execute(statement).all(), now)
+    params = {
+        "organization_id": principal.organization_id,
+        "api_key_id": principal.api_key_id,
+        "ids": key_ids,
+    }
+    return api_keys(conn, _keys_by_id[principal.api_key_id is not None].rows(conn, params), now)
 
 
 async def api_key_node(info: Info, key_id: int) -> ApiKey | None:

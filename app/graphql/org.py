@@ -243,7 +243,7 @@ class Organization(Node):
         first: First = 50,
         after: After = None,
     ) -> Connection[ApiKey]:
-        statement = visible_keys(self._org_id, info.context.caller())
+        statement = visible_keys(self._org_id, info.context.caller().api_key_id)
         page, total = await load_page(
             info, statement, keys_t.c.created_at, keys_t.c.id, first, after
         )
