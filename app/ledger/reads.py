@@ -17,7 +17,8 @@ from app.pages import Page, first_page, page_of
 FIRST_LOTS = 50
 
 _ORG: BindParameter[int] = bindparam("organization_id")
-# Built once (``Prebuilt``): the dashboards' WalletOverview reads these on every request.
+# Built once (``Prebuilt``) and run at the driver: the dashboards' WalletOverview reads
+# these on every request.
 _wallet = Prebuilt(
     lambda _dialect, _lock: (
         select(wallets, orgs_t.c.spend_cap_monthly)
@@ -39,7 +40,8 @@ _first_lots = Prebuilt(
 
 def wallet_of(conn: Connection, organization_id: int) -> Any:
     """The organization's wallet row, with the org's monthly spend cap."""
-    return conn.execute(_wallet(conn), {"organization_id": organization_id}).one()
+    (row,) = _wallet.rows(conn, {"organization_id": organization_id})
+    return row
 
 
 def lots_of(wallet_id: int, *, include_spent: bool) -> Select[Any]:
@@ -50,8 +52,7 @@ def lots_of(wallet_id: int, *, include_spent: bool) -> Select[Any]:
 def first_lots(conn: Connection, organization_id: int) -> Page:
     """The first ``FIRST_LOTS`` of the organization's lots with credits left, newest
     first: ``lots_of(..., include_spent=False)``'s first page, found by organization."""
-    rows = conn.execute(_first_lots(conn), {"organization_id": organization_id}).all()
-    return page_of(list(rows), FIRST_LOTS)
+    return page_of(_first_lots.rows(conn, {"organization_id": organization_id}), FIRST_LOTS)
 
 
 def entries_of(wallet_id: int) -> Select[Any]:
