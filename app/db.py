@@ -494,6 +494,11 @@ class Prebuilt(Generic[S]):
         """Its rows for ``params``, run at the driver."""
         return self._at_driver(conn, lock).rows(conn, params)
 
+    def first(self, conn: Connection, params: dict[str, Any]) -> Any:
+        """Its first row for ``params`` (None: there is none), run at the driver."""
+        rows = self.rows(conn, params)
+        return rows[0] if rows else None
+
     def execute_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Run once per parameter set of ``rows``, at the driver in one call."""
         self._at_driver(conn, False).execute_many(conn, rows)

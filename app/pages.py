@@ -131,7 +131,7 @@ class Keyset:
                     func.count(), maintain_column_froms=True
                 )
             )
-        return int(statement.rows(conn, params)[0][0])
+        return int(statement.first(conn, params)[0])
 
     def _bound(self, values: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
         params = {name: value for name, value in values.items() if value is not None}

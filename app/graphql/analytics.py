@@ -16,8 +16,8 @@ from app.graphql.context import Info
 from app.graphql.errors import Code, error
 from app.graphql.keys import ApiKey, keys_by_id
 from app.graphql.money import Amount
-from app.graphql.overview import overview_of
 from app.ids import to_global_id
+from app.orgs.billing import subscription_row
 from app.usage.rollups import DAY, HOUR, Dimension, daily_by_t, floor_day, floor_hour, hourly_by_t
 from app.usage.summary import breakdown, series, spent_since
 
@@ -227,11 +227,6 @@ async def usage_summary(
     start, end = check_range(since, until, granularity)
     runtime = info.context.runtime
     now = runtime.clock.now()
-    billing = await overview_of(info, organization_id)
-    period_start, period_end = _current_period(
-        now, runtime.subscriptions.active(billing.subscription)
-    )
-
     scope = _Scope(
         hourly_by_t if granularity is Granularity.HOUR else daily_by_t,
         organization_id,
@@ -240,15 +235,18 @@ async def usage_summary(
         end,
     )
 
-    def load(conn: Connection) -> tuple[_Figures, dict[str, ApiKey]]:
-        figures = _figures(conn, scope, period_start, now)
+    # One read: the plan (for the period), the figures and the keys they name.
+    def load(conn: Connection) -> tuple[tuple[datetime, datetime], _Figures, dict[str, ApiKey]]:
+        plan = runtime.subscriptions.active(subscription_row(conn, organization_id))
+        period = _current_period(now, plan)
+        figures = _figures(conn, scope, period[0], now)
         key_ids = [int(v) for d, v, _, _ in figures.breakdown if d == Dimension.API_KEY]
         if principal.api_key_id is not None and figures.series:
             key_ids = [principal.api_key_id]
-        keys = keys_by_id(conn, principal, key_ids, now) if key_ids else []
-        return figures, {str(key.id): key for key in keys}
+        keys = keys_by_id(conn, principal, key_ids, now, windows=False)
+        return period, figures, {str(key.id): key for key in keys}
 
-    figures, keys = await runtime.db.read(load)
+    (period_start, period_end), figures, keys = await runtime.db.read(load)
     step = HOUR if granularity is Granularity.HOUR else DAY
     series = []
     at = start

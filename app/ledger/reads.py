@@ -19,7 +19,8 @@ from app.pages import Keyset, Page, equal, first_page, page_of
 FIRST_LOTS = 50
 
 _ORG: BindParameter[int] = bindparam("organization_id")
-# Built once (``Prebuilt``): the dashboards' WalletOverview reads these on every request.
+# Built once (``Prebuilt``) and run at the driver: the dashboards' WalletOverview reads
+# these on every request.
 _wallet = Prebuilt(
     lambda _dialect, _lock: (
         select(wallets, orgs_t.c.spend_cap_monthly)
@@ -41,7 +42,8 @@ _first_lots = Prebuilt(
 
 def wallet_of(conn: Connection, organization_id: int) -> Any:
     """The organization's wallet row, with the org's monthly spend cap."""
-    return conn.execute(_wallet(conn), {"organization_id": organization_id}).one()
+    (row,) = _wallet.rows(conn, {"organization_id": organization_id})
+    return row
 
 
 # A wallet's lots; ``above``: only those with more than this left.
@@ -71,11 +73,10 @@ _version = Prebuilt(
 def first_lots(conn: Connection, organization_id: int) -> Page:
     """The first ``FIRST_LOTS`` of the organization's lots with credits left, newest
     first: the first page of ``LOTS`` above 0, found by organization."""
-    rows = conn.execute(_first_lots(conn), {"organization_id": organization_id}).all()
-    return page_of(list(rows), FIRST_LOTS)
+    return page_of(_first_lots.rows(conn, {"organization_id": organization_id}), FIRST_LOTS)
 
 
 def entry_count(conn: Connection, wallet_id: int) -> int:
     """How many entries the wallet's ledger holds: its version, one per entry from 1
     (``creditgraph verify`` proves it), so counting them reads one row."""
-    return int(_version.rows(conn, {"id": wallet_id})[0].version)
+    return int(_version.first(conn, {"id": wallet_id}).version)

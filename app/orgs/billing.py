@@ -29,10 +29,11 @@ from app.ledger.state import (
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.plans.catalog import PURCHASE_WINDOW
 
-# Built once (``Prebuilt``): building a statement costs more than SQLite takes to run
-# one of these, and WalletOverview runs them all on every request.
+# Built once (``Prebuilt``) and run at the driver: building a statement, or executing it
+# through SQLAlchemy, costs more than SQLite takes to run one of these, and
+# WalletOverview runs them all on every request.
 _ORG: BindParameter[int] = bindparam("organization_id")
-_SINCE: BindParameter[datetime] = bindparam("since")
+_SINCE: BindParameter[datetime] = bindparam("since", type_=billing_t.c.created_at.type)
 
 _subscription = Prebuilt(
     lambda _dialect, _lock: select(plan_subs_t).where(plan_subs_t.c.organization_id == _ORG)
@@ -76,23 +77,25 @@ _purchased_since = Prebuilt(_purchased)
 
 def subscription_row(conn: Connection, organization_id: int) -> Any:
     """The organization's ``plan_subscriptions`` row, whatever its status, or None."""
-    return conn.execute(_subscription(conn), {"organization_id": organization_id}).first()
+    return _subscription.first(conn, {"organization_id": organization_id})
 
 
 def allocation_remaining(conn: Connection, organization_id: int) -> int:
     """What is left of the open period's allocation and of what rolled into it."""
-    return int(conn.scalar(_allocation(conn), {"organization_id": organization_id}) or 0)
+    (remaining,) = _allocation.first(conn, {"organization_id": organization_id})
+    return int(remaining)
 
 
 def account_row(conn: Connection, organization_id: int) -> Any:
     """The organization's ``billing_accounts`` row, or None (the defaults apply)."""
-    return conn.execute(_account(conn), {"organization_id": organization_id}).first()
+    return _account.first(conn, {"organization_id": organization_id})
 
 
 def reloaded_since(conn: Connection, organization_id: int, since: datetime) -> int:
     """What succeeded auto-reloads charged since ``since``."""
     params = {"organization_id": organization_id, "since": since}
-    return int(conn.scalar(_reloaded(conn), params) or 0)
+    (reloaded,) = _reloaded.first(conn, params)
+    return int(reloaded)
 
 
 def purchased_since(
@@ -101,7 +104,7 @@ def purchased_since(
     """What the organization paid for credits since ``since`` (``ledger.state.purchases``),
     and when the oldest of those purchases settled (None: there is none)."""
     params = {"organization_id": organization_id, "since": since}
-    total, oldest = conn.execute(_purchased_since(conn), params).one()
+    total, oldest = _purchased_since.first(conn, params)
     return int(total), oldest
 
 

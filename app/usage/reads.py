@@ -90,16 +90,16 @@ def usage_count(conn: Connection, organization_id: int, f: UsageFilter) -> int:
     """
     if f.request_id is not None or f.since is not None or f.until is not None:
         return USAGE_LOG.count(conn, usage_values(organization_id, f))
-    oldest = _oldest.rows(conn, {"organization_id": organization_id})
-    if not oldest:
+    oldest = _oldest.first(conn, {"organization_id": organization_id})
+    if oldest is None:
         return 0
-    next_hour = floor_hour(oldest[0].created_at) + HOUR
+    next_hour = floor_hour(oldest.created_at) + HOUR
     first_hour = USAGE_LOG.count(conn, usage_values(organization_id, replace(f, until=next_hour)))
     return first_hour + requests_from(
         conn,
         organization_id,
         next_hour,
-        floor_day(oldest[0].created_at) + DAY,
+        floor_day(oldest.created_at) + DAY,
         f.api_key_id,
         f.model,
         f.action,
