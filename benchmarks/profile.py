@@ -47,6 +47,7 @@ LAYERS = [
     ("prometheus_client/", "metrics"),
     ("app/logs.py", "logging"),
     ("logging/", "logging"),
+    ("app/graphql/executor.py", "creditgraph: GraphQL executor"),
     ("app/graphql/", "creditgraph: GraphQL resolvers"),
     ("app/api/", "creditgraph: REST handlers"),
     ("app/", "creditgraph: other"),
