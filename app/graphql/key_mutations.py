@@ -174,7 +174,7 @@ def _new_key(info: Info, principal: Principal, data: CreateApiKeyInput) -> tuple
     return name, service.Caps(**caps)
 
 
-async def _managed(conn: AsyncConnection, principal: Principal, global_id: str) -> Any:
+async def managed_key(conn: AsyncConnection, principal: Principal, global_id: str) -> Any:
     """The key's row if the caller may manage it: in the caller's transaction, so the
     check and the change see the same row."""
     key_id, row = from_global_id(global_id, "ApiKey"), None
@@ -238,7 +238,7 @@ class KeyMutations:
             principal = caller(info, *WRITERS)
             changes = _caps(input)
             async with runtime.db.write(principal.organization_id) as conn:
-                row = await _managed(conn, principal, input.id)
+                row = await managed_key(conn, principal, input.id)
                 caps = {
                     column: changes.get(column, getattr(row, column))
                     for _, column in _CAPS.values()
@@ -268,7 +268,7 @@ class KeyMutations:
         try:
             principal = caller(info, *WRITERS)
             async with runtime.db.write(principal.organization_id) as conn:
-                row = await _managed(conn, principal, input.id)
+                row = await managed_key(conn, principal, input.id)
                 now = runtime.clock.now()
                 status = key_state(row).status(now)
                 if status != KeyStatus.ACTIVE:
@@ -298,7 +298,7 @@ class KeyMutations:
         try:
             principal = caller(info, *WRITERS)
             async with runtime.db.write(principal.organization_id) as conn:
-                row = await _managed(conn, principal, input.id)
+                row = await managed_key(conn, principal, input.id)
                 await service.revoke_key(
                     conn,
                     organization_id=principal.organization_id,

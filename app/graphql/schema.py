@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from app.graphql.alerts import AlertMutations
 from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
+from app.graphql.key_console import KeyConsoleMutations
 from app.graphql.key_mutations import KeyMutations
 from app.graphql.nodes import resolve_node
 from app.graphql.org import Viewer
@@ -106,6 +107,7 @@ class Query:
 )
 class Mutation(
     KeyMutations,
+    KeyConsoleMutations,
     SpendCapMutations,
     UsageMutations,
     PaymentMutations,
