@@ -101,7 +101,7 @@ class RevokeApiKeyInput:
 
 _API_KEY = "The key as it is now; null when there are userErrors."
 _SECRET = (
-    'The full secret ("sk-<prefix>-..."), shown this once and never again: store it now. '
+    'The full secret ("<prefix>-..."), shown this once and never again: store it now. '
     "Null when there are userErrors."
 )
 _ERRORS = "Why nothing was changed; empty on success."

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.fernet import Fernet
+from pydantic import ValidationError
 
 from app.auth import Role
 from app.clock import Clock
@@ -18,6 +20,7 @@ from tests.graphql.test_keys import (
     authorize,
     codes,
     create,
+    keys,
     member,
     mutate,
 )
@@ -101,3 +104,24 @@ async def test_reveal_without_an_encryption_key_is_a_clear_user_error(harness: H
     assert codes(refused) == [("id", "REVEAL_UNAVAILABLE")]
     assert "key encryption key" in refused["userErrors"][0]["message"]
     assert refused["secret"] is None
+
+
+async def test_a_configured_prefix_starts_secrets_and_shows_in_listings(
+    settings: Settings, clock: Clock
+) -> None:
+    byts = settings.model_copy(update={"api_key_prefix": "sk-byts"})
+    async with running_app(byts, clock) as harness:
+        org = await harness.org("acme", grant_usd="1")
+        owner = harness.token(org, Role.OWNER)
+        created = await create(harness, owner)
+        prefix = created["apiKey"]["prefix"]
+        assert re.fullmatch(r"sk-byts-[0-9a-f]{8}", prefix)
+        assert created["secret"].startswith(f"{prefix}-")
+        (listed,) = (await keys(harness, owner))["edges"]
+        assert listed["node"]["prefix"] == prefix
+        assert (await authorize(harness, created["secret"], "r1")).status_code == 200
+
+
+def test_the_prefix_setting_must_start_with_sk() -> None:
+    with pytest.raises(ValidationError):
+        Settings(api_key_prefix="byts")
