@@ -21,6 +21,7 @@ from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
 from app.graphql.key_console import KeyConsoleMutations
 from app.graphql.key_mutations import KeyMutations
+from app.graphql.key_test import KeyTestMutations
 from app.graphql.nodes import resolve_node
 from app.graphql.org import Viewer
 from app.graphql.payments import (
@@ -108,6 +109,7 @@ class Query:
 class Mutation(
     KeyMutations,
     KeyConsoleMutations,
+    KeyTestMutations,
     SpendCapMutations,
     UsageMutations,
     PaymentMutations,
