@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -60,6 +61,17 @@ class Principal:
     @property
     def actor(self) -> str:
         return f"api_key:{self.api_key_id}" if self.api_key_id else self.subject
+
+
+def authorization(headers: Mapping[str, str]) -> str | None:
+    """The request's credentials as an ``Authorization`` value. An API key may come as
+    ``x-api-key: <key>`` instead (the Anthropic protocol's header, which ByteSpike's
+    clients send); ``Authorization`` wins when both are given."""
+    given = headers.get("authorization")
+    api_key = headers.get("x-api-key")
+    if not given and api_key:
+        return f"Bearer {api_key}"
+    return given
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -150,7 +162,7 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
-            raise AuthError(401, "missing Authorization: Bearer <token>")
+            raise AuthError(401, "missing Authorization: Bearer <token> (or x-api-key: <key>)")
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:

@@ -239,6 +239,51 @@ def adjust(slug: str, amount_usd: str, reason: str) -> None:
 
 
 @main.group()
+def key() -> None:
+    """API keys (dashboards manage them over GraphQL)."""
+
+
+@key.command("reveal")
+@click.option("--org", "slug", required=True)
+@click.argument("key_id")
+def key_reveal(slug: str, key_id: str) -> None:
+    """Print a key's secret again (KEY_ID: its global ID); recorded in the audit log.
+    Needs CREDITGRAPH_KEY_ENCRYPTION_KEY, as when the key was made."""
+    from app.ids import from_global_id
+    from app.keys import service
+
+    unknown = click.ClickException(f"no API key {key_id!r} in {slug}")
+    number = from_global_id(key_id, "ApiKey")
+    if number is None:
+        raise unknown
+
+    async def run(rt: Runtime) -> str | None:
+        found = await rt.orgs.by_slug(slug)
+        if found is None:
+            raise click.ClickException(f"no organization {slug!r}")
+        try:
+            async with rt.db.write(found.id) as conn:
+                return await service.reveal_key(
+                    conn,
+                    rt.vault,
+                    organization_id=found.id,
+                    key_id=number,
+                    actor="cli",
+                    now=rt.clock.now(),
+                )
+        except service.UnknownKey:
+            raise unknown from None
+
+    secret = asyncio.run(_with_runtime(Settings(), run))
+    if secret is None:
+        raise click.ClickException(
+            "the secret is not kept: set CREDITGRAPH_KEY_ENCRYPTION_KEY (as when the key "
+            "was made), or rotate the key"
+        )
+    click.echo(secret)
+
+
+@main.group()
 def jobs() -> None:
     """The periodic jobs (a server runs them every CREDITGRAPH_JOBS_INTERVAL_SECONDS)."""
 

@@ -26,7 +26,7 @@ def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
         CORSMiddleware,
         allow_origins=list(origins),
         allow_methods=["GET", "POST"],
-        allow_headers=["authorization", "content-type", "accept"],
+        allow_headers=["authorization", "x-api-key", "content-type", "accept"],
         max_age=PREFLIGHT_MAX_AGE,
     )
     return [cors]

@@ -109,6 +109,7 @@ def create_app(
         Mount(ide.PREFIX, ide.Assets()),
         Route("/api/v1/me/account", me.account),
         Route("/api/v1/me/usage", me.usage),
+        Route("/v1/usage", me.usage),  # the path ByteSpike's pages give for the usage log
         Route("/api/v1/me/usage.csv", me.usage_csv),
         Route("/api/v1/me/billing/transactions", me.transactions),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),

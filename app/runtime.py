@@ -110,7 +110,7 @@ class Runtime:
             writer,
             orgs,
             keys,
-            KeyVault(settings.key_encryption_key),
+            KeyVault(settings.key_encryption_key, secret_prefix=settings.api_key_prefix),
             Authenticator(secret, orgs, keys, oidc),
             payments,
             plans,

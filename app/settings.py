@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     # A Fernet key; when set, API key secrets are also kept encrypted so owners can reveal them.
     key_encryption_key: str | None = None
+    # How new API key secrets start ("sk-byts" for ByteSpike's "sk-byts-..."); "sk-" first
+    # because that is how a key is told from a JWT. Listings show it with the key's id.
+    api_key_prefix: str = Field(default="sk", pattern=r"^sk(-[a-z0-9]+)*$", max_length=20)
     price_book_path: Path | None = None
     # The top-up bonus ladder and limits; None = the packaged ByteSpike ladder.
     bonus_ladder_path: Path | None = None

@@ -5,6 +5,7 @@ PostgreSQL is tested in tests/test_postgres.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -13,6 +14,13 @@ from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.fernet import Fernet
+
+from app.ids import to_global_id
+from app.keys.service import CreatedKey
+from app.operations import create_api_key
+from app.runtime import Runtime
+from app.settings import Settings
 
 SCRIPT = Path(sys.executable).parent / "creditgraph"
 
@@ -181,3 +189,28 @@ def test_plans_are_assigned_and_renewed_from_the_command_line(cli: Cli) -> None:
     )
     assert "periods started: 1" in cli.ok("jobs", "run")
     assert "ok:" in cli.ok("verify")
+
+
+def test_key_reveal_prints_the_secret_again_only_with_the_encryption_key(acme: Cli) -> None:
+    fernet = Fernet.generate_key().decode()
+    acme.env["CREDITGRAPH_KEY_ENCRYPTION_KEY"] = fernet
+
+    async def made() -> CreatedKey:
+        settings = Settings(database_url=acme.env["CREDITGRAPH_DATABASE_URL"], run_jobs=False)
+        rt = await Runtime.start(settings.model_copy(update={"key_encryption_key": fernet}))
+        try:
+            org = await rt.orgs.by_slug("acme")
+            assert org is not None
+            return await create_api_key(rt, org.id, "ci")
+        finally:
+            await rt.stop()
+
+    created = asyncio.run(made())
+    key_id = to_global_id("ApiKey", created.id)
+    assert acme.ok("key", "reveal", "--org", "acme", key_id).strip() == created.secret
+    assert "no API key" in acme.fails("key", "reveal", "--org", "acme", "nonsense")
+    assert "no organization" in acme.fails("key", "reveal", "--org", "other", key_id)
+    unkept = acme.fails(
+        "key", "reveal", "--org", "acme", key_id, env={"CREDITGRAPH_KEY_ENCRYPTION_KEY": ""}
+    )
+    assert "CREDITGRAPH_KEY_ENCRYPTION_KEY" in unkept

@@ -1,13 +1,21 @@
-"""Authorizing a call: may this key spend this much on this model, and reserve it."""
+"""Authorizing a call: may this key spend this much on this model, and reserve it.
+
+``dry_run`` answers the same question without reserving anything (the console's Test
+button): the same job on the same state, read instead of locked, and its book (the
+hold, the envelope after it) never flushed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
+
+from app.db import Database
 from app.keys.caps import Envelope, Refusal, check_spend, envelope
 from app.ledger.book import Book
-from app.ledger.state import KeyState, Needs, WalletState
+from app.ledger.state import KeyState, Needs, WalletState, load_state
 from app.ledger.tables import HoldStatus
 from app.plans.catalog import Catalog
 from app.plans.limits import check_plan
@@ -32,6 +40,12 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.refusal is None
+
+    def retry_after(self, now: datetime) -> int | None:
+        """Seconds until retrying can succeed, when the refusal knows."""
+        if self.refusal is None or self.refusal.reset is None:
+            return None
+        return max(self.refusal.reset - int(now.timestamp()), 0)
 
 
 @dataclass(slots=True)
@@ -126,3 +140,14 @@ class AuthorizeJob:
                 now,
             )
         return 0
+
+
+async def dry_run(db: Database, job: AuthorizeJob, now: datetime) -> Decision:
+    """What the writer would answer to ``job`` now, from one read: nothing is written."""
+    needs = Needs()
+    job.needs(needs)
+
+    def decide(conn: Connection) -> Decision:
+        return job.apply(Book(load_state(conn, needs, now, lock=False)))  # not flushed
+
+    return await db.read(decide)

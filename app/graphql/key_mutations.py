@@ -1,8 +1,9 @@
 """Mutations on API keys: create, change caps, rotate, revoke.
 
-Owners and admins manage every key of the organization; members create keys (owned
-by them) and manage only those. Viewers, the service role and API keys get a userError
-FORBIDDEN. Each change is one writer transaction with its audit record (keys.service).
+Owners and admins manage every key of the organization and may create org-owned ones
+(no owner); members create keys (owned by them) and manage only those. Viewers, the
+service role and API keys get a userError FORBIDDEN. Each change is one writer
+transaction with its audit record (keys.service).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ _CAPS = {
 }
 
 
-@strawberry.input(description="A new API key, owned by the caller.")
+@strawberry.input(description="A new API key, owned by the caller or by the organization.")
 class CreateApiKeyInput:
     name: str = strawberry.field(description=f"A label for people: 1 to {MAX_NAME} characters.")
     group: str = strawberry.field(
@@ -60,6 +61,12 @@ class CreateApiKeyInput:
         default=None,
         description=f"Whole days from now until the key stops working, 1 to {MAX_EXPIRY_DAYS}; "
         "null: never expires.",
+    )
+    org_owned: bool = strawberry.field(
+        default=False,
+        description="true: the organization owns the key (owner null; its responses carry "
+        "X-Org-Quota-Remaining-Credits), and only owners and admins manage it. Owners and "
+        "admins only: a member asking is FORBIDDEN.",
     )
 
 
@@ -94,7 +101,7 @@ class RevokeApiKeyInput:
 
 _API_KEY = "The key as it is now; null when there are userErrors."
 _SECRET = (
-    'The full secret ("sk-<prefix>-..."), shown this once and never again: store it now. '
+    'The full secret ("<prefix>-..."), shown this once and never again: store it now. '
     "Null when there are userErrors."
 )
 _ERRORS = "Why nothing was changed; empty on success."
@@ -138,7 +145,7 @@ def _caps(data: CreateApiKeyInput | UpdateApiKeyCapsInput) -> dict[str, int | No
     return {column: amounts[field] for field, column in _CAPS.values() if field in amounts}
 
 
-def _new_key(info: Info, data: CreateApiKeyInput) -> tuple[str, service.Caps]:
+def _new_key(info: Info, principal: Principal, data: CreateApiKeyInput) -> tuple[str, service.Caps]:
     """The trimmed name and the caps, or every problem of the input at once."""
     errors: list[UserError] = []
 
@@ -153,6 +160,10 @@ def _new_key(info: Info, data: CreateApiKeyInput) -> tuple[str, service.Caps]:
     days = data.expires_in_days
     if days is not None and not 1 <= days <= MAX_EXPIRY_DAYS:
         invalid("expiresInDays", f"must be from 1 to {MAX_EXPIRY_DAYS}")
+    if data.org_owned and principal.role not in ADMINS:
+        errors += refused(
+            UserErrorCode.FORBIDDEN, "only owners and admins create org-owned keys", "orgOwned"
+        ).errors
     caps: dict[str, int | None] = {}
     try:
         caps = _caps(data)
@@ -163,7 +174,7 @@ def _new_key(info: Info, data: CreateApiKeyInput) -> tuple[str, service.Caps]:
     return name, service.Caps(**caps)
 
 
-async def _managed(conn: AsyncConnection, principal: Principal, global_id: str) -> Any:
+async def managed_key(conn: AsyncConnection, principal: Principal, global_id: str) -> Any:
     """The key's row if the caller may manage it: in the caller's transaction, so the
     check and the change see the same row."""
     key_id, row = from_global_id(global_id, "ApiKey"), None
@@ -180,8 +191,8 @@ async def _managed(conn: AsyncConnection, principal: Principal, global_id: str) 
 @strawberry.type
 class KeyMutations:
     @strawberry.mutation(
-        description="Create an API key owned by the caller (owners, admins, members). Its "
-        "secret is in this answer only."
+        description="Create an API key owned by the caller (owners, admins, members), or by "
+        "the organization (orgOwned: owners and admins). Its secret is in this answer only."
     )
     async def create_api_key(
         self,
@@ -191,7 +202,7 @@ class KeyMutations:
         runtime = info.context.runtime
         try:
             principal = caller(info, *WRITERS)
-            name, caps = _new_key(info, input)
+            name, caps = _new_key(info, principal, input)
         except Refused as refusal:
             return CreateApiKeyPayload(user_errors=refusal.errors)
         async with runtime.db.write(principal.organization_id) as conn:
@@ -203,7 +214,7 @@ class KeyMutations:
                 actor=principal.actor,
                 now=runtime.clock.now(),
                 group=input.group,
-                owner=principal.subject,
+                owner=None if input.org_owned else principal.subject,
                 caps=caps,
                 expires_in_days=input.expires_in_days,
             )
@@ -227,7 +238,7 @@ class KeyMutations:
             principal = caller(info, *WRITERS)
             changes = _caps(input)
             async with runtime.db.write(principal.organization_id) as conn:
-                row = await _managed(conn, principal, input.id)
+                row = await managed_key(conn, principal, input.id)
                 caps = {
                     column: changes.get(column, getattr(row, column))
                     for _, column in _CAPS.values()
@@ -257,7 +268,7 @@ class KeyMutations:
         try:
             principal = caller(info, *WRITERS)
             async with runtime.db.write(principal.organization_id) as conn:
-                row = await _managed(conn, principal, input.id)
+                row = await managed_key(conn, principal, input.id)
                 now = runtime.clock.now()
                 status = key_state(row).status(now)
                 if status != KeyStatus.ACTIVE:
@@ -287,7 +298,7 @@ class KeyMutations:
         try:
             principal = caller(info, *WRITERS)
             async with runtime.db.write(principal.organization_id) as conn:
-                row = await _managed(conn, principal, input.id)
+                row = await managed_key(conn, principal, input.id)
                 await service.revoke_key(
                     conn,
                     organization_id=principal.organization_id,

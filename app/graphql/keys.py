@@ -57,8 +57,9 @@ class KeyWindow:
 class ApiKey(Node):
     name: str = strawberry.field(description="A label for people; not unique.")
     prefix: str = strawberry.field(
-        description='The public part of the secret "sk-<prefix>-...": tells keys apart '
-        "in lists; changes when the key is rotated. The secret itself is never listed."
+        description='How the secret begins, as consoles show it ("sk-1a2b3c4d", or '
+        '"sk-byts-1a2b3c4d" with CREDITGRAPH_API_KEY_PREFIX=sk-byts): tells keys apart in '
+        "lists; changes when the key is rotated. The secret itself is never listed."
     )
     group: str = strawberry.field(
         description="Routing group from the price book: which models the key may call."

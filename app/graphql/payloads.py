@@ -40,6 +40,11 @@ class UserErrorCode(Enum):
         description="The payment provider refused or could not be reached; the message "
         "says why. Nothing was charged.",
     )
+    REVEAL_UNAVAILABLE = strawberry.enum_value(
+        "REVEAL_UNAVAILABLE",
+        description="This server keeps no secrets to reveal (no key encryption key is "
+        "configured), or the key was made before one was: rotate it for a new secret.",
+    )
     PAYMENTS_UNAVAILABLE = strawberry.enum_value(
         "PAYMENTS_UNAVAILABLE", description="This server takes no payments (none configured)."
     )

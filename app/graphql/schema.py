@@ -19,7 +19,9 @@ from strawberry.schema.config import StrawberryConfig
 from app.graphql.alerts import AlertMutations
 from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
+from app.graphql.key_console import KeyConsoleMutations
 from app.graphql.key_mutations import KeyMutations
+from app.graphql.key_test import KeyTestMutations
 from app.graphql.nodes import resolve_node
 from app.graphql.org import Viewer
 from app.graphql.payments import (
@@ -106,6 +108,8 @@ class Query:
 )
 class Mutation(
     KeyMutations,
+    KeyConsoleMutations,
+    KeyTestMutations,
     SpendCapMutations,
     UsageMutations,
     PaymentMutations,

@@ -25,7 +25,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
-from app.auth import AuthError, Principal
+from app.auth import AuthError, Principal, authorization
 from app.graphql import prepared
 from app.graphql.context import Context
 from app.graphql.errors import Code
@@ -119,7 +119,7 @@ class GraphQLView(GraphQL[Context, None]):
 
     def _limit(self, request: Request) -> None:
         """The caller's rate: by its credential, else by its address."""
-        caller = request.headers.get("authorization")
+        caller = authorization(request.headers)
         if not caller:
             caller = f"address:{request.client.host if request.client else 'unknown'}"
         wait = self.limiter.take(caller, time.monotonic())
@@ -276,10 +276,10 @@ class GraphQLView(GraphQL[Context, None]):
         runtime = cast(Runtime, request.app.state.runtime)
         context = Context(runtime, request, response)
         if isinstance(request, Request):
-            authorization = request.headers.get("authorization")
-            if authorization:
+            credentials = authorization(request.headers)
+            if credentials:
                 try:
-                    context.principal = await authenticate(runtime, authorization)
+                    context.principal = await authenticate(runtime, credentials)
                 except AuthError as exc:
                     context.auth_error = exc
         return context

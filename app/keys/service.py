@@ -1,6 +1,7 @@
 """API keys: secrets shown once, rotation, revocation, caps, and finding a key by secret.
 
-A secret is ``sk-<prefix>-<random>`` with 256 random bits; only its SHA-256 is stored
+A secret is ``<prefix>-<id>-<random>`` (``sk-1a2b3c4d-...``; the prefix is configurable,
+ByteSpike's is ``sk-byts``) with 256 random bits; only its SHA-256 is stored
 (a fast unsalted hash is enough for a random secret of that size, and keeps the lookup
 on the hot path to one dictionary read). When a key encryption key is configured the
 secret is also kept encrypted (Fernet), so an owner can reveal it again; each reveal is
@@ -34,10 +35,10 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_secret() -> tuple[str, str]:
-    """A fresh secret and its public prefix."""
-    prefix = secrets.token_hex(4)
-    return f"sk-{prefix}-{secrets.token_urlsafe(32)}", prefix
+def new_secret(visible: str) -> tuple[str, str]:
+    """A fresh secret starting with ``visible`` and its public start (``visible-<id>``)."""
+    prefix = f"{visible}-{secrets.token_hex(4)}"
+    return f"{prefix}-{secrets.token_urlsafe(32)}", prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +70,12 @@ class CreatedKey:
 
 
 class KeyVault:
-    """Encrypts secrets for reveal when a key encryption key is configured."""
+    """Makes secrets with the configured prefix, and encrypts them for reveal when a key
+    encryption key is configured."""
 
-    def __init__(self, key_encryption_key: str | None) -> None:
+    def __init__(self, key_encryption_key: str | None, *, secret_prefix: str) -> None:
         self._fernet = Fernet(key_encryption_key.encode()) if key_encryption_key else None
+        self.secret_prefix = secret_prefix
 
     @property
     def enabled(self) -> bool:
@@ -99,7 +102,7 @@ async def create_key(
     caps: Caps = NO_CAPS,
     expires_in_days: int | None = None,
 ) -> CreatedKey:
-    secret, prefix = new_secret()
+    secret, prefix = new_secret(vault.secret_prefix)
     values: dict[str, Any] = {
         "organization_id": organization_id,
         "name": name,
@@ -149,7 +152,7 @@ async def rotate_key(
 ) -> CreatedKey:
     """Replace the secret; the old one stops working at once. Caps and spend stay."""
     row = await get_key(conn, organization_id, key_id)
-    secret, prefix = new_secret()
+    secret, prefix = new_secret(vault.secret_prefix)
     await conn.execute(
         update(keys_t)
         .where(keys_t.c.id == key_id)

@@ -22,7 +22,8 @@ class ApiKey(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     organization_id: int = Field(foreign_key="organizations.id", index=True)
     name: str = Field(max_length=200)
-    # Public part of the secret ``sk-<prefix>-<random>``: shown in lists, never secret.
+    # The secret's visible start, ``sk-1a2b3c4d`` of ``sk-1a2b3c4d-<random>``: shown in
+    # lists, never secret.
     prefix: str = Field(unique=True, max_length=32)
     secret_hash: str = Field(unique=True, max_length=64)
     # Fernet token of the secret, kept only when a key encryption key is configured.

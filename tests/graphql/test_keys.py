@@ -133,7 +133,7 @@ async def test_create_returns_the_secret_once_and_it_authorizes(harness: Harness
     )
     assert created["userErrors"] == []
     key, secret = created["apiKey"], created["secret"]
-    assert secret.startswith(f"sk-{key['prefix']}-")
+    assert secret.startswith(f"{key['prefix']}-")
     assert key["name"] == "ci"
     assert key["group"] == "claude-default"
     assert key["status"] == "ACTIVE"
@@ -308,7 +308,7 @@ async def test_rotate_gives_a_new_secret_and_the_old_one_stops(harness: Harness)
     assert rotated["userErrors"] == []
     new = rotated["secret"]
     assert new != old
-    assert new.startswith(f"sk-{rotated['apiKey']['prefix']}-")
+    assert new.startswith(f"{rotated['apiKey']['prefix']}-")
     assert rotated["apiKey"]["prefix"] != created["apiKey"]["prefix"]
 
     refused = await authorize(harness, old, "with-old")

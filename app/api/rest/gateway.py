@@ -11,7 +11,7 @@ from app.api.rest.http import ApiError, JSONResponse, invalid, read_json
 from app.api.rest.principal import require, runtime
 from app.auth import Role
 from app.fields import FieldError, count, text
-from app.gateway.authorize import AuthorizeJob, HoldEstimate
+from app.gateway.authorize import AuthorizeJob, HoldEstimate, dry_run
 from app.ids import to_global_id
 from app.money import MoneyError, format_usd, parse_usd
 from app.usage.ingest import UsageJob, UsageOutcome
@@ -30,33 +30,37 @@ async def authorize(request: Request) -> Response:
         model = text(body, "model")
         request_id = text(body, "request_id")
         estimate = _estimate(body)
+        test = body.get("dry_run", False)
+        if not isinstance(test, bool):
+            raise FieldError("dry_run: must be true or false")
     except (FieldError, MoneyError) as error:
         raise invalid(str(error)) from None
     ref = await rt.keys.find(secret)
     if ref is None:
         raise ApiError(401, "the API key is not valid", code="invalid_api_key")
-    decision = await rt.writer.run(
-        AuthorizeJob(
-            ref.organization_id,
-            ref.id,
-            ref.secret_hash,
-            model,
-            request_id,
-            estimate,
-            rt.prices,
-            rt.hold_ttl,
-            rt.plans,
-        )
+    job = AuthorizeJob(
+        ref.organization_id,
+        ref.id,
+        ref.secret_hash,
+        model,
+        request_id,
+        estimate,
+        rt.prices,
+        rt.hold_ttl,
+        rt.plans,
     )
+    decision = await (dry_run(rt.db, job, rt.clock.now()) if test else rt.writer.run(job))
     headers = decision.envelope.headers() if decision.envelope else {}
     if decision.refusal is not None:
         refusal = decision.refusal
-        if refusal.reset is not None:
-            headers["Retry-After"] = str(max(refusal.reset - int(rt.clock.now().timestamp()), 0))
+        retry_after = decision.retry_after(rt.clock.now())
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
         raise ApiError(refusal.status, refusal.message, code=refusal.code, headers=headers)
     return JSONResponse(
         {
             "allowed": True,
+            "dry_run": test,
             "api_key_id": to_global_id("ApiKey", ref.id),
             "organization_id": to_global_id("Organization", ref.organization_id),
             "request_id": request_id,

@@ -7,7 +7,7 @@ from typing import cast
 from starlette.requests import Request
 
 from app.api.rest.http import ApiError
-from app.auth import AuthError, Principal, Role
+from app.auth import AuthError, Principal, Role, authorization
 from app.keys.access import caller_key
 from app.keys.caps import envelope
 from app.runtime import Runtime
@@ -20,7 +20,7 @@ def runtime(request: Request) -> Runtime:
 async def require(request: Request, *roles: Role) -> Principal:
     """The authenticated caller; 401 without credentials, 403 when its role may not do this."""
     try:
-        principal = await runtime(request).auth.authenticate(request.headers.get("authorization"))
+        principal = await runtime(request).auth.authenticate(authorization(request.headers))
     except AuthError as error:
         raise ApiError(error.status, error.message) from None
     if roles and principal.role not in roles:
