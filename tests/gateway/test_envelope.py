@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -66,3 +67,59 @@ async def test_reset_is_now_for_the_wallet_and_next_month_for_the_spend_cap(
     assert capped.headers["X-RateLimit-Remaining"] == "2.00"
     december = datetime(2026, 12, 1, tzinfo=UTC)
     assert capped.headers["X-RateLimit-Reset"] == str(int(december.timestamp()))
+
+
+ENVELOPE = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def _has_envelope(response: httpx.Response) -> bool:
+    return all(name in response.headers for name in (*ENVELOPE, "X-Quota-Remaining-Credits"))
+
+
+async def test_every_rest_answer_to_a_key_carries_the_envelope(harness: Harness) -> None:
+    org = await harness.org(grant_usd="10")
+    key = await harness.key(org)
+    bearer = {"Authorization": f"Bearer {key.secret}"}
+    malformed = await harness.http.post(
+        "/api/v1/authorize", json={"api_key": key.secret, "request_id": "r"}
+    )
+    assert malformed.status_code == 400, malformed.text
+    assert malformed.headers["X-Quota-Remaining-Credits"] == "10.00"
+    bad_limit = await harness.http.get("/api/v1/me/usage?limit=0", headers=bearer)
+    assert bad_limit.status_code == 400
+    assert _has_envelope(bad_limit)
+    forbidden = await harness.http.post("/api/v1/usage", json={"events": []}, headers=bearer)
+    assert forbidden.status_code == 403
+    assert _has_envelope(forbidden)
+    # Not authenticated by a key: no envelope.
+    unknown = await harness.http.post(
+        "/api/v1/authorize", json={"api_key": "sk-nope", "request_id": "r"}
+    )
+    assert unknown.status_code == 400
+    assert not _has_envelope(unknown)
+    token = await harness.http.get("/api/v1/me/usage?limit=0", headers=harness.token(org))
+    assert not _has_envelope(token)
+
+
+async def test_every_graphql_answer_to_a_key_carries_the_envelope(harness: Harness) -> None:
+    org = await harness.org(grant_usd="10")
+    key = await harness.key(org, caps=Caps(quota=parse_usd("4")))
+    bearer = {"Authorization": f"Bearer {key.secret}"}
+    query = {"query": "{ viewer { organization { slug } } }"}
+    answered = await harness.http.post("/graphql", json=query, headers=bearer)
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["X-Quota-Remaining-Credits"] == "4.00"
+    assert answered.headers["X-Org-Quota-Remaining-Credits"] == "10.00"
+    full_path = {"query": "query Other { viewer { organization { name } } }"}
+    assert _has_envelope(await harness.http.post("/graphql", json=full_path, headers=bearer))
+    malformed = await harness.http.post(
+        "/graphql", content=b"{not json", headers=bearer | {"content-type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert _has_envelope(malformed)
+    invalid = await harness.http.post("/graphql", json={"query": "{ nope }"}, headers=bearer)
+    assert _has_envelope(invalid)
+    # A dashboard's token is no API key: no envelope.
+    person = await harness.http.post("/graphql", json=query, headers=harness.token(org))
+    assert person.status_code == 200
+    assert not _has_envelope(person)
