@@ -135,14 +135,14 @@ def _caps(data: CreateApiKeyInput | UpdateApiKeyCapsInput) -> dict[str, int | No
     bad one is reported. A zero is no cap where ``_CAPS`` accepts it, else refused."""
     amounts: dict[str, int | None] = {}
     errors: list[UserError] = []
-    for zero_is_none in (True, False):
+    for allow_zero in (True, False):
         given = {
             field: getattr(data, attribute)
-            for attribute, (field, _, accepts_zero) in _CAPS.items()
-            if accepts_zero is zero_is_none and getattr(data, attribute) is not strawberry.UNSET
+            for attribute, (field, _, zero_is_no_cap) in _CAPS.items()
+            if zero_is_no_cap is allow_zero and getattr(data, attribute) is not strawberry.UNSET
         }
         try:
-            amounts |= usd_amounts(given, allow_zero=zero_is_none)
+            amounts |= usd_amounts(given, allow_zero=allow_zero)
         except Refused as refusal:
             errors += refusal.errors
     if errors:
