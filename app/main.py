@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from app.api.rest import gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
+from app.api.rest.principal import key_headers
 from app.api.rest.stripe_webhook import stripe_webhook
 from app.clock import Clock
 from app.cors import cors_middleware
@@ -52,9 +53,10 @@ async def ready(request: Request) -> Response:
     )
 
 
-async def _api_error(_request: Request, exc: Exception) -> Response:
+async def _api_error(request: Request, exc: Exception) -> Response:
+    """An expected failure; to an API key, with the envelope its request already read."""
     assert isinstance(exc, ApiError)
-    return exc.response()
+    return error_response(exc.status, exc.message, exc.code, key_headers(request) | exc.headers)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

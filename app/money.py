@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 CREDITS_PER_USD = 1_000_000
 USD_DECIMALS = 6
+CENT = CREDITS_PER_USD // 100
 # Amounts are stored in signed 64-bit columns.
 MAX_CREDITS = 2**63 - 1
 
@@ -63,10 +64,16 @@ def format_usd(credits: int) -> str:
 
 
 def format_usd_short(credits: int) -> str:
-    """Credits as USD with two places, rounded half-up: for headers like ``42.18``."""
-    sign = "-" if credits < 0 else ""
-    cents = div_round_half_up(abs(credits), CREDITS_PER_USD // 100)
-    return f"{sign}{cents // 100}.{cents % 100:02d}"
+    """Credits as USD with two places, rounded down: for the envelope headers (``42.18``).
+
+    Down, so a header never promises money that is not there; but a positive amount under
+    a cent keeps its exact decimals (``4500 -> "0.0045"``), as "0.00" means nothing is left.
+    """
+    if 0 < credits < CENT:
+        return format_usd(credits).rstrip("0")
+    cents = credits // CENT  # floor: a debt of a fraction of a cent shows as -0.01
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def div_round_half_up(numerator: int, denominator: int) -> int:

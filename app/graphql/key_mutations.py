@@ -28,7 +28,9 @@ MAX_NAME = 200  # the column's length
 MAX_EXPIRY_DAYS = 3650
 
 _CAP = "USD, more than 0, at most 6 decimals; "
-_QUOTA = "The most the key may ever spend, in " + _CAP
+_QUOTA = (
+    "The most the key may ever spend (within the wallet), in USD, at most 6 decimals; 0: no quota; "
+)
 _5H = "The most the key may spend in any 5 hours (rolling), in " + _CAP
 _1D = "The most the key may spend in any 24 hours (rolling), in " + _CAP
 _7D = "The most the key may spend in any 7 days (rolling), in " + _CAP
@@ -36,12 +38,14 @@ _NEW = "null or omitted: no limit."
 _CHANGE = "null removes the limit; omitted keeps it."
 _KEY_ID = "The key's global ID; another organization's or a malformed one is NOT_FOUND."
 
-# Cap input attribute -> (the field's name in the schema, the key column).
+# Cap input attribute -> (the field's name in the schema, the key column, whether 0 is
+# accepted as "no cap"). The seeds' quota: "0 = unlimited (within the wallet)". A window
+# of 0 would read as "nothing may be spent", the opposite of no cap, so it is refused.
 _CAPS = {
-    "quota_usd": ("quotaUsd", "quota"),
-    "rate_limit_5h_usd": ("rateLimit5hUsd", "limit_5h"),
-    "rate_limit_1d_usd": ("rateLimit1dUsd", "limit_1d"),
-    "rate_limit_7d_usd": ("rateLimit7dUsd", "limit_7d"),
+    "quota_usd": ("quotaUsd", "quota", True),
+    "rate_limit_5h_usd": ("rateLimit5hUsd", "limit_5h", False),
+    "rate_limit_1d_usd": ("rateLimit1dUsd", "limit_1d", False),
+    "rate_limit_7d_usd": ("rateLimit7dUsd", "limit_7d", False),
 }
 
 
@@ -134,15 +138,25 @@ class RevokeApiKeyPayload:
 
 
 def _caps(data: CreateApiKeyInput | UpdateApiKeyCapsInput) -> dict[str, int | None]:
-    """The cap inputs given (not omitted), by key column, in credits. Zero is refused:
-    a zero cap is stored as "no cap", the opposite of what it looks like."""
-    given = {
-        field: getattr(data, attribute)
-        for attribute, (field, _) in _CAPS.items()
-        if getattr(data, attribute) is not strawberry.UNSET
+    """The cap inputs given (not omitted), by key column, in credits (None: no cap); every
+    bad one is reported. A zero is no cap where ``_CAPS`` accepts it, else refused."""
+    amounts: dict[str, int | None] = {}
+    errors: list[UserError] = []
+    for allow_zero in (True, False):
+        given = {
+            field: getattr(data, attribute)
+            for attribute, (field, _, zero_is_no_cap) in _CAPS.items()
+            if zero_is_no_cap is allow_zero and getattr(data, attribute) is not strawberry.UNSET
+        }
+        try:
+            amounts |= usd_amounts(given, allow_zero=allow_zero)
+        except Refused as refusal:
+            errors += refusal.errors
+    if errors:
+        raise Refused(*errors)
+    return {
+        column: amounts[field] or None for field, column, _ in _CAPS.values() if field in amounts
     }
-    amounts = usd_amounts(given, allow_zero=False)
-    return {column: amounts[field] for field, column in _CAPS.values() if field in amounts}
 
 
 def _new_key(info: Info, principal: Principal, data: CreateApiKeyInput) -> tuple[str, service.Caps]:
@@ -241,7 +255,7 @@ class KeyMutations:
                 row = await managed_key(conn, principal, input.id)
                 caps = {
                     column: changes.get(column, getattr(row, column))
-                    for _, column in _CAPS.values()
+                    for _, column, _ in _CAPS.values()
                 }
                 await service.set_caps(
                     conn,

@@ -44,17 +44,23 @@ from app.graphql.ide import graphiql_html
 from app.graphql.prepared import admitted_request
 from app.graphql.response_cache import Answer, ResponseCache
 from app.graphql.schema import DOCUMENTS
-from app.keys.access import caller_key
+from app.keys.access import envelope_of
 from app.ratelimit import RateLimiter, retry_after
 from app.runtime import Runtime
 
 
-async def authenticate(runtime: Runtime, authorization: str | None) -> Principal:
-    """The caller of ``authorization``; an API key is re-checked against its row."""
+async def authenticate(
+    runtime: Runtime, authorization: str | None
+) -> tuple[Principal, dict[str, str]]:
+    """The caller of ``authorization`` and, for an API key (re-checked against its row),
+    the envelope headers that read gives."""
     principal = await runtime.auth.authenticate(authorization)
-    if principal.api_key_id is not None:
-        await caller_key(runtime, principal)
-    return principal
+    if principal.api_key_id is None:
+        return principal, {}
+    headers = await envelope_of(
+        runtime, principal.organization_id, principal.api_key_id, principal.secret_hash
+    )
+    return principal, headers
 
 
 def _media_type(request: Request | WebSocket) -> str:
@@ -100,22 +106,41 @@ class GraphQLView(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request: Request = HTTPRequest(scope, receive)
+        runtime = cast(Runtime, request.app.state.runtime)
+        envelope: dict[str, str] = {}
         try:
             self._limit(request)
-            # Checked before authenticating, so a refused request costs no lookup.
+            # Checked before authenticating, so a refused request costs no lookup (and,
+            # not authenticated, gets no envelope).
+            body: bytes | None = None
             if request.method == "POST":
                 check_content_type(request.headers.get("content-type"))
-                runtime = cast(Runtime, request.app.state.runtime)
                 body = await read_body(request, runtime.settings.max_body_bytes)
-                prepared = await self._run_admitted(request, body)
-                if prepared is not None:
-                    await prepared(scope, receive, send)
-                    return
-                request = HTTPRequest(scope, replay(body, receive))
-            response = await self._run(request)
+            envelope = await self._authenticate(request, runtime)
+            response = None if body is None else await self._run_admitted(request, body)
+            if response is None:
+                if body is not None:
+                    request = HTTPRequest(scope, replay(body, receive))
+                response = await self._run(request)
         except RequestError as exc:
             response = error_response(exc, _media_type(request))
+        if envelope:  # every answer to an API key carries it, errors included
+            response.headers.update(envelope)
         await response(scope, receive, send)
+
+    async def _authenticate(self, request: Request, runtime: Runtime) -> dict[str, str]:
+        """Authenticates the caller once for the request (its context reads the outcome
+        from the request's state); the envelope headers for an API key."""
+        credentials = authorization(request.headers)
+        request.state.principal, request.state.auth_error = None, None
+        if not credentials:
+            return {}
+        try:
+            request.state.principal, envelope = await authenticate(runtime, credentials)
+        except AuthError as exc:
+            request.state.auth_error = exc
+            return {}
+        return envelope
 
     def _limit(self, request: Request) -> None:
         """The caller's rate: by its credential, else by its address."""
@@ -275,13 +300,9 @@ class GraphQLView(GraphQL[Context, None]):
     async def _context(self, request: Request | WebSocket, response: Response | None) -> Context:
         runtime = cast(Runtime, request.app.state.runtime)
         context = Context(runtime, request, response)
-        if isinstance(request, Request):
-            credentials = authorization(request.headers)
-            if credentials:
-                try:
-                    context.principal = await authenticate(runtime, credentials)
-                except AuthError as exc:
-                    context.auth_error = exc
+        if isinstance(request, Request):  # authenticated by ``__call__``
+            context.principal = request.state.principal
+            context.auth_error = request.state.auth_error
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -289,7 +310,7 @@ class GraphQLView(GraphQL[Context, None]):
         params: dict[str, Any] = context.connection_params or {}
         authorization = params.get("authorization") or params.get("Authorization")
         try:
-            context.principal = await authenticate(
+            context.principal, _ = await authenticate(
                 context.runtime, authorization if isinstance(authorization, str) else None
             )
         except AuthError as exc:

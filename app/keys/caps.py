@@ -13,7 +13,7 @@ from datetime import datetime
 
 from app.keys.windows import Window, resets_at, spent_in_window
 from app.ledger.state import KeyState, WalletState, next_month
-from app.money import format_usd
+from app.money import format_usd, format_usd_short
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,31 +82,40 @@ class Envelope:
 
     def headers(self) -> dict[str, str]:
         headers = {
-            "X-RateLimit-Limit": format_usd(self.limit),
-            "X-RateLimit-Remaining": format_usd(self.remaining),
+            "X-RateLimit-Limit": format_usd_short(self.limit),
+            "X-RateLimit-Remaining": format_usd_short(self.remaining),
             "X-RateLimit-Reset": str(self.reset),
-            "X-Quota-Remaining-Credits": str(self.quota_remaining),
+            "X-Quota-Remaining-Credits": format_usd_short(self.quota_remaining),
         }
         if self.org_remaining is not None:
-            headers["X-Org-Quota-Remaining-Credits"] = str(self.org_remaining)
+            headers["X-Org-Quota-Remaining-Credits"] = format_usd_short(self.org_remaining)
         return headers
 
 
 def envelope(wallet: WalletState, key: KeyState, now: datetime) -> Envelope:
-    """The bucket closest to constraining: the tightest window, else the quota or wallet.
+    """The bucket closest to constraining: the tightest window, or the monthly spend cap
+    when it is tighter; without either, the quota or the wallet.
 
-    Limits and remaining amounts are USD; reset is a Unix time (0 when nothing resets).
+    Amounts are USD; reset is the Unix second when waiting frees more of that bucket: a
+    window's oldest spend leaving it, the spend cap's next month. The wallet and the quota
+    never refill with time, so theirs is now: waiting does not help, a top-up does.
     """
+    now_second = int(now.timestamp())
     quota_left = key.quota - key.spent - key.held if key.quota is not None else None
     spendable = min(wallet.available, quota_left) if quota_left is not None else wallet.available
-    limit, remaining, reset = key.quota or wallet.balance, spendable, 0
+    limit, remaining, reset = key.quota or wallet.balance, spendable, now_second
     tightest: Window | None = None
     for window, window_limit in key.limits.items():
         marks = key.marks[window]
         left = window_limit - spent_in_window(key.spent, marks) - key.held
         if tightest is None or left < remaining:
             tightest, limit, remaining = window, window_limit, left
-            reset = resets_at(marks, window) or int(now.timestamp())
+            reset = resets_at(marks, window) or now_second
+    if wallet.spend_cap is not None:
+        left = wallet.spend_cap - wallet.month_spent - wallet.held
+        if left < remaining:
+            limit, remaining = wallet.spend_cap, left
+            reset = int(next_month(now).timestamp())
     return Envelope(
         limit=max(limit, 0),
         remaining=max(min(remaining, spendable), 0),

@@ -65,8 +65,12 @@ def test_format_usd() -> None:
     assert format_usd(1_500_000) == "1.500000"
     assert format_usd(-1) == "-0.000001"
     assert format_usd(MAX_CREDITS) == "9223372036854.775807"
-    assert format_usd_short(42_185_000) == "42.19"
-    assert format_usd_short(42_184_999) == "42.18"
+    assert format_usd_short(50_000_000) == "50.00"
+    assert format_usd_short(42_189_999) == "42.18"  # down: never money that is not there
+    assert format_usd_short(10_000) == "0.01"
+    assert format_usd_short(4_500) == "0.0045"  # under a cent: exact, never "0.00"
+    assert format_usd_short(1) == "0.000001"
+    assert format_usd_short(0) == "0.00"
     assert format_usd_short(-5_000) == "-0.01"
 
 

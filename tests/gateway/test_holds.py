@@ -47,7 +47,7 @@ async def test_holds_reserve_until_settled(harness: Harness) -> None:
     key = await harness.key(org)
     first = await harness.authorize(key, "a", hold_usd="0.60")
     assert first.status_code == 200
-    assert first.headers["X-Quota-Remaining-Credits"] == "400000"
+    assert first.headers["X-Quota-Remaining-Credits"] == "0.40"
     assert await harness.balance(org) == (1_000_000, 600_000)
     refused = await harness.authorize(key, "b", hold_usd="0.50")
     assert refused.status_code == 402
@@ -124,7 +124,7 @@ async def test_completed_call_bills_past_zero_then_refuses(harness: Harness) -> 
     assert await harness.balance(org) == (10_000 - 2_250_000, 0)
     refused = await harness.authorize(key, "after")
     assert refused.status_code == 402
-    assert refused.headers["X-Quota-Remaining-Credits"] == "-2240000"
+    assert refused.headers["X-Quota-Remaining-Credits"] == "-2.24"
     assert await harness.books() == []
 
 

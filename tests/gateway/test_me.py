@@ -98,11 +98,13 @@ async def test_account_for_an_org_owned_key(harness: Harness) -> None:
     assert body["api_key"]["id"] == gid(key)
     assert body["api_key"]["prefix"] == key.prefix
     assert body["api_key"]["spent"] == {"credits": "0", "usd": "0.000000"}
-    assert response.headers["X-RateLimit-Limit"] == "5.000000"
-    assert response.headers["X-RateLimit-Remaining"] == "5.000000"
-    assert response.headers["X-RateLimit-Reset"] == "0"
-    assert response.headers["X-Quota-Remaining-Credits"] == "5000000"
-    assert response.headers["X-Org-Quota-Remaining-Credits"] == "5000000"
+    assert response.headers["X-RateLimit-Limit"] == "5.00"
+    assert response.headers["X-RateLimit-Remaining"] == "5.00"
+    # The wallet never refills with time: its reset is now, never 0.
+    now = int(harness.runtime.clock.now().timestamp())
+    assert response.headers["X-RateLimit-Reset"] == str(now)
+    assert response.headers["X-Quota-Remaining-Credits"] == "5.00"
+    assert response.headers["X-Org-Quota-Remaining-Credits"] == "5.00"
 
 
 async def test_account_for_a_user_owned_key_has_no_org_header(harness: Harness) -> None:
@@ -112,8 +114,8 @@ async def test_account_for_a_user_owned_key_has_no_org_header(harness: Harness) 
     assert response.status_code == 200, response.text
     assert all(name in response.headers for name in ENVELOPE)
     assert "X-Org-Quota-Remaining-Credits" not in response.headers
-    assert response.headers["X-Quota-Remaining-Credits"] == "2000000"
-    assert response.headers["X-RateLimit-Limit"] == "2.000000"
+    assert response.headers["X-Quota-Remaining-Credits"] == "2.00"
+    assert response.headers["X-RateLimit-Limit"] == "2.00"
     assert response.json()["api_key"]["quota"] == {"credits": "2000000", "usd": "2.000000"}
 
 
@@ -147,20 +149,20 @@ async def test_5h_limit_remaining_is_limit_minus_spend(harness: Harness) -> None
     _advance(harness, timedelta(minutes=10))
     response = await harness.http.get("/api/v1/me/account", headers=bearer(key))
     assert response.status_code == 200, response.text
-    assert response.headers["X-RateLimit-Limit"] == "1.000000"
-    assert response.headers["X-RateLimit-Remaining"] == "0.989500"
+    assert response.headers["X-RateLimit-Limit"] == "1.00"
+    assert response.headers["X-RateLimit-Remaining"] == "0.98"
     assert response.headers["X-RateLimit-Reset"] == str(int(T0.timestamp()) + 5 * 3600)
-    assert response.headers["X-Quota-Remaining-Credits"] == str(100_000_000 - 10_500)
-    assert response.headers["X-Org-Quota-Remaining-Credits"] == str(100_000_000 - 10_500)
+    assert response.headers["X-Quota-Remaining-Credits"] == "99.98"
+    assert response.headers["X-Org-Quota-Remaining-Credits"] == "99.98"
     assert response.json()["api_key"]["spent"] == {"credits": "10500", "usd": "0.010500"}
     # A hold counts against the window too.
     assert (await harness.authorize(key, "r2", hold_usd="0.2")).status_code == 200
     held = await harness.http.get("/api/v1/me/account", headers=bearer(key))
-    assert held.headers["X-RateLimit-Remaining"] == "0.789500"
+    assert held.headers["X-RateLimit-Remaining"] == "0.78"
     # Once the spend leaves the window, the whole limit minus the hold is back.
     _advance(harness, timedelta(hours=5))
     later = await harness.http.get("/api/v1/me/account", headers=bearer(key))
-    assert later.headers["X-RateLimit-Remaining"] == "0.800000"
+    assert later.headers["X-RateLimit-Remaining"] == "0.80"
 
 
 async def test_revoked_or_expired_key_cannot_read(harness: Harness) -> None:

@@ -64,7 +64,7 @@ async def test_spend_leaves_the_5h_window_exactly_5h_later(harness: Harness) -> 
     frozen(harness).advance(timedelta(seconds=1))
     allowed = await harness.authorize(key, "outside")
     assert allowed.status_code == 200
-    assert allowed.headers["X-RateLimit-Remaining"] == "0.002500"
+    assert allowed.headers["X-RateLimit-Remaining"] == "0.0025"
 
 
 async def test_windows_count_every_spend_inside_them(harness: Harness) -> None:
@@ -76,8 +76,8 @@ async def test_windows_count_every_spend_inside_them(harness: Harness) -> None:
         frozen(harness).advance(timedelta(hours=6))
     # Now T0 + 24h: the first spend has just left; three remain (7,500 of 10,000).
     response = await harness.authorize(key, "check")
-    assert response.headers["X-RateLimit-Limit"] == "0.010000"
-    assert response.headers["X-RateLimit-Remaining"] == "0.002500"
+    assert response.headers["X-RateLimit-Limit"] == "0.01"
+    assert response.headers["X-RateLimit-Remaining"] == "0.0025"
     assert response.headers["X-RateLimit-Reset"] == str(int((T0 + timedelta(hours=30)).timestamp()))
     assert (await harness.authorize(key, "over", hold_usd="0.002501")).status_code == 429
     assert await harness.books() == []
@@ -142,7 +142,7 @@ async def test_old_spend_marks_are_pruned_and_windows_stay_exact(harness: Harnes
     # one is still needed, as the 7-day window's baseline.
     assert (await maintenance.run_once(harness.runtime)).marks_pruned == 1
     response = await harness.authorize(key, "check")
-    assert response.headers["X-RateLimit-Remaining"] == "0.007500"
+    assert response.headers["X-RateLimit-Remaining"] == "0.0075"
     assert await harness.books() == []
 
 

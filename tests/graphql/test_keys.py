@@ -261,6 +261,27 @@ async def test_update_caps_sets_clears_and_keeps(harness: Harness) -> None:
     assert cleared["apiKey"]["windows"] == []
 
 
+async def test_a_quota_of_0_is_no_quota(harness: Harness) -> None:
+    """The seeds: "0 = unlimited (within the wallet)"; a window of 0 stays refused."""
+    org = await harness.org("acme", grant_usd="3")
+    admin = harness.token(org, Role.ADMIN)
+    created = await create(harness, admin, quotaUsd="0")
+    assert created["userErrors"] == []
+    no_quota = {"limit": None, "spent": usd("0"), "remaining": None}
+    assert created["apiKey"]["quota"] == no_quota
+    allowed = await authorize(harness, created["secret"], "r1")
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.headers["X-Quota-Remaining-Credits"] == "3.00"  # the wallet's
+
+    key_id = created["apiKey"]["id"]
+    assert (await mutate(harness, UPDATE, admin, id=key_id, quotaUsd="2"))["userErrors"] == []
+    cleared = await mutate(harness, UPDATE, admin, id=key_id, quotaUsd="0.000000")
+    assert cleared["userErrors"] == []
+    assert cleared["apiKey"]["quota"] == no_quota
+    refused = await mutate(harness, UPDATE, admin, id=key_id, rateLimit5hUsd="0")
+    assert codes(refused) == [("rateLimit5hUsd", "INVALID_AMOUNT")]
+
+
 async def test_invalid_amounts_are_user_errors_and_change_nothing(harness: Harness) -> None:
     org = await harness.org("acme")
     admin = harness.token(org, Role.ADMIN)
@@ -285,7 +306,7 @@ async def test_invalid_amounts_are_user_errors_and_change_nothing(harness: Harne
     assert (await keys(harness, admin))["totalCount"] == 0
 
     key = (await create(harness, admin, quotaUsd="5"))["apiKey"]
-    for bad in ("1.0000001", "-1", "0"):
+    for bad in ("1.0000001", "-1"):
         refused = await mutate(harness, UPDATE, admin, id=key["id"], quotaUsd=bad)
         assert codes(refused) == [("quotaUsd", "INVALID_AMOUNT")]
         assert refused["apiKey"] is None

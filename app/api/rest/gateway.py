@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from starlette.requests import Request
@@ -9,10 +10,11 @@ from starlette.responses import Response
 
 from app.api.rest.http import ApiError, JSONResponse, invalid, read_json
 from app.api.rest.principal import require, runtime
-from app.auth import Role
+from app.auth import AuthError, Role
 from app.fields import FieldError, count, text
 from app.gateway.authorize import AuthorizeJob, HoldEstimate, dry_run
 from app.ids import to_global_id
+from app.keys.access import envelope_of
 from app.money import MoneyError, format_usd, parse_usd
 from app.usage.ingest import UsageJob, UsageOutcome
 from app.usage.wire import parse_event
@@ -34,6 +36,7 @@ async def authorize(request: Request) -> Response:
         if not isinstance(test, bool):
             raise FieldError("dry_run: must be true or false")
     except (FieldError, MoneyError) as error:
+        await _key_envelope(request, body.get("api_key"))
         raise invalid(str(error)) from None
     ref = await rt.keys.find(secret)
     if ref is None:
@@ -68,6 +71,18 @@ async def authorize(request: Request) -> Response:
         },
         headers=headers,
     )
+
+
+async def _key_envelope(request: Request, secret: object) -> None:
+    """For a malformed authorization with a valid key, the envelope its 400 carries
+    (``main._api_error``): a read, on this error path only."""
+    rt = runtime(request)
+    ref = await rt.keys.find(secret) if isinstance(secret, str) else None
+    if ref is not None:
+        with contextlib.suppress(AuthError):  # a key no longer valid: no envelope
+            request.state.envelope = await envelope_of(
+                rt, ref.organization_id, ref.id, ref.secret_hash
+            )
 
 
 def _estimate(body: dict[str, Any]) -> HoldEstimate:

@@ -37,7 +37,7 @@ DEFAULT_LIMIT = 20
 async def account(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request)
-    headers = await key_headers(rt, principal)
+    headers = key_headers(request)
 
     def load(conn: Connection) -> tuple[Any, Any]:
         row = conn.execute(
@@ -132,9 +132,8 @@ def _usage_filter(request: Request, api_key_id: int | None) -> UsageFilter:
 
 
 async def usage(request: Request) -> Response:
-    rt = runtime(request)
     principal = await require(request)
-    headers = await key_headers(rt, principal)
+    headers = key_headers(request)
     wanted = _usage_filter(request, principal.api_key_id)
     values = usage_values(principal.organization_id, wanted)
     return await _paged(request, USAGE_LOG, values, _usage_json, headers)
@@ -163,7 +162,7 @@ async def usage_csv(request: Request) -> Response:
     ``usageSummary``'s total over the same range."""
     rt = runtime(request)
     principal = await require(request)
-    headers = await key_headers(rt, principal)
+    headers = key_headers(request)
     wanted = _usage_filter(request, principal.api_key_id)
 
     def line(values: tuple[Any, ...]) -> str:
@@ -213,9 +212,8 @@ def _usage_csv(row: Any) -> tuple[Any, ...]:
 async def transactions(request: Request) -> Response:
     """Every wallet movement that was not an API request: top-ups (with their payment
     status), refunds, adjustments, expiries."""
-    rt = runtime(request)
     principal = await require(request)
-    headers = await key_headers(rt, principal)
+    headers = key_headers(request)
     values = {"organization_id": principal.organization_id}
     return await _paged(request, TRANSACTIONS, values, _transaction_json, headers)
 

@@ -8,8 +8,7 @@ from starlette.requests import Request
 
 from app.api.rest.http import ApiError
 from app.auth import AuthError, Principal, Role, authorization
-from app.keys.access import caller_key
-from app.keys.caps import envelope
+from app.keys.access import envelope_of
 from app.runtime import Runtime
 
 
@@ -18,25 +17,27 @@ def runtime(request: Request) -> Runtime:
 
 
 async def require(request: Request, *roles: Role) -> Principal:
-    """The authenticated caller; 401 without credentials, 403 when its role may not do this."""
+    """The authenticated caller; 401 without credentials, 403 when its role may not do this.
+
+    An API key is re-checked against its row (a rotated, revoked or expired key is
+    refused), and what that read says is the envelope of every answer to the request
+    (``key_headers``), its errors included (``main._api_error``).
+    """
+    rt = runtime(request)
     try:
-        principal = await runtime(request).auth.authenticate(authorization(request.headers))
+        principal = await rt.auth.authenticate(authorization(request.headers))
+        if principal.api_key_id is not None:
+            request.state.envelope = await envelope_of(
+                rt, principal.organization_id, principal.api_key_id, principal.secret_hash
+            )
     except AuthError as error:
-        raise ApiError(error.status, error.message) from None
+        raise ApiError(error.status, error.message, code=error.code) from None
     if roles and principal.role not in roles:
         raise ApiError(403, f"the {principal.role} role may not do this", code="forbidden")
     return principal
 
 
-async def key_headers(rt: Runtime, principal: Principal) -> dict[str, str]:
-    """The envelope headers for an API-key caller (none for JWT callers).
-
-    Also re-checks the key against its row: a rotated, revoked or expired key is refused.
-    """
-    if principal.api_key_id is None:
-        return {}
-    try:
-        wallet, key = await caller_key(rt, principal)
-    except AuthError as error:
-        raise ApiError(error.status, error.message, code=error.code) from None
-    return envelope(wallet, key, rt.clock.now()).headers()
+def key_headers(request: Request) -> dict[str, str]:
+    """The envelope headers of the request's API key (none for other callers), for its
+    answer: a copy, as answers add their own headers."""
+    return dict(getattr(request.state, "envelope", {}))
