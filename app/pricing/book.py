@@ -149,10 +149,12 @@ class PriceBook:
         units: dict[str, str],
         actions: dict[str, bool],
         groups: dict[str, _Group],
+        payment_required: dict[str, str] | None = None,
     ) -> None:
         self._dates = [effective for effective, _ in versions]
         self._versions = [cards for _, cards in versions]
         self._units = units
+        self._payment_required = payment_required or {}
         self._critical = actions
         self.actions = frozenset(actions)
         self._groups = groups
@@ -185,6 +187,11 @@ class PriceBook:
             return self._units[card]
         except KeyError:
             raise PricingError(f"unknown rate card {card!r}") from None
+
+    def payment_required_message(self, card: str) -> str | None:
+        """The message a 402 gives the card's callers, when the platform words its own
+        (Bytez's page shows "Insufficient credits. Please add credits to continue.")."""
+        return self._payment_required.get(card)
 
     def is_critical(self, action: str) -> bool:
         """Whether the action keeps working when an account is paused; unknown is not."""
@@ -311,6 +318,7 @@ def _parse(data: dict[str, Any]) -> PriceBook:
         raise PricingError("versions: must be a non-empty array of tables ([[versions]])")
     versions: list[tuple[date, _Cards]] = []
     units: dict[str, str] = {}
+    payment_required: dict[str, str] = {}
     for index, raw in enumerate(raw_versions):
         where = f"versions[{index}]"
         version = _table(raw, where)
@@ -329,6 +337,10 @@ def _parse(data: dict[str, Any]) -> PriceBook:
             unit = card["unit"]
             if units.setdefault(card_name, unit) != unit:
                 raise PricingError(f"{card_where}.unit: a card cannot change its unit")
+            if "payment_required_message" in card:  # the latest version's wording
+                payment_required[card_name] = _text(
+                    card["payment_required_message"], f"{card_where}.payment_required_message"
+                )
         versions.append((effective, cards))
 
     families = {
@@ -341,7 +353,7 @@ def _parse(data: dict[str, Any]) -> PriceBook:
         name: _parse_group(entry, f"groups.{name}", families)
         for name, entry in _table(data["groups"], "groups").items()
     }
-    return PriceBook(versions, units, actions, groups)
+    return PriceBook(versions, units, actions, groups, payment_required)
 
 
 def _parse_card(
@@ -351,7 +363,13 @@ def _parse_card(
         card,
         where,
         ("unit", "models"),
-        ("fee_percent", "fee_families", "size_classes", "vram_usd_per_gb_second"),
+        (
+            "fee_percent",
+            "fee_families",
+            "size_classes",
+            "vram_usd_per_gb_second",
+            "payment_required_message",
+        ),
     )
     unit = card["unit"]
     if unit not in UNITS:
