@@ -40,6 +40,11 @@ class UserErrorCode(Enum):
         description="The payment provider refused or could not be reached; the message "
         "says why. Nothing was charged.",
     )
+    NOT_REFUNDABLE = strawberry.enum_value(
+        "NOT_REFUNDABLE",
+        description="The organization's plan makes no refunds (Bytez: credits are "
+        "non-refundable); see Plan.refundable.",
+    )
     PAYMENTS_UNAVAILABLE = strawberry.enum_value(
         "PAYMENTS_UNAVAILABLE", description="This server takes no payments (none configured)."
     )

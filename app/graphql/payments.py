@@ -34,6 +34,7 @@ from app.payments.ladder import Quote, TopUpAmountError, percent
 from app.payments.provider import PaymentError
 from app.payments.service import (
     AutoReloadError,
+    NotRefundable,
     PaymentsUnavailable,
     RefundError,
     auto_reload_settings,
@@ -426,6 +427,8 @@ class PaymentMutations:
                 )
             except LookupError:
                 raise refused(UserErrorCode.NOT_FOUND, "no such top-up", "topUpId") from None
+            except NotRefundable as exc:
+                raise refused(UserErrorCode.NOT_REFUNDABLE, str(exc), "topUpId") from None
             except RefundError as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
             except PaymentsUnavailable:

@@ -62,6 +62,10 @@ class Plan:
         "decide it instead: see Organization.entitlement)."
     )
     priority: bool = strawberry.field(description="Requests go to the priority queue.")
+    refundable: bool = strawberry.field(
+        description="Admins may refund a top-up (refundTopUp); false: credits are "
+        "non-refundable (Bytez) and refundTopUp answers NOT_REFUNDABLE."
+    )
 
     @classmethod
     def of(cls, plan: CatalogPlan) -> Plan:
@@ -81,6 +85,7 @@ class Plan:
             messages_per_12h=plan.messages_per_12h,
             concurrency=plan.concurrency,
             priority=plan.priority,
+            refundable=plan.refundable,
         )
 
 

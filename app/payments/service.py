@@ -41,6 +41,10 @@ class RefundError(ValueError):
     """A refund that cannot be made as asked; the message says why."""
 
 
+class NotRefundable(RefundError):
+    """The organization's plan makes no refunds (Bytez: "Credits are non-refundable")."""
+
+
 class AutoReloadError(ValueError):
     """Auto-reload settings that could never reload: a monthly maximum under the amount."""
 
@@ -280,6 +284,10 @@ class Payments:
         top_up = await self.find(top_up_id=top_up_id)
         if top_up is None or top_up.organization_id != organization_id:
             raise LookupError("no such top-up")
+        # The plan now decides (without one: manual refunds, as on ByteSpike).
+        plan = await self.plans.plan_of(organization_id)
+        if plan is not None and not plan.refundable:
+            raise NotRefundable(f"credits are non-refundable on {plan.name}")
         if top_up.status != TransactionStatus.SUCCEEDED or top_up.payment_intent_id is None:
             raise RefundError("only a succeeded top-up can be refunded")
         left = top_up.amount - top_up.refunded
