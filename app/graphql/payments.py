@@ -34,6 +34,7 @@ from app.payments.ladder import Quote, TopUpAmountError, percent
 from app.payments.provider import PaymentError
 from app.payments.service import (
     AutoReloadError,
+    BelowAutoTopUpMinimum,
     NotRefundable,
     PaymentsUnavailable,
     RefundError,
@@ -476,6 +477,8 @@ class PaymentMutations:
             changes = _auto_reload_changes(info, input)
             try:
                 await payments.update_auto_reload(organization_id, changes, actor=principal.actor)
+            except BelowAutoTopUpMinimum as exc:
+                raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
             except AutoReloadError as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "monthlyMaxUsd") from None
         except Refused as refusal:
