@@ -7,7 +7,7 @@ hold, the envelope after it) never flushed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -125,6 +125,9 @@ class AuthorizeJob:
             critical=self.prices.is_critical(price.action),
             overage=usage is not None and usage.plan.overage_usd_per_credit is not None,
         )
+        worded = self.prices.payment_required_message(wallet.rate_card)
+        if refusal is not None and refusal.status == 402 and worded is not None:
+            refusal = replace(refusal, message=worded)
         return refusal, amount, price.params_b is not None
 
     def _amount(self, card: str, now: datetime) -> int:

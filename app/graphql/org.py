@@ -151,8 +151,19 @@ class Wallet(Node):
         )
 
 
-@strawberry.type(description="The organization's hard cap on usage per calendar month (UTC).")
+@strawberry.type(
+    description="The organization's hard cap on usage per calendar month (UTC). It counts "
+    "in the organization's unit: USD, or plan credits on a plan-credit rate card "
+    "(8bit-ai), where the cap includes the allocation and the overage past it is what "
+    "the cap leaves above the allocation, billed at Plan.overageUsdPerCredit. At the cap "
+    "non-critical actions are refused (429 spend_cap_reached); critical ones (API "
+    "requests) keep running."
+)
 class SpendCap:
+    unit: str = strawberry.field(
+        description='What monthlyLimit and spentThisMonth count: "usd", or "credit" (plan '
+        "credits: their `usd` field counts plan credits, not dollars)."
+    )
     monthly_limit: Amount | None = strawberry.field(description="Null: no cap.")
     spent_this_month: Amount = strawberry.field(description="Usage billed since the month began.")
 
@@ -163,6 +174,7 @@ async def spend_cap_of(info: Info, organization_id: int) -> SpendCap:
     this_month = month_of(now)
     info.context.changes_at(next_month(now))  # what was spent this month starts again
     return SpendCap(
+        unit=info.context.runtime.prices.unit(row.rate_card),
         monthly_limit=amount(row.spend_cap_monthly),
         spent_this_month=Amount.of(row.month_spent if row.month == this_month else 0),
     )

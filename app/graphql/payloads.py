@@ -45,6 +45,11 @@ class UserErrorCode(Enum):
         description="This server keeps no secrets to reveal (no key encryption key is "
         "configured), or the key was made before one was: rotate it for a new secret.",
     )
+    NOT_REFUNDABLE = strawberry.enum_value(
+        "NOT_REFUNDABLE",
+        description="The organization's plan makes no refunds (Bytez: credits are "
+        "non-refundable); see Plan.refundable.",
+    )
     PAYMENTS_UNAVAILABLE = strawberry.enum_value(
         "PAYMENTS_UNAVAILABLE", description="This server takes no payments (none configured)."
     )

@@ -34,6 +34,8 @@ from app.payments.ladder import Quote, TopUpAmountError, percent
 from app.payments.provider import PaymentError
 from app.payments.service import (
     AutoReloadError,
+    BelowAutoTopUpMinimum,
+    NotRefundable,
     PaymentsUnavailable,
     RefundError,
     auto_reload_settings,
@@ -426,6 +428,8 @@ class PaymentMutations:
                 )
             except LookupError:
                 raise refused(UserErrorCode.NOT_FOUND, "no such top-up", "topUpId") from None
+            except NotRefundable as exc:
+                raise refused(UserErrorCode.NOT_REFUNDABLE, str(exc), "topUpId") from None
             except RefundError as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
             except PaymentsUnavailable:
@@ -473,6 +477,8 @@ class PaymentMutations:
             changes = _auto_reload_changes(info, input)
             try:
                 await payments.update_auto_reload(organization_id, changes, actor=principal.actor)
+            except BelowAutoTopUpMinimum as exc:
+                raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
             except AutoReloadError as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "monthlyMaxUsd") from None
         except Refused as refusal:

@@ -62,6 +62,15 @@ class Plan:
         "decide it instead: see Organization.entitlement)."
     )
     priority: bool = strawberry.field(description="Requests go to the priority queue.")
+    auto_top_up_minimum: Amount | None = strawberry.field(
+        description="The smallest auto-reload amount (USD) updateAutoReload accepts while "
+        'auto-reload is on ("10" on 8bit-ai Starter, "25" on Pro); null: the bonus '
+        "ladder's minimum top-up."
+    )
+    refundable: bool = strawberry.field(
+        description="Admins may refund a top-up (refundTopUp); false: credits are "
+        "non-refundable (Bytez) and refundTopUp answers NOT_REFUNDABLE."
+    )
 
     @classmethod
     def of(cls, plan: CatalogPlan) -> Plan:
@@ -81,6 +90,10 @@ class Plan:
             messages_per_12h=plan.messages_per_12h,
             concurrency=plan.concurrency,
             priority=plan.priority,
+            auto_top_up_minimum=None
+            if plan.auto_top_up_min is None
+            else Amount.of(plan.auto_top_up_min),
+            refundable=plan.refundable,
         )
 
 

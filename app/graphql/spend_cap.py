@@ -17,9 +17,11 @@ from app.orgs.service import set_spend_cap
 class SetSpendCapInput:
     monthly_limit_usd: Decimal | None = strawberry.field(
         default=None,
-        description="The most usage may bill per calendar month (UTC), in USD, at most 6 "
-        'decimals. "0" pauses every action but the critical ones; null or omitted removes '
-        "the cap. Negative is INVALID_AMOUNT.",
+        description="The most usage may bill per calendar month (UTC), in the "
+        "organization's unit (SpendCap.unit): USD, or plan credits on a plan-credit rate "
+        'card (8bit-ai: "25000" on Starter allows 5,000 credits of overage past the 20,000 '
+        'allocation, at most $100 at $0.02), at most 6 decimals. "0" pauses every action '
+        "but the critical ones; null or omitted removes the cap. Negative is INVALID_AMOUNT.",
     )
 
 

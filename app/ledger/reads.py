@@ -23,7 +23,7 @@ _ORG: BindParameter[int] = bindparam("organization_id")
 # these on every request.
 _wallet = Prebuilt(
     lambda _dialect, _lock: (
-        select(wallets, orgs_t.c.spend_cap_monthly)
+        select(wallets, orgs_t.c.spend_cap_monthly, orgs_t.c.rate_card)
         .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
         .where(wallets.c.organization_id == _ORG)
     )
@@ -41,7 +41,7 @@ _first_lots = Prebuilt(
 
 
 def wallet_of(conn: Connection, organization_id: int) -> Any:
-    """The organization's wallet row, with the org's monthly spend cap."""
+    """The organization's wallet row, with the org's monthly spend cap and rate card."""
     (row,) = _wallet.rows(conn, {"organization_id": organization_id})
     return row
 

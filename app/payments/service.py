@@ -41,8 +41,16 @@ class RefundError(ValueError):
     """A refund that cannot be made as asked; the message says why."""
 
 
+class NotRefundable(RefundError):
+    """The organization's plan makes no refunds (Bytez: "Credits are non-refundable")."""
+
+
 class AutoReloadError(ValueError):
     """Auto-reload settings that could never reload: a monthly maximum under the amount."""
+
+
+class BelowAutoTopUpMinimum(AutoReloadError):
+    """A reload amount under the plan's auto-top-up minimum (8bit-ai: $10 Starter, $25 Pro)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +288,10 @@ class Payments:
         top_up = await self.find(top_up_id=top_up_id)
         if top_up is None or top_up.organization_id != organization_id:
             raise LookupError("no such top-up")
+        # The plan now decides (without one: manual refunds, as on ByteSpike).
+        plan = await self.plans.plan_of(organization_id)
+        if plan is not None and not plan.refundable:
+            raise NotRefundable(f"credits are non-refundable on {plan.name}")
         if top_up.status != TransactionStatus.SUCCEEDED or top_up.payment_intent_id is None:
             raise RefundError("only a succeeded top-up can be refunded")
         left = top_up.amount - top_up.refunded
@@ -310,14 +322,22 @@ class Payments:
         """Change auto-reload's settings (audited); saving them lifts a failure's pause.
 
         The maximum is checked against the amount under the row's lock, so two admins
-        changing one each cannot leave a maximum no reload fits in."""
+        changing one each cannot leave a maximum no reload fits in. Enabled settings
+        must reload at least the plan's auto-top-up minimum."""
         now = self.clock.now()
+        plan = await self.plans.plan_of(organization_id)
+        minimum = None if plan is None else plan.auto_top_up_min
         async with self.db.write(organization_id) as conn:
             await ensure_account(conn, organization_id)
             where = accounts_t.c.organization_id == organization_id
             before = (await conn.execute(select(accounts_t).where(where).with_for_update())).one()
             values = {f"auto_reload_{name}": value for name, value in changes.items()}
             amount = values.get("auto_reload_amount", before.auto_reload_amount)
+            enabled = values.get("auto_reload_enabled", before.auto_reload_enabled)
+            if plan is not None and minimum is not None and enabled and amount < minimum:
+                raise BelowAutoTopUpMinimum(
+                    f"{plan.name} reloads at least {format_usd(minimum)} USD at a time"
+                )
             if values.get("auto_reload_monthly_max", before.auto_reload_monthly_max) < amount:
                 raise AutoReloadError("the monthly maximum must be at least the reload amount")
             await conn.execute(

@@ -71,6 +71,7 @@ class Plan:
     unlock_tiers: tuple[UnlockTier, ...]
     priority: bool
     auto_top_up_min: int | None
+    refundable: bool = True
 
     @property
     def paid(self) -> bool:
@@ -154,9 +155,12 @@ def _plan(code: str, raw: dict[str, Any]) -> Plan:
             unlock_tiers=tiers,
             priority=bool(raw.get("priority", False)),
             auto_top_up_min=_optional_usd(raw.get("auto_top_up_min")),
+            refundable=raw.get("refundable", True),
         )
     except (MoneyError, LadderError) as exc:
         raise CatalogError(f"{code}: {exc}") from None
+    if not isinstance(plan.refundable, bool):
+        raise CatalogError(f"{code}: refundable must be true or false")
     if [t.purchased for t in tiers] != sorted({t.purchased for t in tiers}):
         raise CatalogError(f"{code}: unlock tiers must ascend by purchased, each once")
     return plan

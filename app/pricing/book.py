@@ -3,7 +3,8 @@
 Every amount in the file is a decimal string parsed with :func:`app.money.parse_usd`,
 so prices are stored as integer millionths of the card's unit (credits on a ``usd``
 card, plan-credit units on a ``credit`` card). A charge is computed as an exact
-integer fraction and rounded once, half-up, with :func:`app.money.div_round_half_up`.
+integer fraction, the platform fee included, and rounded once, half-up, with
+:func:`app.money.div_round_half_up`: a fee is never rounded on its own.
 The file is validated completely at load; lookups afterwards are dictionary reads.
 """
 
@@ -15,6 +16,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, assert_never
@@ -25,6 +27,8 @@ from app.money import CREDITS_PER_USD, MoneyError, div_round_half_up, parse_usd
 # Decimal strings (prices, units, percentages) are all parsed to integer millionths.
 SCALE = CREDITS_PER_USD
 TOKENS_PER_PRICE = 1_000_000  # token prices are per million tokens
+FINE = 1_000_000  # per-second prices are kept in millionths of a credit (VRAM rates)
+PERCENT = 100 * SCALE  # fee_percent is in millionths of a percent
 UNITS = ("usd", "credit")
 _SIZE_CLASS = re.compile(r"[1-9][0-9]*B")
 
@@ -87,34 +91,41 @@ class ModelPrice:
     output_per_mtok: int = 0
     per_unit: int = 0
     per_minute: int = 0
-    per_second: int = 0  # the size class's price per second
+    # per_second: millionths of a credit per second, from the size class or the VRAM
+    per_second_micro: int = 0
     size_class: str | None = None
     params_b: int | None = None
-    fee_percent: int = 0  # passthrough: millionths of a percent (the model's, else the card's)
+    vram_gb: int | None = None
+    # The platform fee on top of the price, in millionths of a percent: a passthrough
+    # model's (its own, else the card's), or the card's on its fee families' models.
+    fee_percent: int = 0
 
     def charge(self, metered: Metered) -> int:
-        """The charge for ``metered``, rounded once half-up to an integer."""
+        """The charge for ``metered``, the fee included, rounded once half-up."""
+        numerator, denominator = self._price(metered)
+        return div_round_half_up(numerator * (PERCENT + self.fee_percent), denominator * PERCENT)
+
+    def _price(self, metered: Metered) -> tuple[int, int]:
+        """The price before the fee, as an exact fraction."""
         match self.mode:
             case Mode.TOKENS:
                 numerator = (
                     metered.prompt_tokens * self.input_per_mtok
                     + metered.completion_tokens * self.output_per_mtok
                 )
-                return div_round_half_up(numerator, TOKENS_PER_PRICE)
+                return numerator, TOKENS_PER_PRICE
             case Mode.PER_UNIT:
                 count = _scaled_units(metered.units) or SCALE  # "0" is one request
-                return div_round_half_up(count * self.per_unit, SCALE)
+                return count * self.per_unit, SCALE
             case Mode.PER_SECOND:
-                seconds = -(-_scaled_units(metered.units) // SCALE)  # whole seconds, up
-                return seconds * self.per_second
+                seconds = -(-_scaled_units(metered.units) // SCALE)  # Bytez: 1-second increments
+                return seconds * self.per_second_micro, FINE
             case Mode.PER_MINUTE:
-                return div_round_half_up(_scaled_units(metered.units) * self.per_minute, 60 * SCALE)
+                return _scaled_units(metered.units) * self.per_minute, 60 * SCALE
             case Mode.PASSTHROUGH:
                 if metered.provider_cost is None:
                     raise PricingError(f"model {self.name!r} is passthrough; give provider_cost")
-                return div_round_half_up(
-                    metered.provider_cost * (100 * SCALE + self.fee_percent), 100 * SCALE
-                )
+                return metered.provider_cost, 1
             case _:
                 assert_never(self.mode)
 
@@ -138,10 +149,12 @@ class PriceBook:
         units: dict[str, str],
         actions: dict[str, bool],
         groups: dict[str, _Group],
+        payment_required: dict[str, str] | None = None,
     ) -> None:
         self._dates = [effective for effective, _ in versions]
         self._versions = [cards for _, cards in versions]
         self._units = units
+        self._payment_required = payment_required or {}
         self._critical = actions
         self.actions = frozenset(actions)
         self._groups = groups
@@ -174,6 +187,11 @@ class PriceBook:
             return self._units[card]
         except KeyError:
             raise PricingError(f"unknown rate card {card!r}") from None
+
+    def payment_required_message(self, card: str) -> str | None:
+        """The message a 402 gives the card's callers, when the platform words its own
+        (Bytez's page shows "Insufficient credits. Please add credits to continue.")."""
+        return self._payment_required.get(card)
 
     def is_critical(self, action: str) -> bool:
         """Whether the action keeps working when an account is paused; unknown is not."""
@@ -244,7 +262,7 @@ def _scaled_units(units: object) -> int:
 _MODE_FIELDS: dict[Mode, tuple[frozenset[str], frozenset[str]]] = {  # required, optional
     Mode.TOKENS: (frozenset({"input_per_mtok", "output_per_mtok"}), frozenset()),
     Mode.PER_UNIT: (frozenset({"per_unit"}), frozenset()),
-    Mode.PER_SECOND: (frozenset({"size_class", "params_b"}), frozenset()),
+    Mode.PER_SECOND: (frozenset({"params_b"}), frozenset({"size_class", "vram_gb"})),
     Mode.PER_MINUTE: (frozenset({"per_minute"}), frozenset()),
     Mode.PASSTHROUGH: (frozenset(), frozenset({"fee_percent"})),
 }
@@ -300,6 +318,7 @@ def _parse(data: dict[str, Any]) -> PriceBook:
         raise PricingError("versions: must be a non-empty array of tables ([[versions]])")
     versions: list[tuple[date, _Cards]] = []
     units: dict[str, str] = {}
+    payment_required: dict[str, str] = {}
     for index, raw in enumerate(raw_versions):
         where = f"versions[{index}]"
         version = _table(raw, where)
@@ -318,6 +337,10 @@ def _parse(data: dict[str, Any]) -> PriceBook:
             unit = card["unit"]
             if units.setdefault(card_name, unit) != unit:
                 raise PricingError(f"{card_where}.unit: a card cannot change its unit")
+            if "payment_required_message" in card:  # the latest version's wording
+                payment_required[card_name] = _text(
+                    card["payment_required_message"], f"{card_where}.payment_required_message"
+                )
         versions.append((effective, cards))
 
     families = {
@@ -330,18 +353,35 @@ def _parse(data: dict[str, Any]) -> PriceBook:
         name: _parse_group(entry, f"groups.{name}", families)
         for name, entry in _table(data["groups"], "groups").items()
     }
-    return PriceBook(versions, units, actions, groups)
+    return PriceBook(versions, units, actions, groups, payment_required)
 
 
 def _parse_card(
     card: dict[str, Any], where: str, actions: dict[str, bool]
 ) -> dict[str, ModelPrice]:
-    _check_keys(card, where, ("unit", "models"), ("fee_percent", "size_classes"))
+    _check_keys(
+        card,
+        where,
+        ("unit", "models"),
+        (
+            "fee_percent",
+            "fee_families",
+            "size_classes",
+            "vram_usd_per_gb_second",
+            "payment_required_message",
+        ),
+    )
     unit = card["unit"]
     if unit not in UNITS:
         raise PricingError(f"{where}.unit: must be one of {', '.join(UNITS)}, got {unit!r}")
     card_fee = (
         _amount(card["fee_percent"], f"{where}.fee_percent") if "fee_percent" in card else None
+    )
+    fee_families = _fee_families(card, where, card_fee)
+    vram_rate = (
+        _vram_rate(card["vram_usd_per_gb_second"], f"{where}.vram_usd_per_gb_second")
+        if "vram_usd_per_gb_second" in card
+        else None
     )
     size_classes: dict[str, int] = {}
     for size, price in _table(card.get("size_classes", {}), f"{where}.size_classes").items():
@@ -367,7 +407,7 @@ def _parse_card(
             if field in row:
                 fields[field] = _amount(row[field], f"{model_where}.{field}")
         if mode is Mode.PER_SECOND:
-            fields.update(_size_fields(row, model_where, size_classes))
+            fields.update(_size_fields(row, model_where, size_classes, vram_rate))
         if mode is Mode.PASSTHROUGH:
             if unit != "usd":
                 raise PricingError(f"{model_where}: passthrough needs a card whose unit is usd")
@@ -380,20 +420,61 @@ def _parse_card(
                     f"{model_where}: passthrough needs fee_percent here or on the card"
                 )
         family = _text(row["family"], f"{model_where}.family")
+        if family in fee_families and card_fee is not None:  # Bytez: closed models, any mode
+            fields["fee_percent"] = card_fee
         models[name] = ModelPrice(name=name, family=family, action=action, mode=mode, **fields)
     return models
 
 
-def _size_fields(row: dict[str, Any], where: str, size_classes: dict[str, int]) -> dict[str, Any]:
-    size = row["size_class"]
-    if not isinstance(size, str) or size not in size_classes:
-        raise PricingError(f"{where}.size_class: unknown size class {size!r}")
+def _fee_families(card: dict[str, Any], where: str, card_fee: int | None) -> frozenset[str]:
+    """The families whose models bill the card's fee on top of any price (Bytez's
+    closed-model providers: "Provider price + 2% platform fee")."""
+    listed = card.get("fee_families", [])
+    if not isinstance(listed, list) or not all(isinstance(f, str) and f for f in listed):
+        raise PricingError(f"{where}.fee_families: must be a list of family names")
+    if listed and card_fee is None:
+        raise PricingError(f"{where}.fee_families: needs fee_percent on the card")
+    return frozenset(listed)
+
+
+def _vram_rate(value: object, where: str) -> int:
+    """The card's USD per GB-second of VRAM in millionths of a credit (Bytez's
+    $0.0000045 is 4.5 credits: finer than the 6 decimals of other amounts)."""
+    try:
+        rate = Decimal(value) if isinstance(value, str) else None
+    except InvalidOperation:
+        rate = None
+    if rate is None or not rate.is_finite() or rate < 0 or rate != rate.quantize(Decimal("1e-12")):
+        raise PricingError(
+            f"{where}: must be a non-negative decimal string with at most 12 decimals"
+        )
+    return int(rate.scaleb(12))
+
+
+def _size_fields(
+    row: dict[str, Any], where: str, size_classes: dict[str, int], vram_rate: int | None
+) -> dict[str, Any]:
+    """A per-second price: the size class's, else the model's VRAM at the card's rate
+    per GB-second (the rule Bytez's size table comes from)."""
     params = row["params_b"]
     if isinstance(params, bool) or not isinstance(params, int) or params <= 0:
         raise PricingError(f"{where}.params_b: must be a positive integer")
+    if ("size_class" in row) == ("vram_gb" in row):
+        raise PricingError(f"{where}: give either size_class or vram_gb")
+    if "vram_gb" in row:
+        vram = row["vram_gb"]
+        if isinstance(vram, bool) or not isinstance(vram, int) or vram <= 0:
+            raise PricingError(f"{where}.vram_gb: must be a positive integer (GB)")
+        if vram_rate is None:
+            raise PricingError(f"{where}.vram_gb: needs vram_usd_per_gb_second on the card")
+        return {"params_b": params, "vram_gb": vram, "per_second_micro": vram * vram_rate}
+    size = row["size_class"]
+    if not isinstance(size, str) or size not in size_classes:
+        raise PricingError(f"{where}.size_class: unknown size class {size!r}")
     if params > int(size.removesuffix("B")):
         raise PricingError(f"{where}.params_b: {params} is above size class {size}")
-    return {"size_class": size, "params_b": params, "per_second": size_classes[size]}
+    per_second = size_classes[size] * FINE
+    return {"size_class": size, "params_b": params, "per_second_micro": per_second}
 
 
 def _parse_group(entry: object, where: str, families: set[str]) -> _Group:

@@ -71,7 +71,7 @@ def two_versions(tmp_path: Path) -> PriceBook:
 
 
 def test_packaged_book_loads_from_default_and_explicit_path() -> None:
-    assert BOOK.cards == ("standard", "8bit-ai")
+    assert BOOK.cards == ("standard", "bytez", "8bit-ai")
     assert PriceBook.load(PACKAGED).cards == BOOK.cards
     assert BOOK.unit("standard") == "usd"
     assert BOOK.unit("8bit-ai") == "credit"
@@ -86,7 +86,7 @@ def test_model_row_is_parsed_to_integer_micro_units() -> None:
     assert price.action == "llm_inference"
     assert (price.input_per_mtok, price.output_per_mtok) == (1_250_000, 10_000_000)
     qwen = BOOK.model("standard", "Qwen/Qwen2.5-14B-Instruct", AT)
-    assert (qwen.size_class, qwen.params_b, qwen.per_second) == ("15B", 14, 108)
+    assert (qwen.size_class, qwen.params_b, qwen.per_second_micro) == ("15B", 14, 108_000_000)
     assert BOOK.model("standard", "openai/sora-2", AT).fee_percent == 2_000_000
 
 
