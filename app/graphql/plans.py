@@ -58,8 +58,13 @@ class Plan:
         description="Calls per rolling 12-hour window; null: no limit."
     )
     concurrency: int | None = strawberry.field(
-        description="Open-model calls in flight at once; null: no limit (unlock tiers may "
-        "decide it instead: see Organization.entitlement)."
+        description="Open-model calls in flight at once, in 7B slots: a larger model's "
+        "call takes more (15B and 35B: 2, 70B: 3, 120B: 5); null: no limit (unlock tiers "
+        "may decide it instead: see Organization.entitlement)."
+    )
+    closed_requests_per_second: int | None = strawberry.field(
+        description="Closed-model calls authorized per rolling second (Bytez Free: 10); "
+        "null: no limit."
     )
     priority: bool = strawberry.field(description="Requests go to the priority queue.")
     auto_top_up_minimum: Amount | None = strawberry.field(
@@ -89,6 +94,7 @@ class Plan:
             overage_usd_per_credit=None if rate is None else Decimal(format_usd(rate)),
             messages_per_12h=plan.messages_per_12h,
             concurrency=plan.concurrency,
+            closed_requests_per_second=plan.closed_requests_per_second,
             priority=plan.priority,
             auto_top_up_minimum=None
             if plan.auto_top_up_min is None
@@ -134,7 +140,8 @@ class Entitlement:
         description="The largest open model callable, in billions of parameters; null: any."
     )
     concurrent_requests: int | None = strawberry.field(
-        description="Open-model calls in flight at once; null: no limit."
+        description="Open-model calls in flight at once, in 7B slots (see Plan.concurrency); "
+        "null: no limit."
     )
     next_tier: NextTier | None = strawberry.field(description="Null at the top tier.")
 

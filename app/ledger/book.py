@@ -72,7 +72,7 @@ _insert_holds = BulkInsert(
         "api_key_id",
         "request_id",
         "amount",
-        "open_model",
+        "slots",
         "status",
         "created_at",
         "expires_at",
@@ -215,10 +215,10 @@ class Book:
         amount: int,
         ttl: timedelta,
         *,
-        open_model: bool = False,
+        slots: int = 0,
     ) -> None:
-        """Reserve ``amount`` for a call; ``open_model`` marks what a plan's concurrency
-        counts."""
+        """Reserve ``amount`` for a call; ``slots``, its share of a plan's concurrency (0:
+        a closed model's call, which a plan's requests per second count)."""
         hold = HoldState(
             None,
             wallet.organization_id,
@@ -229,15 +229,19 @@ class Book:
             HoldStatus.ACTIVE,
             self.now,
             self.now + ttl,
-            open_model=open_model,
+            slots=slots,
         )
         self._new_holds.append(hold)
         self.state.holds[(wallet.organization_id, request_id)] = hold
         self._reserve(wallet, key, amount)
         usage = self.state.plan_usage.get(wallet.organization_id)
         if usage is not None:  # the next authorization of the batch counts this one
-            if open_model:
-                usage.open_model_holds += 1
+            if slots:
+                usage.open_model_slots += slots
+            else:
+                usage.closed_last_second += 1
+                if usage.oldest_closed is None:
+                    usage.oldest_closed = self.now
             usage.recent_holds += 1
             if usage.oldest_recent is None:
                 usage.oldest_recent = self.now
@@ -247,8 +251,8 @@ class Book:
         assert hold.status == HoldStatus.ACTIVE
         hold.status, hold.closed_at, hold.dirty = status, self.now, True
         usage = self.state.plan_usage.get(hold.organization_id)
-        if usage is not None and hold.open_model:
-            usage.open_model_holds -= 1
+        if usage is not None:
+            usage.open_model_slots -= hold.slots
         wallet = self.state.wallets[hold.organization_id]
         self._reserve(wallet, self.state.keys[hold.api_key_id], -hold.amount)
 
@@ -391,7 +395,7 @@ class Book:
                     h.api_key_id,
                     h.request_id,
                     h.amount,
-                    h.open_model,
+                    h.slots,
                     str(h.status),
                     now if h.created_at is self.now else to_driver(h.created_at),
                     to_driver(h.expires_at),

@@ -38,7 +38,7 @@ from app.payments.tables import (
     BillingTransaction,
     TransactionStatus,
 )
-from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, Catalog, Plan
+from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, REQUEST_WINDOW, Catalog, Plan
 from app.plans.tables import PlanPeriod, PlanSubscription, SubscriptionStatus
 from app.usage.tables import UsageRecord
 
@@ -151,7 +151,7 @@ class HoldState:
     created_at: datetime
     expires_at: datetime
     closed_at: datetime | None = None
-    open_model: bool = False
+    slots: int = 0
     dirty: bool = False
 
 
@@ -229,7 +229,9 @@ class PlanUsage:
     of the jobs before it. Only the counts the plan limits are loaded."""
 
     plan: Plan
-    open_model_holds: int = 0  # active holds on open models: the plan's concurrency
+    open_model_slots: int = 0  # the active holds' slots: the plan's concurrency
+    closed_last_second: int = 0  # closed-model holds placed within REQUEST_WINDOW
+    oldest_closed: datetime | None = None  # when the oldest of those was placed
     recent_holds: int = 0  # holds placed within MESSAGE_WINDOW: its message window
     oldest_recent: datetime | None = None  # when the oldest of those was placed
     purchased: int = 0  # credits purchased within PURCHASE_WINDOW: its unlock tier
@@ -406,13 +408,24 @@ _marks = Prebuilt(_marks_statement)
 # What plans limit, per organization. Not locked: every writer locks the wallet first,
 # so no other transaction places or closes the organization's holds, or settles its
 # top-ups, until this one commits.
-_open_model_holds = Prebuilt(
+_open_model_slots = Prebuilt(
     lambda dialect, _lock: (
-        select(holds_t.c.organization_id, func.count())
+        select(holds_t.c.organization_id, func.sum(holds_t.c.slots))
         .where(
             in_list(holds_t.c.organization_id, "ids", dialect),
             holds_t.c.status == HoldStatus.ACTIVE,
-            holds_t.c.open_model,
+            holds_t.c.slots > 0,
+        )
+        .group_by(holds_t.c.organization_id)
+    )
+)
+_closed_holds_since = Prebuilt(
+    lambda dialect, _lock: (
+        select(holds_t.c.organization_id, func.count(), func.min(holds_t.c.created_at))
+        .where(
+            in_list(holds_t.c.organization_id, "ids", dialect),
+            holds_t.c.created_at > bindparam("since", type_=holds_t.c.created_at.type),
+            holds_t.c.slots == 0,
         )
         .group_by(holds_t.c.organization_id)
     )
@@ -554,6 +567,7 @@ def _load_plan_usage(conn: Connection, needs: Needs, state: State) -> None:
     organizations without a plan or whose plan limits none of it."""
     assert needs.catalog is not None, "a job that checks plan limits gives the catalog"
     concurrent: list[int] = []
+    per_second: list[int] = []
     messages: list[int] = []
     purchased: list[int] = []
     for organization_id in sorted(needs.plan_limits):
@@ -564,14 +578,21 @@ def _load_plan_usage(conn: Connection, needs: Needs, state: State) -> None:
         state.plan_usage[organization_id] = PlanUsage(plan)
         if plan.concurrency is not None or plan.unlock_tiers:
             concurrent.append(organization_id)
+        if plan.closed_requests_per_second is not None:
+            per_second.append(organization_id)
         if plan.messages_per_12h is not None:
             messages.append(organization_id)
         if plan.unlock_tiers:
             purchased.append(organization_id)
     usage = state.plan_usage
     if concurrent:
-        for organization_id, count in _open_model_holds.rows(conn, {"ids": concurrent}):
-            usage[organization_id].open_model_holds = count
+        for organization_id, slots in _open_model_slots.rows(conn, {"ids": concurrent}):
+            usage[organization_id].open_model_slots = int(slots)
+    if per_second:
+        params = {"ids": per_second, "since": state.now - REQUEST_WINDOW}
+        for organization_id, count, oldest in _closed_holds_since.rows(conn, params):
+            usage[organization_id].closed_last_second = count
+            usage[organization_id].oldest_closed = oldest
     if messages:
         params = {"ids": messages, "since": state.now - MESSAGE_WINDOW}
         for organization_id, count, oldest in _recent_holds.rows(conn, params):
@@ -647,5 +668,5 @@ def _hold(row: Any) -> HoldState:
         row.created_at,
         row.expires_at,
         row.closed_at,
-        row.open_model,
+        row.slots,
     )

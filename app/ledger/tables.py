@@ -107,8 +107,9 @@ class Hold(SQLModel, table=True):
     api_key_id: int = Field(foreign_key="api_keys.id")
     request_id: str = Field(max_length=200)
     amount: int = credits_field()
-    # An open model's call: what a plan's concurrency limit counts (Bytez).
-    open_model: bool = Field(default=False)
+    # An open model's call: its share of a plan's concurrency (``ModelPrice.slots``,
+    # Bytez); 0 for a closed model's, which a plan's requests per second count instead.
+    slots: int = Field(default=0)
     status: str = Field(default=HoldStatus.ACTIVE, max_length=16)
     created_at: datetime = time_field()
     expires_at: datetime = time_field()

@@ -21,6 +21,7 @@ from app.payments.ladder import LadderError, basis_points
 Period = Literal["month", "4 weeks"]
 PURCHASE_WINDOW = timedelta(days=28)  # Bytez: "credits purchased in the last 4 weeks"
 MESSAGE_WINDOW = timedelta(hours=12)  # ByteSpike: "messages per 12h window"
+REQUEST_WINDOW = timedelta(seconds=1)  # Bytez Free: "10 requests/second (closed models)"
 
 
 def add_months(at: datetime, months: int) -> datetime:
@@ -66,6 +67,7 @@ class Plan:
     top_up_bonus_boost_basis_points: int
     purchase_expiry_days: int | None
     messages_per_12h: int | None
+    closed_requests_per_second: int | None
     concurrency: int | None
     max_open_model_params_b: int | None
     unlock_tiers: tuple[UnlockTier, ...]
@@ -150,6 +152,7 @@ def _plan(code: str, raw: dict[str, Any]) -> Plan:
             ),
             purchase_expiry_days=raw.get("purchase_expiry_days"),
             messages_per_12h=raw.get("messages_per_12h"),
+            closed_requests_per_second=raw.get("closed_requests_per_second"),
             concurrency=raw.get("concurrency"),
             max_open_model_params_b=raw.get("max_open_model_params_b"),
             unlock_tiers=tiers,

@@ -6,8 +6,12 @@ concurrent authorizations exactly as many pass as the plan allows:
 
 - an open model (one with ``params_b``) larger than the plan's entitlement runs is
   refused (403 ``model_not_unlocked``), naming the purchase that unlocks it (Bytez);
-- an open-model call beyond the entitlement's concurrency, counted as the org's active
-  open-model holds, is refused (429 ``concurrency_limit``) until one settles (Bytez);
+- an open-model call beyond the entitlement's concurrency, counted in 7B slots (a call
+  takes ``ModelPrice.slots``) over the org's active open-model holds, is refused (429
+  ``concurrency_limit``) until one settles (Bytez: "Concurrent Requests (7B)");
+- a closed-model call beyond ``closed_requests_per_second``, counted as the closed-model
+  holds placed in the last second, is refused (429 ``requests_per_second``) until the
+  oldest leaves it (Bytez Free: "10 requests/second (closed models)");
 - a call beyond ``messages_per_12h``, counted as the holds the org placed in the last
   12 hours, is refused (429 ``message_limit``) until the oldest leaves the window
   (ByteSpike).
@@ -23,7 +27,13 @@ from datetime import datetime
 from app.keys.caps import Refusal
 from app.ledger.state import PlanUsage
 from app.money import CREDITS_PER_USD
-from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, Entitlement, Plan
+from app.plans.catalog import (
+    MESSAGE_WINDOW,
+    PURCHASE_WINDOW,
+    REQUEST_WINDOW,
+    Entitlement,
+    Plan,
+)
 from app.pricing.book import ModelPrice
 
 
@@ -35,7 +45,11 @@ def check_plan(usage: PlanUsage, price: ModelPrice, now: datetime) -> Refusal | 
         largest = entitlement.max_open_model_params_b
         if largest is not None and price.params_b > largest:
             return Refusal(403, "model_not_unlocked", _too_large(plan, usage, price, largest))
-        refusal = _concurrency(entitlement, usage)
+        refusal = _concurrency(entitlement, usage, price, now)
+        if refusal is not None:
+            return refusal
+    else:
+        refusal = _per_second(plan, usage, now)
         if refusal is not None:
             return refusal
     limit = plan.messages_per_12h
@@ -50,16 +64,37 @@ def check_plan(usage: PlanUsage, price: ModelPrice, now: datetime) -> Refusal | 
     return None
 
 
-def _concurrency(entitlement: Entitlement, usage: PlanUsage) -> Refusal | None:
-    limit = entitlement.concurrency
-    if limit is None or usage.open_model_holds < limit:
+def _concurrency(
+    entitlement: Entitlement, usage: PlanUsage, price: ModelPrice, now: datetime
+) -> Refusal | None:
+    limit, busy = entitlement.concurrency, usage.open_model_slots
+    if limit is None or busy + price.slots <= limit:
         return None
+    takes = "" if price.slots == 1 else f"; {price.name} takes {price.slots}"
     return Refusal(
         429,
         "concurrency_limit",
-        f"your tier runs {limit} open-model call{'s' if limit != 1 else ''} at once "
-        f"and {usage.open_model_holds} {'are' if usage.open_model_holds != 1 else 'is'} "
-        "in flight",
+        f"your tier runs {_slots(limit)} of open-model calls at once and "
+        f"{_slots(busy)} {'are' if busy != 1 else 'is'} in flight{takes}",
+        # When a call in flight ends is not known: a gateway may retry in a second.
+        math.ceil(now.timestamp()) + 1,
+    )
+
+
+def _slots(count: int) -> str:
+    return f"{count} 7B slot{'s' if count != 1 else ''}"
+
+
+def _per_second(plan: Plan, usage: PlanUsage, now: datetime) -> Refusal | None:
+    limit = plan.closed_requests_per_second
+    if limit is None or usage.closed_last_second < limit:
+        return None
+    oldest = usage.oldest_closed if usage.oldest_closed is not None else now
+    return Refusal(
+        429,
+        "requests_per_second",
+        f"the {plan.name} plan allows {limit} closed-model requests per second",
+        math.ceil((oldest + REQUEST_WINDOW).timestamp()),
     )
 
 

@@ -96,6 +96,10 @@ class ModelPrice:
     size_class: str | None = None
     params_b: int | None = None
     vram_gb: int | None = None
+    # An open model's share of a plan's concurrency, in the seed's "Concurrent Requests
+    # (7B)": its per-second price (VRAM, on Bytez) over the card's smallest size class,
+    # rounded up; 0 for closed models, which concurrency does not count.
+    slots: int = 0
     # The platform fee on top of the price, in millionths of a percent: a passthrough
     # model's (its own, else the card's), or the card's on its fee families' models.
     fee_percent: int = 0
@@ -408,6 +412,9 @@ def _parse_card(
                 fields[field] = _amount(row[field], f"{model_where}.{field}")
         if mode is Mode.PER_SECOND:
             fields.update(_size_fields(row, model_where, size_classes, vram_rate))
+            smallest = min(size_classes.values(), default=0) * FINE
+            per_second = fields["per_second_micro"]
+            fields["slots"] = -(-per_second // smallest) if smallest else 1
         if mode is Mode.PASSTHROUGH:
             if unit != "usd":
                 raise PricingError(f"{model_where}: passthrough needs a card whose unit is usd")

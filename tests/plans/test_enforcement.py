@@ -177,7 +177,8 @@ async def test_one_open_model_call_at_a_time_on_bytez_free(harness: Harness) -> 
         outcomes(harness, key, "open", SMALL), race(harness, key, "closed", CLOSED)
     )
     assert Counter(open_calls.values()) == {"ok": 1, "concurrency_limit": CALLS - 1}
-    assert closed_calls == {"ok": CALLS}  # closed models do not count
+    # Closed models take no slot; Free's own limit on them is per second.
+    assert closed_calls == {"ok": 10, "requests_per_second": CALLS - 10}
     # Later batches count the open hold from the database.
     assert (await race(harness, key, "again", SMALL)) == {"concurrency_limit": CALLS}
 
@@ -195,6 +196,72 @@ async def test_concurrency_follows_the_unlock_tier(harness: Harness) -> None:
     assert (await race(harness, key, "t0", SMALL)) == {"ok": 1, "concurrency_limit": CALLS - 1}
     await buy(harness, org, "5")  # 3 USD or more: four at once
     assert (await race(harness, key, "t1", SMALL)) == {"ok": 3, "concurrency_limit": CALLS - 3}
+    assert await harness.books() == []
+
+
+async def test_larger_open_models_take_more_7b_slots(harness: Harness) -> None:
+    """At the $25 tier, ten 7B calls at once or three 70B ones: "Concurrent Requests (7B)"."""
+    org = await harness.org("payg", grant_usd="1")
+    await subscribe(harness, org, "bytez-payg")
+    key = await harness.key(org)
+    await buy(harness, org, "25")
+    huge = await outcomes(harness, key, "h", HUGE)  # 70B: 48 GB, 3 slots
+    assert Counter(huge.values()) == {"ok": 3, "concurrency_limit": CALLS - 3}
+    # One slot is left: a 7B call fits, a 14B one (2 slots) does not.
+    assert (await race(harness, key, "s", SMALL)) == {"ok": 1, "concurrency_limit": CALLS - 1}
+    medium = await harness.authorize(key, "m", model=MEDIUM, hold_usd="0.01")
+    assert refused(medium, 429, "concurrency_limit")
+    assert medium.json()["message"] == (
+        "your tier runs 10 7B slots of open-model calls at once and 10 7B slots are in "
+        "flight; Qwen/Qwen2.5-14B-Instruct takes 2"
+    )
+    assert medium.headers["Retry-After"] == "1"
+
+    # A settled 70B call gives its three slots back.
+    await settle(harness, org, key, next(r for r, outcome in huge.items() if outcome == "ok"), HUGE)
+    assert (await race(harness, key, "m2", MEDIUM)) == {"ok": 1, "concurrency_limit": CALLS - 1}
+    assert await harness.books() == []
+
+
+# -- requests per second --------------------------------------------------------------
+
+
+async def test_bytez_free_allows_10_closed_model_requests_a_second(
+    harness: Harness, clock: FrozenClock
+) -> None:
+    free = await harness.org("free", grant_usd="1")
+    await subscribe(harness, free, "bytez-free")
+    key = await harness.key(free)
+    assert (await race(harness, key, "a", CLOSED)) == {"ok": 10, "requests_per_second": 10}
+    limited = await harness.authorize(key, "b", model=CLOSED, hold_usd="0.01")
+    assert refused(limited, 429, "requests_per_second")
+    assert limited.json()["message"] == (
+        "the Bytez Free plan allows 10 closed-model requests per second"
+    )
+    assert limited.headers["Retry-After"] == "1"
+    # The open model's one slot is its own limit.
+    assert (await harness.authorize(key, "o", model=SMALL, hold_usd="0.01")).status_code == 200
+
+    clock.advance(timedelta(milliseconds=999))
+    assert (await race(harness, key, "c", CLOSED)) == {"requests_per_second": CALLS}
+    clock.advance(timedelta(milliseconds=1))  # the first ten left the second
+    assert (await race(harness, key, "d", CLOSED)) == {"ok": 10, "requests_per_second": 10}
+
+    # Pay-as-you-go: "Unlimited closed model requests".
+    payg = await harness.org("payg", grant_usd="1")
+    await subscribe(harness, payg, "bytez-payg")
+    assert (await race(harness, await harness.key(payg), "p", CLOSED)) == {"ok": CALLS}
+
+    plans = await harness.graphql(
+        "{ plans { code closedRequestsPerSecond concurrency } }", harness.token(free, Role.OWNER)
+    )
+    by_code = {plan["code"]: plan for plan in plans["data"]["plans"]}
+    assert by_code["bytez-free"] == {
+        "code": "bytez-free",
+        "closedRequestsPerSecond": 10,
+        "concurrency": 1,
+    }
+    assert by_code["bytez-payg"]["closedRequestsPerSecond"] is None
     assert await harness.books() == []
 
 
@@ -344,13 +411,16 @@ async def test_organizations_without_a_plan_are_unlimited_and_count_nothing(
     key = await harness.key(org)
     with statements(harness) as plain:
         assert (await race(harness, key, "big", HUGE)) == {"ok": CALLS}
-    assert not [sql for sql in plain if "count(" in sql or "billing_transactions" in sql]
+    assert not [
+        sql for sql in plain if "count(" in sql or "sum(" in sql or "billing_transactions" in sql
+    ]
 
     payg = await harness.org("payg", grant_usd="1")
     await subscribe(harness, payg, "bytez-payg")
     payg_key = await harness.key(payg)
     with statements(harness) as planned:
         await harness.authorize(payg_key, "one", model=SMALL, hold_usd="0.01")
-    assert len([sql for sql in planned if "count(" in sql]) == 1  # its open-model holds
+    assert len([sql for sql in planned if "sum(holds.slots)" in sql]) == 1  # its open holds
+    assert not [sql for sql in planned if "count(" in sql]  # no per-second, message limits
     assert len([sql for sql in planned if "billing_transactions" in sql]) == 1  # purchases
     assert await harness.books() == []

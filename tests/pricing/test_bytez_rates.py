@@ -73,6 +73,20 @@ def test_the_size_table_is_the_vram_rate() -> None:
         assert BOOK.cost("bytez", models[size], Metered(units="1"), AT) == gb * rate
 
 
+def test_an_open_model_takes_concurrency_in_7b_slots_by_its_vram() -> None:
+    """A call takes its VRAM over the 7B class's 16 GB, rounded up: "Concurrent Requests (7B)"."""
+    slots = {
+        "mistralai/Mistral-7B-Instruct-v0.3": 1,  # 16 GB
+        "Qwen/Qwen2.5-14B-Instruct": 2,  # 24 GB
+        "Qwen/Qwen2.5-32B-Instruct": 2,  # 32 GB
+        "meta-llama/Llama-3-70b": 3,  # 48 GB
+        "openai/gpt-oss-120b": 5,  # 80 GB
+        "google/gemma-2-9b-it": 2,  # 21 GB
+        "claude-sonnet-4-6": 0,  # closed: concurrency does not count it
+    }
+    assert {model: BOOK.model("bytez", model, AT).slots for model in slots} == slots
+
+
 @given(seconds=st.integers(0, 10**7))
 def test_a_model_without_a_size_class_is_priced_by_its_vram(seconds: int) -> None:
     # 21 GB x 4.5 credits = 94.5 credits a second, rounded once per record.
