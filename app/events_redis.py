@@ -177,7 +177,7 @@ class RedisEventBus:
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    await pubsub.aclose()
 
     def _resync(self) -> None:
         log.warning("Redis event bus resubscribed; subscribers re-read current state")
