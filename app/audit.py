@@ -19,9 +19,9 @@ class AuditEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     organization_id: int = Field(foreign_key="organizations.id")
-    # The JWT subject, "cli", "system" or "api_key:<id>".
+    # The JWT subject, "cli", "api_key:<id>", or a process: "stripe", "auto-reload", "system"...
     actor: str = Field(max_length=200)
-    action: str = Field(max_length=64)  # "api_key.create", "wallet.adjust", ...
+    action: str = Field(max_length=64)  # "api_key.create", "plan.change", "top_up.failed", ...
     target: str = Field(max_length=200)
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

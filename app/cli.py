@@ -319,7 +319,7 @@ def plan_assign(slug: str, code: str) -> None:
         if found is None:
             raise click.ClickException(f"no organization {slug!r}")
         try:
-            change = await rt.subscriptions.change(found.id, code, by_operator=True)
+            change = await rt.subscriptions.change(found.id, code, actor="cli", by_operator=True)
         except PlanError as error:
             raise click.ClickException(str(error)) from None
         assert change.effective is not None  # an operator's change waits for no payment

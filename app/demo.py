@@ -53,7 +53,7 @@ async def seed(settings: Settings, progress: Callable[[int, int], None]) -> Demo
             runtime, slug="demo", name="Demo AI Labs", grant=parse_usd("500")
         )
         # On ByteSpike Pro, so the dashboards' plan and quote (+5% boost) show something.
-        await runtime.subscriptions.change(org.id, "bytespike-pro", by_operator=True)
+        await runtime.subscriptions.change(org.id, "bytespike-pro", actor="cli", by_operator=True)
         keys = {
             "production": await create_api_key(runtime, org.id, "production"),
             "claude-agents": await create_api_key(

@@ -157,7 +157,7 @@ async def populate(db_path: Path, records: int, end: datetime) -> Loaded:
     clock = FrozenClock(start)
     runtime = await Runtime.start(fixture.settings, clock)
     try:
-        await runtime.subscriptions.change(fixture.organization_id, PLAN)
+        await runtime.subscriptions.change(fixture.organization_id, PLAN, actor="cli")
         key_ids = [fixture.api_key_id]
         for n in range(1, KEYS):
             key = await create_api_key(

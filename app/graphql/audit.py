@@ -28,6 +28,7 @@ _TARGET_TYPES = {
     "api_key": "ApiKey",
     "organization": "Organization",
     "alert_rule": "AlertRule",
+    "top_up": "BillingTransaction",  # a top-up or an auto-reload's charge
 }
 _TARGET_KINDS = {type_name: kind for kind, type_name in _TARGET_TYPES.items()}
 
@@ -37,19 +38,26 @@ _VALUES = (
 )
 
 
-@strawberry.type(description="One change to keys, caps, settings or money: who, when, what.")
+@strawberry.type(description="One change to keys, caps, plans, settings or money: who, when, what.")
 class AuditEvent(Node):
     action: str = strawberry.field(
         description='What was done: "api_key.create", "api_key.caps", "api_key.rotate", '
         '"api_key.revoke", "api_key.reveal" (a secret was shown again), "organization.create", '
-        '"organization.spend_cap", "wallet.adjust" (a manual credit or debit).'
+        '"organization.spend_cap", "wallet.adjust" (a manual credit or debit), "plan.change" '
+        "(a plan begun, a downgrade scheduled or canceled, a subscription ended: `plan` and "
+        '`next_plan` codes, and `effective_at`), "top_up.create", "auto_reload.charge", '
+        '"top_up.succeeded", "top_up.failed", "top_up.refunded", "auto_reload.update", '
+        '"alert_rule.create", "alert_rule.update", "alert_rule.delete".'
     )
     actor: str = strawberry.field(
-        description='Who did it: the token\'s subject, "api_key:<id>", or "cli" for the '
-        "command line."
+        description='Who did it: the token\'s subject, "api_key:<id>", "cli" for the '
+        'command line, "stripe" for Stripe\'s webhooks, "auto-reload", "reconcile" (a '
+        'payment looked up at the provider), "system" (a downgrade taking effect at a '
+        'renewal) or "fake" (the development payment provider).'
     )
     target: str = strawberry.field(
-        description='What was changed, as "<kind>:<database id>": "api_key:12", "organization:3".'
+        description='What was changed, as "<kind>:<database id>": "api_key:12", '
+        '"organization:3", "alert_rule:4", "top_up:5" (a BillingTransaction).'
     )
     target_id: strawberry.ID | None = strawberry.field(
         description="The global ID of what was changed, for node(id:); null for a kind "
@@ -97,8 +105,9 @@ class AuditEventFilterInput:
     )
     target_id: strawberry.ID | None = strawberry.field(
         default=None,
-        description="Changes to one object, by its global ID (an ApiKey, an AlertRule or "
-        "the Organization); an ID of another type is BAD_USER_INPUT.",
+        description="Changes to one object, by its global ID (an ApiKey, an AlertRule, a "
+        "top-up's BillingTransaction or the Organization); an ID of another type is "
+        "BAD_USER_INPUT.",
     )
 
 
@@ -113,7 +122,8 @@ def _target(global_id: strawberry.ID) -> str:
     parsed = parse_global_id(global_id)
     if parsed is None or parsed[0] not in _TARGET_KINDS:
         raise error(
-            Code.BAD_USER_INPUT, "filter.targetId: not an API key, alert rule or organization ID"
+            Code.BAD_USER_INPUT,
+            "filter.targetId: not an API key, alert rule, billing transaction or organization ID",
         )
     return f"{_TARGET_KINDS[parsed[0]]}:{parsed[1]}"
 

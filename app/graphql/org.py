@@ -302,7 +302,7 @@ class Organization(Node):
         return await auto_reload(info, self._org_id)
 
     @strawberry.field(
-        description="The audit log of changes to keys, caps, settings and money, newest "
+        description="The audit log of changes to keys, caps, plans, settings and money, newest "
         "first. Owners and admins only: for other roles it is null with a FORBIDDEN error."
     )
     async def audit_events(

@@ -237,7 +237,7 @@ class PlanMutations:
             principal = caller(info, *ADMINS)
             try:
                 change = await info.context.runtime.subscriptions.change(
-                    principal.organization_id, input.plan_code
+                    principal.organization_id, input.plan_code, actor=principal.actor
                 )
             except PlanError as exc:
                 raise refused(UserErrorCode.INVALID_INPUT, str(exc), "planCode") from None

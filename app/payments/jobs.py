@@ -100,6 +100,7 @@ class FailTopUp:
     organization_id: int
     top_up_id: int
     reason: str
+    actor: str
 
     def needs(self, needs: Needs) -> None:
         needs.top_ups.add(self.top_up_id)
@@ -111,6 +112,14 @@ class FailTopUp:
         top_up.status, top_up.settled_at = TransactionStatus.FAILED, book.now
         top_up.failure_reason = self.reason[:500]
         _updated(book, top_up)
+        book.audit(
+            self.organization_id,
+            self.actor,
+            "top_up.failed",
+            f"top_up:{top_up.id}",
+            before={"status": TransactionStatus.PENDING},
+            after={"status": top_up.status, "reason": top_up.failure_reason},
+        )
         return True
 
 
@@ -188,7 +197,13 @@ class ApplyRefund:
             "top_up.refunded",
             reference,
             before={"refunded": total - refunded},
-            after={"refunded": total, "clawed_back": taken, "shortfall": owed - taken},
+            after={
+                "amount": refunded,
+                "refunded": total,
+                "clawed_back": taken,
+                "shortfall": owed - taken,
+                "reason": self.memo,
+            },
         )
         return Refunded(refunded, taken, owed - taken)
 

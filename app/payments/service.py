@@ -31,6 +31,8 @@ from app.payments.tables import PAYMENT_KINDS, BillingAccount, TransactionKind, 
 from app.plans.service import Plans
 
 log = logging.getLogger(__name__)
+# Who auto-reload's charges are by, on their billing rows and in the audit log.
+RELOAD_ACTOR = "auto-reload"
 
 
 class PaymentsUnavailable(Exception):
@@ -144,6 +146,7 @@ class Payments:
         already succeeded when this returns."""
         provider = self._provider()
         customer_id = await provider_customer(self.db, provider, organization_id)
+        now = self.clock.now()
         async with self.db.write(organization_id) as conn:
             top_up_id = await conn.scalar(
                 insert(billing_t)
@@ -156,11 +159,24 @@ class Payments:
                     bonus_basis_points=quote.bonus_basis_points,
                     provider=provider.name,
                     actor=actor,
-                    created_at=self.clock.now(),
+                    created_at=now,
                 )
                 .returning(billing_t.c.id)
             )
-        assert top_up_id is not None
+            assert top_up_id is not None
+            await audit.record(
+                conn,
+                organization_id=organization_id,
+                actor=actor,
+                action="top_up.create",
+                target=f"top_up:{top_up_id}",
+                at=now,
+                after={
+                    "status": TransactionStatus.PENDING,
+                    "amount": quote.amount,
+                    "bonus": quote.bonus,
+                },
+            )
         try:
             checkout = await provider.start_payment(
                 top_up_id=top_up_id,
@@ -169,7 +185,8 @@ class Payments:
                 amount_cents=quote.amount // CREDITS_PER_CENT,
             )
         except PaymentError as exc:
-            await self.writer.run(FailTopUp(organization_id, top_up_id, exc.message))
+            job = FailTopUp(organization_id, top_up_id, exc.message, provider.name)
+            await self.writer.run(job)
             return StartedTopUp(top_up_id, Checkout(None, None, None, None), exc.message)
         async with self.db.write(organization_id) as conn:
             await conn.execute(
@@ -199,7 +216,7 @@ class Payments:
             return bool(await self.writer.run(job))
         if payment.status == "failed":
             reason = payment.failure_reason or "the payment failed"
-            return bool(await self.writer.run(FailTopUp(organization_id, top_up_id, reason)))
+            return bool(await self.writer.run(FailTopUp(organization_id, top_up_id, reason, actor)))
         return False
 
     async def _save_card(self, organization_id: int, payment_method_id: str) -> None:
@@ -392,7 +409,7 @@ class Payments:
             await self._pause_reload(organization_id, payment.failure_reason)
             if self.on_reload_failed is not None:
                 self.on_reload_failed(organization_id, payment.failure_reason)
-        await self.apply(organization_id, top_up_id, payment, actor="auto-reload")
+        await self.apply(organization_id, top_up_id, payment, actor=RELOAD_ACTOR)
         return top_up_id
 
     async def _claim_reload(self, organization_id: int) -> tuple[int, int, str, str] | None:
@@ -417,7 +434,7 @@ class Payments:
                 literal(TransactionStatus.PENDING.value),
                 a.auto_reload_amount,
                 literal(self._provider().name),
-                literal("auto-reload"),
+                literal(RELOAD_ACTOR),
                 literal(now, billing_t.c.created_at.type),
             )
             .select_from(accounts_t.join(wallets, wallets.c.organization_id == a.organization_id))
@@ -445,6 +462,15 @@ class Payments:
                         )
                     )
                 ).one()
+                await audit.record(
+                    conn,
+                    organization_id=organization_id,
+                    actor=RELOAD_ACTOR,
+                    action="auto_reload.charge",
+                    target=f"top_up:{top_up_id}",
+                    at=now,
+                    after={"status": TransactionStatus.PENDING, "amount": row.auto_reload_amount},
+                )
         except IntegrityError:
             return None  # another reload is pending
         return top_up_id, row.auto_reload_amount, row.customer_id, row.payment_method_id

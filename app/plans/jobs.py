@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.ledger.book import Book
 from app.ledger.lots import Lot
@@ -20,6 +21,19 @@ from app.money import CREDITS_PER_USD, div_round_half_up
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.plans.catalog import Plan
 from app.plans.tables import SubscriptionStatus
+
+PLAN_CHANGE = "plan.change"
+
+
+def plan_change(
+    before: tuple[str | None, str | None], after: tuple[str | None, str | None], effective: datetime
+) -> dict[str, dict[str, Any]]:
+    """A plan change's audit values: (plan, next plan) codes before and after, and when
+    the change applies (a scheduled downgrade: at the period's end)."""
+    return {
+        "before": {"plan": before[0], "next_plan": before[1]},
+        "after": {"plan": after[0], "next_plan": after[1], "effective_at": effective.isoformat()},
+    }
 
 
 @dataclass(slots=True)
@@ -43,6 +57,9 @@ class StartPeriod:
     start: datetime
     end: datetime
     provider: str | None
+    # Who the change is by, for the audit log when the plan changes (a renewal of the
+    # same plan is no change).
+    actor: str
     next_plan_code: str | None = None
     # The Stripe subscription whose invoice paid for this period (provider "stripe").
     stripe_subscription_id: str | None = None
@@ -60,6 +77,17 @@ class StartPeriod:
             if stripe_id is None or plan.stripe_subscription_id == stripe_id:
                 return False
             start = plan.period_start + timedelta(seconds=1)
+        was: tuple[str | None, str | None] = (None, None)
+        if plan is not None and plan.status == SubscriptionStatus.ACTIVE:
+            was = (plan.plan_code, plan.next_plan_code)
+        if was[0] != self.plan.code:
+            book.audit(
+                self.organization_id,
+                self.actor,
+                PLAN_CHANGE,
+                f"organization:{self.organization_id}",
+                **plan_change(was, (self.plan.code, self.next_plan_code), start),
+            )
         wallet = book.state.wallets[self.organization_id]
         reference = f"plan:{self.plan.code}:{start:%Y-%m-%dT%H:%M:%SZ}"
         rollover: Lot | None = None

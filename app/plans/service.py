@@ -47,6 +47,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app import audit
 from app.clock import Clock
 from app.db import Database
 from app.ledger.state import orgs_t, plan_subs_t
@@ -61,7 +62,7 @@ from app.payments.provider import (
     minor_units,
 )
 from app.plans.catalog import Catalog, Period, Plan
-from app.plans.jobs import StartPeriod
+from app.plans.jobs import PLAN_CHANGE, StartPeriod, plan_change
 from app.plans.tables import SubscriptionStatus
 from app.pricing.book import PriceBook
 
@@ -74,6 +75,8 @@ INTERVALS: dict[Period, tuple[Interval, int]] = {"month": ("month", 1), "4 weeks
 PERIOD_INVOICES = ("subscription_create", "subscription_cycle")
 # Stripe statuses of a subscription that has ended for good.
 ENDED = ("canceled", "incomplete_expired")
+# Who a downgrade that takes effect at a renewal is by, in the audit log.
+RENEWAL_ACTOR = "system"
 
 
 class PlanError(ValueError):
@@ -146,8 +149,12 @@ class Plans:
         subscription = await self.subscription(organization_id)
         return None if subscription is None else subscription.plan
 
-    async def change(self, organization_id: int, code: str, *, by_operator: bool = False) -> Change:
-        """Put the organization on plan ``code`` per the rule above."""
+    async def change(
+        self, organization_id: int, code: str, *, actor: str, by_operator: bool = False
+    ) -> Change:
+        """Put the organization on plan ``code`` per the rule above; what changes now is
+        in the audit log as ``plan.change`` by ``actor`` (a Checkout page changes nothing
+        yet: Stripe's paid invoice is the change)."""
         plan = self.catalog.get(code)
         if plan is None:
             raise PlanError(f"no plan {code!r}")
@@ -175,7 +182,7 @@ class Plans:
             if current.next_plan is not None:  # staying after all: cancel the downgrade
                 if billed is not None:
                     await self._stripe().renew_subscription(subscription_id=billed, renew=True)
-                await self._schedule(organization_id, None)
+                await self._schedule(organization_id, None, now, actor)
             return Change(plan, current.period_start, immediate=False)
         if current is not None and not _costs_more(plan, current.plan):
             if checkout:
@@ -185,7 +192,7 @@ class Plans:
                 )
             if billed is not None:  # Stripe bills no period after this one
                 await self._stripe().renew_subscription(subscription_id=billed, renew=False)
-            await self._schedule(organization_id, plan.code)
+            await self._schedule(organization_id, plan.code, current.period_end, actor)
             return Change(plan, current.period_end, immediate=False)
         if checkout:
             return await self._checkout(organization_id, plan, row)
@@ -199,6 +206,7 @@ class Plans:
                 start=now,
                 end=plan.period_end(now, 0),
                 provider=None,
+                actor=actor,
             )
         )
         if started and billed is not None:  # an operator replaced a plan Stripe bills
@@ -299,6 +307,7 @@ class Plans:
             start=invoice.period_start,
             end=invoice.period_end,
             provider=STRIPE,
+            actor=STRIPE,
             stripe_subscription_id=invoice.subscription_id,
         )
         if not await self.writer.run(job):
@@ -338,11 +347,12 @@ class Plans:
                 start=start,
                 end=following.period_end(start, 0),
                 provider=None,
+                actor=STRIPE,
             )
             if await self.writer.run(job):
                 return "ended; next plan begun"
         async with self.db.write(row.organization_id) as conn:
-            await conn.execute(
+            ended = await conn.execute(
                 update(plan_subs_t)
                 .where(
                     plan_subs_t.c.organization_id == row.organization_id,
@@ -351,14 +361,47 @@ class Plans:
                 )
                 .values(status=SubscriptionStatus.CANCELED, next_plan_code=None, updated_at=now)
             )
+            if ended.rowcount:
+                await audit.record(
+                    conn,
+                    organization_id=row.organization_id,
+                    actor=STRIPE,
+                    action=PLAN_CHANGE,
+                    target=f"organization:{row.organization_id}",
+                    at=now,
+                    **plan_change((row.plan_code, row.next_plan_code), (None, None), now),
+                )
         return "ended"
 
-    async def _schedule(self, organization_id: int, code: str | None) -> None:
+    async def _schedule(
+        self, organization_id: int, code: str | None, effective: datetime, actor: str
+    ) -> None:
+        """Set (or with None, cancel) the plan that begins when the period ends."""
+        now = self.clock.now()
+        where = plan_subs_t.c.organization_id == organization_id
         async with self.db.write(organization_id) as conn:
+            row = (
+                await conn.execute(
+                    select(plan_subs_t.c.plan_code, plan_subs_t.c.next_plan_code)
+                    .where(where)
+                    .with_for_update()
+                )
+            ).one()
             await conn.execute(
-                update(plan_subs_t)
-                .where(plan_subs_t.c.organization_id == organization_id)
-                .values(next_plan_code=code, updated_at=self.clock.now())
+                update(plan_subs_t).where(where).values(next_plan_code=code, updated_at=now)
+            )
+            if row.next_plan_code == code:
+                return  # the same downgrade chosen again: nothing changed
+            await audit.record(
+                conn,
+                organization_id=organization_id,
+                actor=actor,
+                action=PLAN_CHANGE,
+                target=f"organization:{organization_id}",
+                at=now,
+                **plan_change(
+                    (row.plan_code, row.next_plan_code), (row.plan_code, code), effective
+                ),
             )
 
     async def renew_due(self) -> int:
@@ -402,6 +445,7 @@ class Plans:
                 start=start,
                 end=end,
                 provider=row.provider,
+                actor=RENEWAL_ACTOR,
             )
             started += bool(await self.writer.run(job))
             closing, start = plan, end

@@ -395,7 +395,7 @@ async def test_spend_percent_of_allocation_fires_within_a_real_plan_period(
     async with running_app(settings, clock) as harness:
         org = await create_organization(harness.runtime, slug="agents", rate_card="8bit-ai")
         change = await harness.runtime.subscriptions.change(
-            org.id, "8bit-starter", by_operator=True
+            org.id, "8bit-starter", actor="test", by_operator=True
         )
         assert change.immediate
         created = await _create(harness, org, kind="SPEND_PERCENT_OF_ALLOCATION", threshold="50")

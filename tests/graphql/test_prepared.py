@@ -191,7 +191,7 @@ def test_only_plain_requests_for_a_query_of_an_admitted_document_are_taken() -> 
 
 async def test_wallet_overview_is_one_read_transaction(harness: Harness) -> None:
     org = await harness.org("acme", grant_usd="5")
-    await harness.runtime.subscriptions.change(org.id, "bytez-payg")
+    await harness.runtime.subscriptions.change(org.id, "bytez-payg", actor="test")
     owner = harness.token(org, Role.OWNER)
     overview = print_ast(OPERATIONS["WalletOverview"])
     # The caller's organization is looked up once, then cached: not the overview's read
@@ -254,7 +254,7 @@ async def test_every_contract_query_answers_alike_on_both_paths(harness: Harness
     """The fast path executes with ``app/graphql/executor.py``; each dashboard query, with
     data in every field it selects, answers the same there as on Strawberry's path."""
     org = await harness.org("acme", grant_usd="50")
-    await harness.runtime.subscriptions.change(org.id, "bytez-payg")
+    await harness.runtime.subscriptions.change(org.id, "bytez-payg", actor="test")
     caps = Caps(quota=parse_usd("40"), limit_5h=parse_usd("5"), limit_1d=parse_usd("9"))
     keys = [await harness.key(org, caps=caps), await harness.key(org)]
     events = [

@@ -182,7 +182,7 @@ async def test_a_purchase_leaving_the_28_days_expires_the_answer(
     clock.advance(timedelta(days=-29))  # November 1st: the month does not turn first
     org = await harness.org()
     owner = harness.token(org, Role.OWNER)
-    await harness.runtime.subscriptions.change(org.id, "bytez-payg")
+    await harness.runtime.subscriptions.change(org.id, "bytez-payg", actor="test")
     top_up = await harness.graphql(
         'mutation { createTopUp(input: {amountUsd: "25"}) { topUp { status } } }', owner
     )

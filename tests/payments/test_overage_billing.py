@@ -38,7 +38,9 @@ async def starter_past_its_allocation(paying: StripeHarness, card: str | None) -
     app = paying.app
     org = await create_organization(app.runtime, slug="agents", rate_card="8bit-ai")
     assert (
-        await app.runtime.subscriptions.change(org.id, "8bit-starter", by_operator=True)
+        await app.runtime.subscriptions.change(
+            org.id, "8bit-starter", actor="test", by_operator=True
+        )
     ).immediate
     if card is not None:
         await save_card(paying, org, card)

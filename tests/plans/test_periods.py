@@ -74,7 +74,7 @@ async def _spend(app: Harness, org: OrgRef, credits: int) -> None:
 
 async def _eight_bit(app: Harness, plan: str) -> OrgRef:
     org = await create_organization(app.runtime, slug="agents", rate_card="8bit-ai")
-    change = await app.runtime.subscriptions.change(org.id, plan, by_operator=True)
+    change = await app.runtime.subscriptions.change(org.id, plan, actor="test", by_operator=True)
     assert change.immediate
     return org
 
@@ -134,7 +134,7 @@ async def test_8bit_starter_has_no_rollover(app: Harness, clock: FrozenClock) ->
 
 async def test_bytez_free_refreshes_every_four_weeks(app: Harness, clock: FrozenClock) -> None:
     org = await app.org("bytez")
-    await app.runtime.subscriptions.change(org.id, "bytez-free")
+    await app.runtime.subscriptions.change(org.id, "bytez-free", actor="test")
     assert await app.balance(org) == (CREDIT, 0)
     view = await _overview(app, org)
     assert view["entitlement"] == {
@@ -234,7 +234,7 @@ async def test_plan_changes_refused(app: Harness) -> None:
 
 async def test_the_contracts_plan_operations_run(app: Harness) -> None:
     org = await app.org("acme", grant_usd="5")
-    await app.runtime.subscriptions.change(org.id, "bytez-payg")
+    await app.runtime.subscriptions.change(org.id, "bytez-payg", actor="test")
     owner = app.token(org, Role.OWNER)
     for name in ("Plans", "WalletOverview"):
         data = await app.graphql(print_ast(OPERATIONS[name]), owner)

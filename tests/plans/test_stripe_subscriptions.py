@@ -106,7 +106,7 @@ async def _bytez(h: StripeHarness, clock: FrozenClock) -> OrgRef:
     the clock is at ``START``."""
     org = await h.app.org("bytez")
     clock.at = START - timedelta(weeks=1)
-    await h.app.runtime.subscriptions.change(org.id, "bytez-free")
+    await h.app.runtime.subscriptions.change(org.id, "bytez-free", actor="test")
     clock.at = START
     assert await h.app.balance(org) == (USD, 0)
     return org
@@ -427,7 +427,9 @@ async def test_an_operators_change_ends_the_stripe_subscription_it_replaces(
     org = await h.app.org("spike")
     pro = await _activate(h, org, "bytespike-pro")
     clock.at = START + timedelta(days=3)
-    change = await h.app.runtime.subscriptions.change(org.id, "bytespike-max", by_operator=True)
+    change = await h.app.runtime.subscriptions.change(
+        org.id, "bytespike-max", actor="test", by_operator=True
+    )
     assert change.immediate
     assert h.standin.objects[pro["id"]]["status"] == "canceled"
     assert await _stripe_id(h, org) is None
