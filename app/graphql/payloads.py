@@ -32,6 +32,11 @@ class UserErrorCode(Enum):
         description="Not a USD amount this field takes: negative, zero where a cap is "
         "expected, more than 6 decimals (2 for payments), or outside the top-up limits.",
     )
+    PACK_REQUIRED = strawberry.enum_value(
+        "PACK_REQUIRED",
+        description="A dollar amount where the wallet counts plan credits (8bit-ai), which "
+        "are sold in credit packs: buy one by packId (Plan.creditPacks).",
+    )
     INVALID_INPUT = strawberry.enum_value(
         "INVALID_INPUT", description="Another field is out of range or unknown."
     )

@@ -35,8 +35,12 @@ from app.payments.provider import PaymentError
 from app.payments.service import (
     AutoReloadError,
     BelowAutoTopUpMinimum,
+    NoSuchPack,
+    NothingToReload,
     NotRefundable,
+    PackRequired,
     PaymentsUnavailable,
+    PurchaseError,
     RefundError,
     auto_reload_settings,
 )
@@ -63,21 +67,31 @@ class BonusLadder:
     tiers: list[BonusTier] = strawberry.field(description="Ascending by minAmount.")
 
 
-@strawberry.type(description="What a top-up of an amount delivers, before paying.")
+@strawberry.type(
+    description="What a top-up (an amount, or a credit pack on a plan-credit plan) "
+    "delivers, before paying."
+)
 class TopUpQuote:
-    amount: Amount = strawberry.field(description="What would be charged.")
+    amount: Amount = strawberry.field(description="What would be charged, in USD.")
+    credits_bought: Amount = strawberry.field(
+        description="The wallet's credits the payment buys: the amount itself in a USD "
+        "wallet; the pack's plan credits in a plan-credit one (8bit-ai Starter: $20 buys "
+        "1,000), where `usd` counts plan credits."
+    )
     bonus_percent: Decimal = strawberry.field(
-        description="The bonus in percent: the ladder's tier plus the plan's boost (\"8\")."
+        description="The bonus in percent: the ladder's tier plus the plan's boost (\"8\"); "
+        '"0" for credit packs.'
     )
     bonus: Amount = strawberry.field(description="The extra credits the bonus adds.")
     credits_delivered: Amount = strawberry.field(
-        description="Amount plus bonus: what lands in the wallet once the payment succeeds."
+        description="creditsBought plus bonus: what lands in the wallet once the payment succeeds."
     )
 
     @classmethod
     def of(cls, quote: Quote) -> TopUpQuote:
         return cls(
             amount=Amount.of(quote.amount),
+            credits_bought=Amount.of(quote.credits_bought),
             bonus_percent=Decimal(percent(quote.bonus_basis_points)),
             bonus=Amount.of(quote.bonus),
             credits_delivered=Amount.of(quote.delivered),
@@ -96,6 +110,11 @@ class BillingTransaction(Node):
     amount: Amount = strawberry.field(
         description="Top-ups: the USD charged. Refunds: the USD refunded. Adjustments and "
         "expiries: the credits moved (negative when taken)."
+    )
+    credits_bought: Amount = strawberry.field(
+        description="Top-ups: the credits the payment buys before its bonus (the amount in "
+        "a USD wallet; a credit pack's, or an auto-reload's converted, plan credits in a "
+        "plan-credit one), also while pending; zero for other kinds."
     )
     bonus: Amount = strawberry.field(
         description="Top-ups: the bonus credits the ladder promised; zero for other kinds."
@@ -137,6 +156,7 @@ class BillingTransaction(Node):
             kind=TransactionKind(row.kind),
             status=TransactionStatus(row.status),
             amount=Amount.of(row.amount),
+            credits_bought=Amount.of(row.credits_bought),
             bonus=Amount.of(row.bonus),
             bonus_percent=Decimal(percent(row.bonus_basis_points)),
             credits=Amount.of(row.credits),
@@ -158,9 +178,14 @@ class BillingTransaction(Node):
 class AutoReload:
     enabled: bool = strawberry.field(description="Whether it is on (off by default).")
     threshold: Amount = strawberry.field(
-        description="A balance under this starts a reload (default 3 USD)."
+        description="A balance under this starts a reload (default 3), in the wallet's unit "
+        "(plan credits on a plan-credit plan)."
     )
-    amount: Amount = strawberry.field(description="What each reload charges (default 10 USD).")
+    amount: Amount = strawberry.field(
+        description="What each reload charges, in USD (default 10); on a plan-credit plan it "
+        "buys plan credits at the rate of the plan's credit packs ($10 buys 500 on 8bit-ai "
+        "Starter)."
+    )
     monthly_max: Amount = strawberry.field(
         description="The most reloads may charge per calendar month, UTC (default 100 USD)."
     )
@@ -199,14 +224,30 @@ def ladder_node(ladder: Ladder) -> BonusLadder:
     )
 
 
-async def top_up_quote(info: Info, amount_usd: Decimal) -> TopUpQuote:
+async def top_up_quote(
+    info: Info, amount_usd: Decimal | None, pack_id: strawberry.ID | None
+) -> TopUpQuote:
     principal = info.context.caller()
-    payments = info.context.runtime.payments
     try:
-        amount = payments.ladder.amount(amount_usd)
-    except TopUpAmountError as exc:
-        raise error(Code.BAD_USER_INPUT, f"amountUsd: {exc}") from None
-    return TopUpQuote.of(await payments.quote(amount, principal.organization_id))
+        quote = await info.context.runtime.payments.quote(
+            principal.organization_id, amount_usd=amount_usd, pack_id=pack_id
+        )
+    except (TopUpAmountError, PurchaseError) as exc:
+        _, field = _purchase_error(exc)
+        where = "" if field is None else f"{field}: "
+        raise error(Code.BAD_USER_INPUT, f"{where}{exc}") from None
+    return TopUpQuote.of(quote)
+
+
+def _purchase_error(exc: TopUpAmountError | PurchaseError) -> tuple[UserErrorCode, str | None]:
+    """The userError code and input field of a purchase refused."""
+    if isinstance(exc, TopUpAmountError):
+        return UserErrorCode.INVALID_AMOUNT, "amountUsd"
+    if isinstance(exc, PackRequired):
+        return UserErrorCode.PACK_REQUIRED, "amountUsd"
+    if isinstance(exc, NoSuchPack):
+        return UserErrorCode.NOT_FOUND, "packId"
+    return UserErrorCode.INVALID_INPUT, None
 
 
 async def billing_transactions(
@@ -258,12 +299,23 @@ async def _transaction(info: Info, organization_id: int, row_id: int) -> Billing
 # -- mutations -----------------------------------------------------------------------
 
 
-@strawberry.input(description="A top-up to start.")
+@strawberry.input(
+    description="A top-up to start: an amountUsd in a USD wallet, a packId in a plan-credit "
+    "one (exactly one of them; both or neither is INVALID_INPUT)."
+)
 class CreateTopUpInput:
-    amount_usd: Decimal = strawberry.field(
+    amount_usd: Decimal | None = strawberry.field(
+        default=None,
         description='What to pay in USD, in whole cents ("99.99"), within the bonus ladder\'s '
         "minTopUp and maxTopUp; another amount is INVALID_AMOUNT and charges nothing (a "
-        "string that is not a decimal number fails as a GraphQL error first)."
+        "string that is not a decimal number fails as a GraphQL error first). A plan-credit "
+        "plan (8bit-ai) sells credit packs instead: an amount there is PACK_REQUIRED.",
+    )
+    pack_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Plan-credit plans: the credit pack to buy (`Plan.creditPacks`); it "
+        "charges the pack's price and delivers its credits. A pack the organization's plan "
+        "does not sell (another plan's, or any in a USD wallet) is NOT_FOUND.",
     )
 
 
@@ -325,13 +377,18 @@ class RefundTopUpPayload:
 
 @strawberry.input(description="Auto-reload's settings; omitted fields stay as they are.")
 class UpdateAutoReloadInput:
-    enabled: bool | None = strawberry.field(default=None, description="Turn it on or off.")
+    enabled: bool | None = strawberry.field(
+        default=None,
+        description="Turn it on or off. On is INVALID_INPUT where money buys no credits (a "
+        "plan-credit plan without credit packs, such as 8bit-ai Enterprise).",
+    )
     threshold_usd: Decimal | None = strawberry.field(
         default=None, description="A balance under this starts a reload; at least 0."
     )
     amount_usd: Decimal | None = strawberry.field(
         default=None,
-        description="What each reload charges: whole cents within the top-up limits.",
+        description="What each reload charges in USD: whole cents within the top-up limits "
+        "(on a plan-credit plan it buys credits at the plan's pack rate).",
     )
     monthly_max_usd: Decimal | None = strawberry.field(
         default=None,
@@ -364,16 +421,20 @@ class PaymentMutations:
     async def create_top_up(
         self,
         info: Info,
-        input: Annotated[CreateTopUpInput, strawberry.argument(description="The amount.")],
+        input: Annotated[
+            CreateTopUpInput, strawberry.argument(description="The amount or the pack.")
+        ],
     ) -> CreateTopUpPayload:
         payments = info.context.runtime.payments
         try:
             principal = caller(info, *ADMINS)
             try:
-                amount = payments.ladder.amount(input.amount_usd)
-            except TopUpAmountError as exc:
-                raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
-            quote = await payments.quote(amount, principal.organization_id)
+                quote = await payments.quote(
+                    principal.organization_id, amount_usd=input.amount_usd, pack_id=input.pack_id
+                )
+            except (TopUpAmountError, PurchaseError) as exc:
+                code, field = _purchase_error(exc)
+                raise refused(code, str(exc), field) from None
             try:
                 started = await payments.start_top_up(
                     principal.organization_id, quote, principal.actor
@@ -479,6 +540,8 @@ class PaymentMutations:
                 await payments.update_auto_reload(organization_id, changes, actor=principal.actor)
             except BelowAutoTopUpMinimum as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
+            except NothingToReload as exc:
+                raise refused(UserErrorCode.INVALID_INPUT, str(exc), "enabled") from None
             except AutoReloadError as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "monthlyMaxUsd") from None
         except Refused as refusal:

@@ -26,6 +26,20 @@ class Price:
     currency: str = strawberry.field(description='ISO 4217: "USD", "CNY".')
 
 
+@strawberry.type(
+    description='Plan credits for sale (8bit-ai: "Buy credit packs"); every pack of a plan '
+    "sells them at one rate, the overage rate in the seeded catalog."
+)
+class CreditPack:
+    id: strawberry.ID = strawberry.field(
+        description='What createTopUp and topUpQuote take as packId: "8bit-starter:1000".'
+    )
+    credits: Amount = strawberry.field(
+        description="The plan credits it delivers (`usd` counts plan credits, not dollars)."
+    )
+    price_usd: Decimal = strawberry.field(description='What it costs in USD: "20.000000".')
+
+
 @strawberry.type(description="A plan of the catalog: what it grants, allows and costs.")
 class Plan:
     code: str = strawberry.field(description='Stable identifier: "bytez-payg", "8bit-pro".')
@@ -76,6 +90,10 @@ class Plan:
         description="Admins may refund a top-up (refundTopUp); false: credits are "
         "non-refundable (Bytez) and refundTopUp answers NOT_REFUNDABLE."
     )
+    credit_packs: list[CreditPack] = strawberry.field(
+        description="Plan-credit plans: the packs a top-up buys, by ascending credits; empty "
+        "on USD plans (they top up an amount) and where credits come by contract."
+    )
 
     @classmethod
     def of(cls, plan: CatalogPlan) -> Plan:
@@ -100,6 +118,14 @@ class Plan:
             if plan.auto_top_up_min is None
             else Amount.of(plan.auto_top_up_min),
             refundable=plan.refundable,
+            credit_packs=[
+                CreditPack(
+                    id=strawberry.ID(pack.id),
+                    credits=Amount.of(pack.credits),
+                    price_usd=Decimal(format_usd(pack.price)),
+                )
+                for pack in plan.credit_packs
+            ],
         )
 
 

@@ -88,18 +88,25 @@ class Query:
         return bonus_ladder(info)
 
     @strawberry.field(
-        description="What a top-up of this amount would deliver in your organization, "
-        "bonus included, before paying. An amount outside the limits or not in whole "
-        "cents is a BAD_USER_INPUT error."
+        description="What a top-up would deliver in your organization, bonus included, "
+        "before paying: an amountUsd in a USD wallet, a packId in a plan-credit one "
+        "(8bit-ai), exactly one of them. What createTopUp would refuse (an amount outside "
+        "the limits or not in whole cents, an amount where packs are sold, a pack not "
+        "sold) is a BAD_USER_INPUT error."
     )
     async def top_up_quote(
         self,
         info: Info,
         amount_usd: Annotated[
-            Decimal, strawberry.argument(description='The top-up in USD, e.g. "99.99".')
-        ],
+            Decimal | None,
+            strawberry.argument(description='The top-up in USD, e.g. "99.99".'),
+        ] = None,
+        pack_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="A credit pack of the plan (Plan.creditPacks)."),
+        ] = None,
     ) -> TopUpQuote:
-        return await top_up_quote(info, amount_usd)
+        return await top_up_quote(info, amount_usd, pack_id)
 
 
 @strawberry.type(

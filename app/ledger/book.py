@@ -538,7 +538,7 @@ def _top_up_row(top_up: TopUpState) -> dict[str, Any]:
     return {
         "b_id": top_up.id,
         "status": top_up.status,
-        "credits": top_up.amount + top_up.bonus if top_up.status == "succeeded" else 0,
+        "credits": top_up.credits_bought + top_up.bonus if top_up.status == "succeeded" else 0,
         "refunded": top_up.refunded,
         "payment_intent_id": top_up.payment_intent_id,
         "paid_lot_id": paid.id if paid is not None else top_up.paid_lot_id,

@@ -164,6 +164,7 @@ class TopUpState:
     kind: str
     status: str
     amount: int
+    credits_bought: int
     bonus: int
     refunded: int
     payment_intent_id: str | None
@@ -486,6 +487,7 @@ def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = Tr
                 row.kind,
                 row.status,
                 row.amount,
+                row.credits_bought,
                 row.bonus,
                 row.refunded,
                 row.payment_intent_id,

@@ -89,8 +89,8 @@ async def verify(conn: AsyncConnection) -> list[str]:
 
 
 async def _verify_payments(conn: AsyncConnection) -> list[str]:
-    """A succeeded top-up credited its amount and bonus once, a pending or failed one
-    nothing; its refunds took back exactly what their transactions say."""
+    """A succeeded top-up credited the credits it bought and its bonus once, a pending
+    or failed one nothing; its refunds took back exactly what their transactions say."""
     moved: dict[tuple[str, str], int] = defaultdict(int)
     for reference, kind, total in await conn.execute(
         select(entries_t.c.reference, entries_t.c.kind, func.sum(entries_t.c.amount))
@@ -108,7 +108,8 @@ async def _verify_payments(conn: AsyncConnection) -> list[str]:
     problems: list[str] = []
     for row in await conn.execute(select(billing_t).where(billing_t.c.kind.in_(PAYMENT_KINDS))):
         where, reference = f"top-up {row.id}", f"top_up:{row.id}"
-        expected = row.amount + row.bonus if row.status == TransactionStatus.SUCCEEDED else 0
+        succeeded = row.status == TransactionStatus.SUCCEEDED
+        expected = row.credits_bought + row.bonus if succeeded else 0
         credited = moved[(reference, EntryKind.TOP_UP)] + moved[(reference, EntryKind.BONUS)]
         if credited != expected or row.credits != expected:
             problems.append(

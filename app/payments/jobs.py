@@ -47,7 +47,7 @@ def _updated(book: Book, top_up: TopUpState) -> None:
 
 @dataclass(slots=True)
 class SettleTopUp:
-    """The payment succeeded: what was paid and its bonus land as two lots, once.
+    """The payment succeeded: the credits it bought and its bonus land as two lots, once.
 
     A failed top-up can still succeed: a payer whose card was declined may retry the
     same PaymentIntent with another card.
@@ -71,7 +71,7 @@ class SettleTopUp:
         expires_at = None if self.expiry is None else book.now + self.expiry
         reference = f"top_up:{top_up.id}"
         top_up.paid_lot = book.post(
-            wallet, EntryKind.TOP_UP, top_up.amount, reference, expires_at=expires_at
+            wallet, EntryKind.TOP_UP, top_up.credits_bought, reference, expires_at=expires_at
         )
         if top_up.bonus:
             top_up.bonus_lot = book.post(
@@ -88,7 +88,7 @@ class SettleTopUp:
             "top_up.succeeded",
             reference,
             before={"status": before},
-            after={"status": top_up.status, "credits": top_up.amount + top_up.bonus},
+            after={"status": top_up.status, "credits": top_up.credits_bought + top_up.bonus},
         )
         return True
 
@@ -141,10 +141,11 @@ class ApplyRefund:
 
     Totals, not increments: Stripe's ``charge.refunded`` carries the cumulative amount,
     and the admin's mutation reads it back after refunding, so whichever arrives first
-    claws back the difference and the other finds nothing left to do. The payment's
-    share of the bonus goes with it. Credits are taken from the top-up's own lots
-    first, then from the rest of the wallet, but never from credits held for calls in
-    flight nor below zero; what was already spent is the refund's shortfall.
+    claws back the difference and the other finds nothing left to do. The share of the
+    payment refunded takes that share of the credits it bought (half a pack's price,
+    half its plan credits) and of the bonus. Credits are taken from the top-up's own
+    lots first, then from the rest of the wallet, but never from credits held for calls
+    in flight nor below zero; what was already spent is the refund's shortfall.
     """
 
     organization_id: int
@@ -164,7 +165,7 @@ class ApplyRefund:
         if total <= top_up.refunded:
             return NOTHING_REFUNDED
         refunded = total - top_up.refunded
-        owed = refunded + _bonus_share(top_up, total) - _bonus_share(top_up, top_up.refunded)
+        owed = _credits_share(top_up, total) - _credits_share(top_up, top_up.refunded)
         wallet = book.state.wallets[self.organization_id]
         assert wallet.lots is not None
         wanted = min(owed, max(0, wallet.available))
@@ -208,6 +209,8 @@ class ApplyRefund:
         return Refunded(refunded, taken, owed - taken)
 
 
-def _bonus_share(top_up: TopUpState, refunded: int) -> int:
-    """The part of the bonus that ``refunded`` of the payment carried."""
-    return top_up.bonus * refunded // top_up.amount
+def _credits_share(top_up: TopUpState, refunded: int) -> int:
+    """The part of the credits bought and of the bonus that ``refunded`` of the payment
+    carried (each rounded down, so the whole payment carries all of both)."""
+    bought = top_up.credits_bought * refunded // top_up.amount
+    return bought + top_up.bonus * refunded // top_up.amount

@@ -37,13 +37,16 @@ class Tier:
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    amount: int
+    amount: int  # the USD charged
+    # The wallet's credits it buys before the bonus: the amount itself on a USD wallet,
+    # a credit pack's plan credits on a plan-credit one.
+    credits_bought: int
     bonus_basis_points: int
     bonus: int
 
     @property
     def delivered(self) -> int:
-        return self.amount + self.bonus
+        return self.credits_bought + self.bonus
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,7 @@ class BonusLadder:
             if amount >= tier.min_amount:
                 basis_points = tier.bonus_basis_points + boost_basis_points
         # Whole cents times basis points: an exact number of credits.
-        return Quote(amount, basis_points, amount * basis_points // BASIS_POINTS)
+        return Quote(amount, amount, basis_points, amount * basis_points // BASIS_POINTS)
 
 
 def percent(basis_points: int) -> str:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
@@ -28,6 +29,7 @@ from app.payments.jobs import ApplyRefund, FailTopUp, Refunded, SettleTopUp
 from app.payments.ladder import CREDITS_PER_CENT, BonusLadder, Quote
 from app.payments.provider import Checkout, Payment, PaymentError, PaymentProvider
 from app.payments.tables import PAYMENT_KINDS, BillingAccount, TransactionKind, TransactionStatus
+from app.plans.catalog import Plan
 from app.plans.service import Plans
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,18 @@ RELOAD_ACTOR = "auto-reload"
 
 class PaymentsUnavailable(Exception):
     """No payment provider is configured (production without Stripe keys)."""
+
+
+class PurchaseError(ValueError):
+    """A purchase that cannot be made as asked; the message says why, for the payer."""
+
+
+class PackRequired(PurchaseError):
+    """A dollar amount where the wallet counts plan credits, which are sold in packs."""
+
+
+class NoSuchPack(PurchaseError):
+    """A credit pack the organization's plan does not sell."""
 
 
 class RefundError(ValueError):
@@ -53,6 +67,11 @@ class AutoReloadError(ValueError):
 
 class BelowAutoTopUpMinimum(AutoReloadError):
     """A reload amount under the plan's auto-top-up minimum (8bit-ai: $10 Starter, $25 Pro)."""
+
+
+class NothingToReload(AutoReloadError):
+    """Auto-reload switched on where money buys no credits (a plan-credit wallet whose
+    plan sells no packs: 8bit-ai Enterprise, or no plan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +104,14 @@ def auto_reload_settings(account: Any) -> AutoReloadSettings:
         account.payment_method_id is not None,
         account.auto_reload_failure,
     )
+
+
+def _credits_per_usd(plan: Plan | None, unit: str) -> Fraction | None:
+    """What a dollar buys in the wallet (``Plan.credits_per_usd``); without a plan, a
+    dollar of credits in a USD wallet and nothing in a plan-credit one."""
+    if plan is not None:
+        return plan.credits_per_usd
+    return Fraction(1) if unit == "usd" else None
 
 
 # Built once: a SQLModel instance costs a validation pass, and an organization without
@@ -134,12 +161,40 @@ class Payments:
 
     # -- top-ups ---------------------------------------------------------------------
 
-    async def quote(self, amount: int, organization_id: int) -> Quote:
-        """The ladder's bonus plus the organization's plan's boost (ByteSpike Pro: +5%)."""
+    async def _terms(self, organization_id: int) -> tuple[Plan | None, str]:
+        """The organization's plan, and what its wallet counts ("usd" or "credit")."""
         plan = await self.plans.plan_of(organization_id)
-        return self.ladder.quote(
-            amount, 0 if plan is None else plan.top_up_bonus_boost_basis_points
-        )
+        return plan, plan.unit if plan is not None else await self.plans.unit_of(organization_id)
+
+    async def quote(
+        self, organization_id: int, *, amount_usd: object = None, pack_id: str | None = None
+    ) -> Quote:
+        """What a purchase charges and delivers, or why it cannot be made.
+
+        A USD wallet pays an amount within the ladder's limits (TopUpAmountError) and
+        earns the ladder's bonus plus its plan's boost (ByteSpike Pro: +5%). A
+        plan-credit wallet buys one of its plan's credit packs (8bit-ai: "Buy credit
+        packs"): the pack's credits for its price, without ByteSpike's ladder."""
+        if (amount_usd is None) == (pack_id is None):
+            raise PurchaseError("give either amountUsd or packId")
+        plan, unit = await self._terms(organization_id)
+        if unit == "usd":
+            if pack_id is not None:
+                raise NoSuchPack("credit packs are for plan-credit plans: top up an amountUsd")
+            boost = 0 if plan is None else plan.top_up_bonus_boost_basis_points
+            return self.ladder.quote(self.ladder.amount(amount_usd), boost)
+        seller = "this organization" if plan is None else plan.name
+        if pack_id is None:
+            raise PackRequired(
+                f"{seller} sells credits in packs, not by the dollar: buy one by its packId "
+                "(Plan.creditPacks)"
+                if plan is not None and plan.credit_packs
+                else f"{seller} sells no credit packs: its credits come with a plan or by contract"
+            )
+        pack = None if plan is None else plan.pack(pack_id)
+        if pack is None:
+            raise NoSuchPack(f"{seller} sells no such credit pack (see Plan.creditPacks)")
+        return Quote(pack.price, pack.credits, 0, 0)
 
     async def start_top_up(self, organization_id: int, quote: Quote, actor: str) -> StartedTopUp:
         """Create a pending top-up and start its payment; with the fake provider it has
@@ -155,6 +210,7 @@ class Payments:
                     kind=TransactionKind.TOP_UP,
                     status=TransactionStatus.PENDING,
                     amount=quote.amount,
+                    credits_bought=quote.credits_bought,
                     bonus=quote.bonus,
                     bonus_basis_points=quote.bonus_basis_points,
                     provider=provider.name,
@@ -340,9 +396,9 @@ class Payments:
 
         The maximum is checked against the amount under the row's lock, so two admins
         changing one each cannot leave a maximum no reload fits in. Enabled settings
-        must reload at least the plan's auto-top-up minimum."""
+        must reload at least the plan's auto-top-up minimum, and buy something."""
         now = self.clock.now()
-        plan = await self.plans.plan_of(organization_id)
+        plan, unit = await self._terms(organization_id)
         minimum = None if plan is None else plan.auto_top_up_min
         async with self.db.write(organization_id) as conn:
             await ensure_account(conn, organization_id)
@@ -354,6 +410,11 @@ class Payments:
             if plan is not None and minimum is not None and enabled and amount < minimum:
                 raise BelowAutoTopUpMinimum(
                     f"{plan.name} reloads at least {format_usd(minimum)} USD at a time"
+                )
+            if enabled and _credits_per_usd(plan, unit) is None:
+                raise NothingToReload(
+                    f"{'this organization' if plan is None else plan.name} sells no "
+                    "credits to reload"
                 )
             if values.get("auto_reload_monthly_max", before.auto_reload_monthly_max) < amount:
                 raise AutoReloadError("the monthly maximum must be at least the reload amount")
@@ -414,7 +475,12 @@ class Payments:
 
     async def _claim_reload(self, organization_id: int) -> tuple[int, int, str, str] | None:
         """Insert the pending auto-reload in one statement that re-checks every condition;
-        a unique index allows one pending reload per organization, across instances."""
+        a unique index allows one pending reload per organization, across instances.
+        Its dollars buy the wallet's credits at the plan's rate (Plan.credits_per_usd:
+        8bit-ai Starter's $10 buys 500 plan credits), rounded down to a stored unit."""
+        rate = _credits_per_usd(*await self._terms(organization_id))
+        if rate is None:
+            return None
         now = self.clock.now()
         reloaded = (
             select(func.coalesce(func.sum(billing_t.c.amount), 0))
@@ -449,15 +515,26 @@ class Payments:
             )
         )
         columns = ["organization_id", "kind", "status", "amount", "provider", "actor", "created_at"]
-        statement = insert(billing_t).from_select(columns, source).returning(billing_t.c.id)
+        statement = (
+            insert(billing_t)
+            .from_select(columns, source)
+            .returning(billing_t.c.id, billing_t.c.amount)
+        )
         try:
             async with self.db.write(organization_id) as conn:
-                top_up_id = await conn.scalar(statement)
-                if top_up_id is None:
+                claimed = (await conn.execute(statement)).first()
+                if claimed is None:
                     return None
+                top_up_id, amount = claimed
+                bought = amount * rate.numerator // rate.denominator
+                await conn.execute(
+                    update(billing_t)
+                    .where(billing_t.c.id == top_up_id)
+                    .values(credits_bought=bought)
+                )
                 row = (
                     await conn.execute(
-                        select(a.auto_reload_amount, a.customer_id, a.payment_method_id).where(
+                        select(a.customer_id, a.payment_method_id).where(
                             a.organization_id == organization_id
                         )
                     )
@@ -473,7 +550,7 @@ class Payments:
                 )
         except IntegrityError:
             return None  # another reload is pending
-        return top_up_id, row.auto_reload_amount, row.customer_id, row.payment_method_id
+        return top_up_id, amount, row.customer_id, row.payment_method_id
 
     async def _pause_reload(self, organization_id: int, reason: str | None) -> None:
         async with self.db.write(organization_id) as conn:

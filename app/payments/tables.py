@@ -63,6 +63,9 @@ class BillingTransaction(SQLModel, table=True):
     status: str = Field(max_length=16)
     # Top-ups: the USD paid; refunds: the USD refunded; others: the ledger amount.
     amount: int = credits_field()
+    # Top-ups: the wallet's credits the payment buys, before its bonus: ``amount`` on a
+    # USD wallet, a credit pack's (or auto-reload's converted) plan credits on another.
+    credits_bought: int = credits_field(default=0)
     # Top-ups: the bonus the quote promised, and its percent in basis points (1120 = 11.2%).
     bonus: int = credits_field(default=0)
     bonus_basis_points: int = Field(default=0)

@@ -11,12 +11,13 @@ import tomllib
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
 from app.datafiles import read_data_file
-from app.money import MoneyError, parse_usd
-from app.payments.ladder import LadderError, basis_points
+from app.money import CREDITS_PER_USD, MoneyError, parse_usd
+from app.payments.ladder import CREDITS_PER_CENT, LadderError, basis_points
 
 Period = Literal["month", "4 weeks"]
 PURCHASE_WINDOW = timedelta(days=28)  # Bytez: "credits purchased in the last 4 weeks"
@@ -40,6 +41,15 @@ class UnlockTier:
     purchased: int  # USD credits bought in the last 28 days to reach it
     max_open_model_params_b: int
     concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPack:
+    """Plan credits sold for a price (8bit-ai: "Buy credit packs")."""
+
+    id: str  # "<plan code>:<whole credits>": "8bit-starter:1000"
+    credits: int  # plan credits, micro precision
+    price: int  # micro-USD, whole cents
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,7 @@ class Plan:
     priority: bool
     auto_top_up_min: int | None
     refundable: bool = True
+    credit_packs: tuple[CreditPack, ...] = ()  # ascending by credits, all at one rate
 
     @property
     def paid(self) -> bool:
@@ -86,6 +97,20 @@ class Plan:
         if self.period == "4 weeks":
             return anchor + timedelta(weeks=4 * (number + 1))
         return add_months(anchor, number + 1)
+
+    @property
+    def credits_per_usd(self) -> Fraction | None:
+        """What a dollar buys in this plan's wallet: a dollar of credits on a USD plan;
+        on a plan-credit plan, credits at its packs' rate (50 on 8bit-ai Starter);
+        None where it sells none (priced by contract)."""
+        if self.unit == "usd":
+            return Fraction(1)
+        if not self.credit_packs:
+            return None
+        return Fraction(self.credit_packs[0].credits, self.credit_packs[0].price)
+
+    def pack(self, pack_id: str) -> CreditPack | None:
+        return next((pack for pack in self.credit_packs if pack.id == pack_id), None)
 
     def rollover_cap(self) -> int:
         return self.allocation * self.rollover_basis_points // 10_000
@@ -159,6 +184,7 @@ def _plan(code: str, raw: dict[str, Any]) -> Plan:
             priority=bool(raw.get("priority", False)),
             auto_top_up_min=_optional_usd(raw.get("auto_top_up_min")),
             refundable=raw.get("refundable", True),
+            credit_packs=tuple(_pack(code, pack) for pack in raw.get("credit_packs", [])),
         )
     except (MoneyError, LadderError) as exc:
         raise CatalogError(f"{code}: {exc}") from None
@@ -166,4 +192,24 @@ def _plan(code: str, raw: dict[str, Any]) -> Plan:
         raise CatalogError(f"{code}: refundable must be true or false")
     if [t.purchased for t in tiers] != sorted({t.purchased for t in tiers}):
         raise CatalogError(f"{code}: unlock tiers must ascend by purchased, each once")
+    _check_packs(plan)
     return plan
+
+
+def _pack(code: str, raw: dict[str, Any]) -> CreditPack:
+    credits = parse_usd(raw["credits"], allow_zero=False)
+    price = parse_usd(raw["price"], allow_zero=False)
+    if credits % CREDITS_PER_USD or price % CREDITS_PER_CENT:
+        raise CatalogError(f"{code}: a credit pack holds whole credits and costs whole cents")
+    return CreditPack(f"{code}:{credits // CREDITS_PER_USD}", credits, price)
+
+
+def _check_packs(plan: Plan) -> None:
+    packs = plan.credit_packs
+    if packs and plan.unit != "credit":
+        raise CatalogError(f"{plan.code}: only plan-credit plans sell credit packs")
+    if [p.credits for p in packs] != sorted({p.credits for p in packs}):
+        raise CatalogError(f"{plan.code}: credit packs must ascend by credits, each once")
+    # One rate, so auto-reload's dollars convert at the price every pack states.
+    if len({Fraction(p.credits, p.price) for p in packs}) > 1:
+        raise CatalogError(f"{plan.code}: every credit pack must sell credits at one rate")

@@ -149,6 +149,14 @@ class Plans:
         subscription = await self.subscription(organization_id)
         return None if subscription is None else subscription.plan
 
+    async def unit_of(self, organization_id: int) -> str:
+        """What the organization's wallet counts, by its rate card: "usd" or "credit"."""
+        async with self.db.reader.connect() as conn:
+            rate_card = await conn.scalar(
+                select(orgs_t.c.rate_card).where(orgs_t.c.id == organization_id)
+            )
+        return self.prices.unit(str(rate_card))
+
     async def change(
         self, organization_id: int, code: str, *, actor: str, by_operator: bool = False
     ) -> Change:
@@ -165,11 +173,7 @@ class Plans:
         if paying and self.provider is None:
             raise PlanError(f"{plan.name} is paid, and this server takes no payments")
         checkout = paying and self.provider is not None and not self.provider.settles_at_once
-        async with self.db.reader.connect() as conn:
-            rate_card = await conn.scalar(
-                select(orgs_t.c.rate_card).where(orgs_t.c.id == organization_id)
-            )
-        if self.prices.unit(str(rate_card)) != plan.unit:
+        if await self.unit_of(organization_id) != plan.unit:
             raise PlanError(
                 f"{plan.name} counts {plan.unit} credits; this organization's wallet does not"
             )

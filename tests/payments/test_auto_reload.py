@@ -64,8 +64,8 @@ query {
 """
 
 TOP_UP = """
-mutation($amount: Decimal!) {
-  createTopUp(input: {amountUsd: $amount}) {
+mutation($input: CreateTopUpInput!) {
+  createTopUp(input: $input) {
     topUp { id status } clientSecret userErrors { code }
   }
 }
@@ -128,7 +128,8 @@ async def idle(harness: Harness) -> None:
 
 
 async def fake_top_up(harness: Harness, org: OrgRef, amount: str) -> None:
-    body = await harness.graphql(TOP_UP, headers=harness.token(org, Role.OWNER), amount=amount)
+    headers = harness.token(org, Role.OWNER)
+    body = await harness.graphql(TOP_UP, headers=headers, input={"amountUsd": amount})
     assert body["data"]["createTopUp"]["topUp"]["status"] == "SUCCEEDED", body
 
 
@@ -316,11 +317,15 @@ async def test_concurrent_reload_calls_start_exactly_one(harness: Harness) -> No
 # -- through the Stripe stand-in ---------------------------------------------------------------
 
 
-async def save_card(paying: StripeHarness, org: OrgRef, card: str) -> None:
-    """A first top-up of 10 USD by Stripe Elements, paid with ``card``, which Stripe's
-    ``payment_intent.succeeded`` webhook tells creditgraph to keep."""
+async def save_card(
+    paying: StripeHarness, org: OrgRef, card: str, purchase: dict[str, str] | None = None
+) -> None:
+    """A first top-up by Stripe Elements (10 USD, or ``purchase``: a plan-credit plan's
+    pack), paid with ``card``, which Stripe's ``payment_intent.succeeded`` webhook tells
+    creditgraph to keep."""
     app = paying.app
-    body = await app.graphql(TOP_UP, headers=app.token(org, Role.OWNER), amount="10")
+    purchase = purchase or {"amountUsd": "10"}
+    body = await app.graphql(TOP_UP, headers=app.token(org, Role.OWNER), input=purchase)
     started = body["data"]["createTopUp"]
     assert started["topUp"]["status"] == "PENDING", body
     (intent,) = [

@@ -159,8 +159,12 @@ async def test_bad_amounts_create_nothing(harness: Harness) -> None:
             ("amountUsd", "INVALID_AMOUNT")
         ], bad
 
+    # Neither an amount nor a pack: nothing to buy.
+    refused = await create_top_up(harness, owner, None)
+    assert [(e["field"], e["code"]) for e in refused["userErrors"]] == [(None, "INVALID_INPUT")]
+
     # Not a decimal string at all: the Decimal scalar refuses it before any resolver runs.
-    for not_decimal in ("abc", "1e3", "", 100, 99.99, None):
+    for not_decimal in ("abc", "1e3", "", 100, 99.99):
         body = await harness.graphql(CREATE, headers=owner, input={"amountUsd": not_decimal})
         assert body.get("data") is None, not_decimal
         assert body["errors"], not_decimal

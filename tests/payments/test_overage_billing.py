@@ -43,7 +43,7 @@ async def starter_past_its_allocation(paying: StripeHarness, card: str | None) -
         )
     ).immediate
     if card is not None:
-        await save_card(paying, org, card)
+        await save_card(paying, org, card, {"packId": "8bit-starter:500"})
     balance, _ = await app.balance(org)
     await adjust(app.runtime, org.id, -(balance + 500 * CREDIT), "usage", actor="test")
     return org

@@ -243,6 +243,7 @@ def _transaction_json(row: Any) -> dict[str, Any]:
         "kind": row.kind,
         "status": row.status,
         "amount": amount_json(row.amount),
+        "credits_bought": amount_json(row.credits_bought),
         "bonus": amount_json(row.bonus),
         "bonus_percent": percent(row.bonus_basis_points),
         "credits": amount_json(row.credits),
