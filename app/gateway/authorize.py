@@ -2,7 +2,9 @@
 
 ``dry_run`` answers the same question without reserving anything (the console's Test
 button): the same job on the same state, read instead of locked, and its book (the
-hold, the envelope after it) never flushed.
+hold, the envelope after it) never flushed. ``app.gateway.auto_scale`` runs the job
+for the gateway: a call that autoScale may buy past its plan's limits comes back
+refused with what would lift it (``Decision.unlock``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Decision:
     refusal: Refusal | None
     envelope: Envelope | None
     hold: int = 0
+    # With autoScale, a plan's open-model limit refused the call and purchasing this many
+    # credits lifts it; every other check passed for ``hold``, nothing was held.
+    unlock: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -46,6 +51,16 @@ class Decision:
         if self.refusal is None or self.refusal.reset is None:
             return None
         return max(self.refusal.reset - int(now.timestamp()), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    refusal: Refusal | None
+    # What to hold (refused: only with ``unlock``); None: a replayed authorization, whose
+    # hold stands.
+    amount: int | None = None
+    slots: int = 0  # the call's share of the plan's concurrency (``ModelPrice.slots``)
+    unlock: int = 0  # ``Decision.unlock``
 
 
 @dataclass(slots=True)
@@ -59,6 +74,7 @@ class AuthorizeJob:
     prices: PriceBook
     hold_ttl: timedelta
     plans: Catalog
+    auto_scale: bool | None = None  # None: as the organization's default says
 
     def needs(self, needs: Needs) -> None:
         needs.orgs.add(self.organization_id)
@@ -74,49 +90,48 @@ class AuthorizeJob:
         if key is None or key.secret_hash != self.secret_hash:
             return Decision(Refusal(401, "invalid_api_key", "the API key is not valid"), None)
         wallet = state.wallets[self.organization_id]
-        refusal, amount, slots = self._check(book, wallet, key)
-        if refusal is not None:  # the envelope as the key stands: nothing was held
-            return Decision(refusal, envelope(wallet, key, now))
-        if amount is None:  # a replayed authorization: its hold stands
+        checked = self._check(book, wallet, key)
+        if checked.refusal is not None:  # the envelope as the key stands: nothing was held
+            return Decision(
+                checked.refusal, envelope(wallet, key, now), checked.amount or 0, checked.unlock
+            )
+        if checked.amount is None:  # a replayed authorization: its hold stands
             hold = state.holds[(self.organization_id, self.request_id)]
             return Decision(None, envelope(wallet, key, now), hold.amount)
-        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl, slots=slots)
+        amount = checked.amount
+        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl, slots=checked.slots)
         return Decision(None, envelope(wallet, key, now), amount)
 
-    def _check(
-        self, book: Book, wallet: WalletState, key: KeyState
-    ) -> tuple[Refusal | None, int | None, int]:
-        """The refusal, or the amount to hold (None: the hold is already placed) and the
-        call's share of the plan's concurrency (``ModelPrice.slots``)."""
+    def _check(self, book: Book, wallet: WalletState, key: KeyState) -> _Checked:
         state, now = book.state, book.now
         status = key.status(now)
         if status != "active":
-            return Refusal(403, f"api_key_{status}", f"the API key is {status}"), None, 0
+            return _Checked(Refusal(403, f"api_key_{status}", f"the API key is {status}"))
         try:
             price = self.prices.model(wallet.rate_card, self.model, now)
             amount = self._amount(wallet.rate_card, now)
         except UnknownModel as error:
-            return Refusal(400, "unknown_model", str(error)), None, 0
+            return _Checked(Refusal(400, "unknown_model", str(error)))
         except PricingError as error:
-            return Refusal(400, "invalid_hold", str(error)), None, 0
+            return _Checked(Refusal(400, "invalid_hold", str(error)))
         if not self.prices.group_serves(key.group, wallet.rate_card, self.model, now):
             message = f"the API key's group {key.group!r} does not serve {self.model!r}"
-            return Refusal(403, "model_not_allowed", message), None, 0
+            return _Checked(Refusal(403, "model_not_allowed", message))
         request = (self.organization_id, self.request_id)
         if request in state.prior_usage:
-            return Refusal(409, "already_billed", "this request id is billed"), None, 0
+            return _Checked(Refusal(409, "already_billed", "this request id is billed"))
         hold = state.holds.get(request)
         if hold is not None:
             if hold.status == HoldStatus.ACTIVE and hold.api_key_id == key.id:
-                return None, None, 0
-            return Refusal(409, "request_id_used", "this request id is used"), None, 0
+                return _Checked(None)
+            return _Checked(Refusal(409, "request_id_used", "this request id is used"))
         # The organization's plan (``app.plans.limits``), when it is on one; only what the
-        # plan limits was counted.
+        # plan limits was counted. autoScale goes on past a limit a purchase lifts.
         usage = state.plan_usage.get(self.organization_id)
-        if usage is not None:
-            refusal = check_plan(usage, price, now)
-            if refusal is not None:
-                return refusal, None, 0
+        limited = None if usage is None else check_plan(usage, price, now)
+        scales = wallet.auto_scale if self.auto_scale is None else self.auto_scale
+        if limited is not None and not (scales and limited.unlock):
+            return _Checked(limited)
         refusal = check_spend(
             wallet,
             key,
@@ -128,7 +143,11 @@ class AuthorizeJob:
         worded = self.prices.payment_required_message(wallet.rate_card)
         if refusal is not None and refusal.status == 402 and worded is not None:
             refusal = replace(refusal, message=worded)
-        return refusal, amount, price.slots
+        if refusal is not None:
+            return _Checked(refusal)
+        if limited is not None:  # autoScale: refused until the purchase lifts the limit
+            return _Checked(limited, amount, unlock=limited.unlock or 0)
+        return _Checked(None, amount, price.slots)
 
     def _amount(self, card: str, now: datetime) -> int:
         estimate = self.estimate

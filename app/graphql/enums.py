@@ -96,7 +96,7 @@ _register(
     {
         "TOP_UP": "Credits bought by card (Stripe), with the bonus ladder's bonus.",
         "AUTO_RELOAD": "A top-up charged to the saved card when the balance fell under the "
-        "auto-reload threshold.",
+        'auto-reload threshold, or by autoScale to unlock a tier (memo "autoScale").',
         "REFUND": "Part or all of a top-up's payment given back; its credits clawed back.",
         "ADJUSTMENT": "A manual correction or grant, with its reason in the memo.",
         "EXPIRY": "Credits that expired unspent (one per organization per expiry sweep).",
@@ -143,7 +143,7 @@ _register(
         "KEY_CAP_PERCENT": "An API key (apiKeyId) reaches this percent of its lifetime quota "
         "or of its tightest rolling window, holds included (threshold in percent).",
         "DAILY_SPEND_ABOVE": "Usage billed since midnight UTC goes above the threshold, in USD.",
-        "AUTO_RELOAD_FAILED": "An auto-reload's charge failed; fires on every failure. No "
-        "threshold.",
+        "AUTO_RELOAD_FAILED": "An automatic purchase's charge (auto-reload's or autoScale's) "
+        "failed; fires on every failure. No threshold.",
     },
 )

@@ -1,6 +1,7 @@
 """``testApiKey``: the console's Test button. Would the gateway's authorize let this key
 call this model now? The same checks as ``POST /api/v1/authorize`` (app.gateway.authorize,
-dry run): allowed or the exact refusal, and the envelope headers; no hold, no write.
+dry run): allowed or the exact refusal, and the envelope headers, and what autoScale would
+buy (``app.gateway.auto_scale``); no hold, no write, no purchase.
 
 A mutation though it changes nothing, so an answer is never served from the response
 cache: the button asks about now.
@@ -13,7 +14,8 @@ from typing import Annotated
 
 import strawberry
 
-from app.gateway.authorize import AuthorizeJob, HoldEstimate, dry_run
+from app.gateway import auto_scale
+from app.gateway.authorize import AuthorizeJob, HoldEstimate
 from app.graphql.context import WRITERS, Info
 from app.graphql.key_mutations import managed_key
 from app.graphql.money import Amount
@@ -32,6 +34,11 @@ class TestApiKeyInput:
         default=None,
         description="What the call would hold, in USD; null: only that something is left, "
         "as an authorization without an estimate asks.",
+    )
+    auto_scale: bool | None = strawberry.field(
+        default=None,
+        description="The call's autoScale: may it buy its way past the plan's open-model "
+        "limits (Bytez's unlock tiers)? Null: as the organization's AutoScale.byDefault says.",
     )
 
 
@@ -58,6 +65,11 @@ class TestApiKeyPayload:
     )
     hold: Amount | None = strawberry.field(
         default=None, description="What authorize would hold when allowed."
+    )
+    auto_scale_purchase: Amount | None = strawberry.field(
+        default=None,
+        description="What autoScale would buy to admit the call (charged to the saved card "
+        "first); null when allowed without a purchase, or refused.",
     )
     refusal: AuthorizeRefusal | None = strawberry.field(
         default=None, description="Why authorize would refuse; null when allowed."
@@ -100,14 +112,17 @@ class KeyTestMutations:
             runtime.prices,
             runtime.hold_ttl,
             runtime.plans,
+            input.auto_scale,
         )
         now = runtime.clock.now()
-        decision = await dry_run(runtime.db, job, now)
+        scaled = await auto_scale.authorize(runtime, job, test=True)
+        decision = scaled.decision
         headers = decision.envelope.headers() if decision.envelope else {}
         refused = decision.refusal
         return TestApiKeyPayload(
             allowed=decision.allowed,
             hold=Amount.of(decision.hold) if decision.allowed else None,
+            auto_scale_purchase=Amount.of(scaled.purchase) if scaled.purchase else None,
             refusal=None
             if refused is None
             else AuthorizeRefusal(

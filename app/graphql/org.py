@@ -19,6 +19,7 @@ from app.graphql.analytics import (
     usage_summary,
 )
 from app.graphql.audit import AuditEvent, AuditFilter, audit_page
+from app.graphql.auto_scale import AutoScale, auto_scale_of
 from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_page
@@ -300,6 +301,12 @@ class Organization(Node):
     @strawberry.field(description="Automatic top-ups when the balance runs low.")
     async def auto_reload(self, info: Info) -> AutoReload:
         return await auto_reload(info, self._org_id)
+
+    @strawberry.field(
+        description="autoScale: buying past the plan's open-model limits, by default or not."
+    )
+    async def auto_scale(self, info: Info) -> AutoScale:
+        return await auto_scale_of(info, self._org_id)
 
     @strawberry.field(
         description="The audit log of changes to keys, caps, plans, settings and money, newest "

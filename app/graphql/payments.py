@@ -136,7 +136,10 @@ class BillingTransaction(Node):
     failure_reason: str | None = strawberry.field(
         description="Failed top-ups: why, as the payment provider said (a decline reason)."
     )
-    memo: str | None = strawberry.field(description="A person's reason (adjustments, refunds).")
+    memo: str | None = strawberry.field(
+        description='A person\'s reason (adjustments, refunds); "autoScale" on the automatic '
+        "purchases autoScale made."
+    )
     created_at: datetime = strawberry.field(description="UTC.")
     settled_at: datetime | None = strawberry.field(
         description="When it succeeded or failed (UTC); null while pending."
@@ -187,10 +190,12 @@ class AutoReload:
         "Starter)."
     )
     monthly_max: Amount = strawberry.field(
-        description="The most reloads may charge per calendar month, UTC (default 100 USD)."
+        description="The most automatic purchases (reloads and autoScale's together: "
+        "Bytez's Max Monthly Spend) may charge per calendar month, UTC (default 100 USD)."
     )
     reloaded_this_month: Amount = strawberry.field(
-        description="What succeeded reloads charged this calendar month (UTC)."
+        description="What succeeded automatic purchases (reloads and autoScale's) charged "
+        "this calendar month (UTC)."
     )
     card_saved: bool = strawberry.field(
         description="Whether a card is saved to charge; without one nothing reloads."
@@ -392,8 +397,8 @@ class UpdateAutoReloadInput:
     )
     monthly_max_usd: Decimal | None = strawberry.field(
         default=None,
-        description="The most reloads may charge per calendar month (UTC); at least the "
-        "reload amount.",
+        description="The most automatic purchases (reloads and autoScale's) may charge per "
+        "calendar month (UTC); at least the reload amount.",
     )
 
 

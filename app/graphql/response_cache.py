@@ -50,7 +50,17 @@ CACHEABLE: dict[str, frozenset[str]] = {
     "Query": frozenset({"viewer"}),
     "Viewer": ALL,
     "Organization": frozenset(
-        {"id", "slug", "name", "wallet", "subscription", "autoReload", "spendCap", "entitlement"}
+        {
+            "id",
+            "slug",
+            "name",
+            "wallet",
+            "subscription",
+            "autoReload",
+            "autoScale",
+            "spendCap",
+            "entitlement",
+        }
     ),
     "Wallet": frozenset({"id", "balance", "held", "available", "purchasedLast28Days", "lots"}),
     "CreditLotConnection": ALL,
@@ -62,6 +72,7 @@ CACHEABLE: dict[str, frozenset[str]] = {
     "Plan": ALL,
     "Price": ALL,
     "AutoReload": ALL,
+    "AutoScale": ALL,
     "SpendCap": ALL,
     "Entitlement": ALL,
     "NextTier": ALL,

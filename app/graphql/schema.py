@@ -17,6 +17,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.config import StrawberryConfig
 
 from app.graphql.alerts import AlertMutations
+from app.graphql.auto_scale import AutoScaleMutations
 from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
 from app.graphql.key_console import KeyConsoleMutations
@@ -120,6 +121,7 @@ class Mutation(
     SpendCapMutations,
     UsageMutations,
     PaymentMutations,
+    AutoScaleMutations,
     PlanMutations,
     AlertMutations,
 ):

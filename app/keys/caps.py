@@ -22,6 +22,9 @@ class Refusal:
     code: str
     message: str
     reset: int | None = None  # Unix second when retrying can succeed, when known
+    # Credits more to purchase within 28 days that would lift it (a plan's unlock tiers):
+    # what autoScale buys (``app.gateway.auto_scale``).
+    unlock: int | None = None
 
 
 def _fits(amount: int, left: int) -> bool:

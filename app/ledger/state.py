@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    false,
     func,
     or_,
     select,
@@ -103,6 +104,8 @@ class WalletState:
     reload_below: int | None
     # The organization's active plan (``app.plans.catalog``), or None: prepaid only.
     plan_code: str | None
+    # Whether a call that does not say autoScale scales (``app.gateway.auto_scale``).
+    auto_scale: bool
     # In consumption order; loaded only when a job moves money.
     lots: list[Lot] | None = None
     dirty: bool = False
@@ -321,6 +324,7 @@ _wallets = Prebuilt(
             orgs_t.c.rate_card,
             _reload_below,
             plan_subs_t.c.plan_code,
+            func.coalesce(accounts_t.c.auto_scale_default, false()).label("auto_scale"),
         )
         .join(orgs_t, orgs_t.c.id == wallets.c.organization_id)
         .outerjoin(accounts_t, accounts_t.c.organization_id == wallets.c.organization_id)
@@ -522,6 +526,7 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
             row.rate_card,
             row.reload_below,
             row.plan_code,
+            row.auto_scale,
         )
         if wallet.month != month:  # a new calendar month: the spend cap starts over
             wallet.month, wallet.month_spent, wallet.dirty = month, 0, True

@@ -9,32 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import audit
 from app.clock import Clock
 from app.db import Database
-from app.ledger.state import accounts_t, billing_t, month_start, wallets
+from app.ledger.state import accounts_t, billing_t, month_start, next_month, wallets
 from app.ledger.writer import Writer
 from app.money import format_usd
+from app.orgs.billing import account_row
 from app.payments.customers import ensure_account, provider_customer
 from app.payments.jobs import ApplyRefund, FailTopUp, Refunded, SettleTopUp
 from app.payments.ladder import CREDITS_PER_CENT, BonusLadder, Quote
-from app.payments.provider import Checkout, Payment, PaymentError, PaymentProvider
+from app.payments.provider import (
+    Checkout,
+    Payment,
+    PaymentError,
+    PaymentProvider,
+    PaymentStatus,
+)
 from app.payments.tables import PAYMENT_KINDS, BillingAccount, TransactionKind, TransactionStatus
 from app.plans.catalog import Plan
 from app.plans.service import Plans
 
 log = logging.getLogger(__name__)
-# Who auto-reload's charges are by, on their billing rows and in the audit log.
+# Who automatic purchases are by, on their billing rows and in the audit log.
 RELOAD_ACTOR = "auto-reload"
+SCALE_ACTOR = "auto-scale"
 
 
 class PaymentsUnavailable(Exception):
@@ -74,6 +83,20 @@ class NothingToReload(AutoReloadError):
     plan sells no packs: 8bit-ai Enterprise, or no plan)."""
 
 
+AutoScaleCode = Literal["auto_scale_unavailable", "max_monthly_spend_reached", "payment_failed"]
+
+
+class AutoScaleError(Exception):
+    """autoScale cannot buy what a call needs: no card to charge (or none configured, or
+    charges paused after a decline), past the Max Monthly Spend, or declined now.
+    ``retry_at``: when waiting lets it, when it does."""
+
+    def __init__(self, code: AutoScaleCode, message: str, retry_at: datetime | None = None):
+        super().__init__(message)
+        self.code: AutoScaleCode = code
+        self.retry_at = retry_at
+
+
 @dataclass(frozen=True, slots=True)
 class StartedTopUp:
     top_up_id: int
@@ -90,6 +113,8 @@ class AutoReloadSettings:
     monthly_max: int
     card_saved: bool
     failure_reason: str | None
+    # autoScale for calls that do not say; its purchases share ``monthly_max``.
+    auto_scale_default: bool
 
 
 def auto_reload_settings(account: Any) -> AutoReloadSettings:
@@ -103,6 +128,7 @@ def auto_reload_settings(account: Any) -> AutoReloadSettings:
         account.auto_reload_monthly_max,
         account.payment_method_id is not None,
         account.auto_reload_failure,
+        account.auto_scale_default,
     )
 
 
@@ -130,6 +156,17 @@ class _TopUpRef:
     checkout_session_id: str | None
 
 
+def _charged_automatically(organization_id: int, since: datetime) -> Select[Any]:
+    """What automatic purchases (auto-reloads and autoScale's) charged or are charging
+    since ``since``: what the monthly maximum caps."""
+    return select(func.coalesce(func.sum(billing_t.c.amount), 0)).where(
+        billing_t.c.organization_id == organization_id,
+        billing_t.c.kind == TransactionKind.AUTO_RELOAD,
+        billing_t.c.status != TransactionStatus.FAILED,
+        billing_t.c.created_at >= since,
+    )
+
+
 class Payments:
     def __init__(
         self,
@@ -150,6 +187,9 @@ class Payments:
         self.ladder = ladder
         self.reconcile_after = reconcile_after
         self._reloading: set[int] = set()
+        self._scaling: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         # Told when an auto-reload's charge failed, with why (``app.alerts``).
         self.on_reload_failed: Callable[[int, str | None], None] | None = None
@@ -451,13 +491,20 @@ class Payments:
     async def reload(self, organization_id: int) -> int | None:
         """Charge the saved card once if the balance is under the threshold and the
         month's reloads leave room; the new top-up's id, or None when none started."""
-        provider = self._provider()
-        claimed = await self._claim_reload(organization_id)
+        claimed = await self._claim(organization_id, None)
         if claimed is None:
             return None
+        await self._charge(organization_id, claimed, actor=RELOAD_ACTOR)
+        return claimed[0]
+
+    async def _charge(
+        self, organization_id: int, claimed: tuple[int, int, str, str], *, actor: str
+    ) -> Payment:
+        """Charge a claimed automatic purchase to the saved card and settle it; a decline
+        pauses automatic purchases and tells the alerts."""
         top_up_id, amount, customer_id, payment_method_id = claimed
         try:
-            payment = await provider.charge_saved(
+            payment = await self._provider().charge_saved(
                 top_up_id=top_up_id,
                 organization_id=organization_id,
                 customer_id=customer_id,
@@ -470,51 +517,65 @@ class Payments:
             await self._pause_reload(organization_id, payment.failure_reason)
             if self.on_reload_failed is not None:
                 self.on_reload_failed(organization_id, payment.failure_reason)
-        await self.apply(organization_id, top_up_id, payment, actor=RELOAD_ACTOR)
-        return top_up_id
+        await self.apply(organization_id, top_up_id, payment, actor=actor)
+        return payment
 
-    async def _claim_reload(self, organization_id: int) -> tuple[int, int, str, str] | None:
-        """Insert the pending auto-reload in one statement that re-checks every condition;
-        a unique index allows one pending reload per organization, across instances.
-        Its dollars buy the wallet's credits at the plan's rate (Plan.credits_per_usd:
-        8bit-ai Starter's $10 buys 500 plan credits), rounded down to a stored unit."""
+    async def _claim(
+        self, organization_id: int, amount: int | None
+    ) -> tuple[int, int, str, str] | None:
+        """Insert a pending automatic purchase in one statement that re-checks every
+        condition: auto-reload's (``amount`` None: its amount, when it is on and the
+        balance is under its threshold) or autoScale's (``amount``). Both need a card,
+        no pause and room under the monthly maximum; a unique index allows one pending
+        per organization, across instances. Its dollars buy the wallet's credits at the
+        plan's rate (8bit-ai Starter's $10 buys 500 plan credits), rounded down to a
+        stored unit."""
         rate = _credits_per_usd(*await self._terms(organization_id))
         if rate is None:
             return None
         now = self.clock.now()
-        reloaded = (
-            select(func.coalesce(func.sum(billing_t.c.amount), 0))
-            .where(
-                billing_t.c.organization_id == organization_id,
-                billing_t.c.kind == TransactionKind.AUTO_RELOAD,
-                billing_t.c.status != TransactionStatus.FAILED,
-                billing_t.c.created_at >= month_start(now),
-            )
-            .scalar_subquery()
-        )
         a = accounts_t.c
+        conditions = [
+            a.organization_id == organization_id,
+            a.auto_reload_failure.is_(None),
+            a.customer_id.is_not(None),
+            a.payment_method_id.is_not(None),
+        ]
+        charge: ColumnElement[int]
+        if amount is None:
+            charge, actor, memo = a.auto_reload_amount, RELOAD_ACTOR, None
+            action = "auto_reload.charge"
+            conditions += [a.auto_reload_enabled, wallets.c.balance < a.auto_reload_threshold]
+        else:
+            # Its billing history says which purchases autoScale made.
+            charge, actor, memo = literal(amount, billing_t.c.amount.type), SCALE_ACTOR, "autoScale"
+            action = "auto_scale.charge"
+        charged = _charged_automatically(organization_id, month_start(now)).scalar_subquery()
+        conditions.append(charged + charge <= a.auto_reload_monthly_max)
         source = (
             select(
                 literal(organization_id),
                 literal(TransactionKind.AUTO_RELOAD.value),
                 literal(TransactionStatus.PENDING.value),
-                a.auto_reload_amount,
+                charge,
                 literal(self._provider().name),
-                literal(RELOAD_ACTOR),
+                literal(actor),
+                literal(memo, billing_t.c.memo.type),
                 literal(now, billing_t.c.created_at.type),
             )
             .select_from(accounts_t.join(wallets, wallets.c.organization_id == a.organization_id))
-            .where(
-                a.organization_id == organization_id,
-                a.auto_reload_enabled,
-                a.auto_reload_failure.is_(None),
-                a.customer_id.is_not(None),
-                a.payment_method_id.is_not(None),
-                wallets.c.balance < a.auto_reload_threshold,
-                reloaded + a.auto_reload_amount <= a.auto_reload_monthly_max,
-            )
+            .where(*conditions)
         )
-        columns = ["organization_id", "kind", "status", "amount", "provider", "actor", "created_at"]
+        columns = [
+            "organization_id",
+            "kind",
+            "status",
+            "amount",
+            "provider",
+            "actor",
+            "memo",
+            "created_at",
+        ]
         statement = (
             insert(billing_t)
             .from_select(columns, source)
@@ -542,15 +603,113 @@ class Payments:
                 await audit.record(
                     conn,
                     organization_id=organization_id,
-                    actor=RELOAD_ACTOR,
-                    action="auto_reload.charge",
+                    actor=actor,
+                    action=action,
                     target=f"top_up:{top_up_id}",
                     at=now,
-                    after={"status": TransactionStatus.PENDING, "amount": row.auto_reload_amount},
+                    after={"status": TransactionStatus.PENDING, "amount": amount},
                 )
         except IntegrityError:
-            return None  # another reload is pending
+            return None  # another automatic purchase is pending
         return top_up_id, amount, row.customer_id, row.payment_method_id
+
+    # -- autoScale ---------------------------------------------------------------------
+
+    def scaling(self, organization_id: int) -> asyncio.Lock:
+        """autoScale's purchases one at a time per organization in this process: a call
+        that waited on another's may find its tier unlocked by it."""
+        lock = self._scaling.get(organization_id)
+        if lock is None:
+            lock = self._scaling[organization_id] = asyncio.Lock()
+        return lock
+
+    def auto_scale_charge(self, unlock: int) -> int:
+        """What autoScale charges to buy ``unlock`` credits: whole cents, rounded up (a
+        card is charged cents), and at least the smallest top-up."""
+        cents = -(-unlock // CREDITS_PER_CENT)
+        return max(cents * CREDITS_PER_CENT, self.ladder.min_top_up)
+
+    async def check_auto_scale(self, organization_id: int, amount: int) -> None:
+        """Whether autoScale may charge ``amount`` now; AutoScaleError says why not."""
+        if self.provider is None:
+            raise AutoScaleError(
+                "auto_scale_unavailable", "payments are not configured on this server"
+            )
+        now = self.clock.now()
+        since = month_start(now)
+        account, charged = await self.db.read(
+            lambda conn: (
+                account_row(conn, organization_id),
+                int(conn.scalar(_charged_automatically(organization_id, since)) or 0),
+            )
+        )
+        settings = auto_reload_settings(account)
+        if not settings.card_saved:
+            raise AutoScaleError(
+                "auto_scale_unavailable",
+                "autoScale buys credits with the saved card and none is saved: a top-up "
+                "paid by card saves one",
+            )
+        if settings.failure_reason is not None:
+            raise AutoScaleError(
+                "auto_scale_unavailable",
+                f"automatic purchases are paused after a failed charge "
+                f"({settings.failure_reason}): save auto-reload's settings or a new card",
+            )
+        if amount > self.ladder.max_top_up:
+            raise AutoScaleError(
+                "auto_scale_unavailable",
+                f"autoScale needs a purchase of {format_usd(amount)} USD, more than one "
+                f"top-up buys ({format_usd(self.ladder.max_top_up)} USD)",
+            )
+        if charged + amount > settings.monthly_max:
+            left = max(settings.monthly_max - charged, 0)
+            raise AutoScaleError(
+                "max_monthly_spend_reached",
+                f"autoScale needs a purchase of {format_usd(amount)} USD and the Max "
+                f"Monthly Spend (auto-reload's monthly maximum, "
+                f"{format_usd(settings.monthly_max)} USD) has {format_usd(left)} USD left "
+                "this month",
+                next_month(now),
+            )
+
+    async def auto_scale(self, organization_id: int, amount: int) -> PaymentStatus:
+        """Buy ``amount`` credits for autoScale now: an automatic purchase charged to the
+        saved card. "succeeded": its credits have landed and count toward the unlock
+        tier; "pending": not yet (the provider is still at it, or another automatic
+        purchase was pending). AutoScaleError when it may not, or the card is declined."""
+        await self.check_auto_scale(organization_id, amount)
+        claimed = await self._claim(organization_id, amount)
+        if claimed is None:  # lost a race: past the maximum now, or one is pending
+            await self.check_auto_scale(organization_id, amount)
+            return "pending"
+        payment = await self._charge(organization_id, claimed, actor=SCALE_ACTOR)
+        if payment.status == "failed":
+            reason = payment.failure_reason or "the charge failed"
+            raise AutoScaleError("payment_failed", f"the saved card was declined: {reason}")
+        return payment.status
+
+    async def set_auto_scale_default(
+        self, organization_id: int, enabled: bool, *, actor: str
+    ) -> None:
+        """Make autoScale the default for calls that do not say, or stop (audited)."""
+        async with self.db.write(organization_id) as conn:
+            await ensure_account(conn, organization_id)
+            where = accounts_t.c.organization_id == organization_id
+            before = await conn.scalar(
+                select(accounts_t.c.auto_scale_default).where(where).with_for_update()
+            )
+            await conn.execute(update(accounts_t).where(where).values(auto_scale_default=enabled))
+            await audit.record(
+                conn,
+                organization_id=organization_id,
+                actor=actor,
+                action="auto_scale.update",
+                target=f"organization:{organization_id}",
+                at=self.clock.now(),
+                before={"auto_scale_default": before},
+                after={"auto_scale_default": enabled},
+            )
 
     async def _pause_reload(self, organization_id: int, reason: str | None) -> None:
         async with self.db.write(organization_id) as conn:

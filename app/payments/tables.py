@@ -107,6 +107,9 @@ class BillingAccount(SQLModel, table=True):
     # saved again or a payment saves a card, rather than retry a declined card on
     # every debit.
     auto_reload_failure: str | None = Field(default=None, max_length=500)
+    # autoScale for calls that do not say (``app.gateway.auto_scale``): its purchases
+    # count against auto_reload_monthly_max with the reloads.
+    auto_scale_default: bool = Field(default=False)
     # Purchased credits expire this many days after purchase (Bytez: 28); None = never
     # (ByteSpike). Bonus credits expire with the purchase they came with.
     purchase_expiry_days: int | None = Field(default=None)

@@ -16,12 +16,16 @@ concurrent authorizations exactly as many pass as the plan allows:
   12 hours, is refused (429 ``message_limit``) until the oldest leaves the window
   (ByteSpike).
 
+The first two carry ``unlock``: the purchase that reaches the lowest unlock tier
+running the model with a call free, when there is one; autoScale buys it.
+
 Whether the wallet must cover a call (plans with overage do not) is ``check_spend``'s.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime
 
 from app.keys.caps import Refusal
@@ -44,10 +48,11 @@ def check_plan(usage: PlanUsage, price: ModelPrice, now: datetime) -> Refusal | 
         entitlement = plan.entitlement(usage.purchased)
         largest = entitlement.max_open_model_params_b
         if largest is not None and price.params_b > largest:
-            return Refusal(403, "model_not_unlocked", _too_large(plan, usage, price, largest))
+            message = _too_large(plan, usage, price, largest)
+            return Refusal(403, "model_not_unlocked", message, unlock=_unlock(usage, price))
         refusal = _concurrency(entitlement, usage, price, now)
         if refusal is not None:
-            return refusal
+            return replace(refusal, unlock=_unlock(usage, price))
     else:
         refusal = _per_second(plan, usage, now)
         if refusal is not None:
@@ -96,6 +101,20 @@ def _per_second(plan: Plan, usage: PlanUsage, now: datetime) -> Refusal | None:
         f"the {plan.name} plan allows {limit} closed-model requests per second",
         math.ceil((oldest + REQUEST_WINDOW).timestamp()),
     )
+
+
+def _unlock(usage: PlanUsage, price: ModelPrice) -> int | None:
+    """The purchase reaching the lowest tier that runs ``price``'s model with its slots
+    free; None when no tier does (or the plan has none)."""
+    assert price.params_b is not None
+    for tier in usage.plan.unlock_tiers:
+        if (
+            tier.purchased > usage.purchased
+            and tier.max_open_model_params_b >= price.params_b
+            and tier.concurrency >= usage.open_model_slots + price.slots
+        ):
+            return tier.purchased - usage.purchased
+    return None
 
 
 def _too_large(plan: Plan, usage: PlanUsage, price: ModelPrice, largest: int) -> str:

@@ -12,7 +12,8 @@ from app.api.rest.http import ApiError, JSONResponse, invalid, read_json
 from app.api.rest.principal import require, runtime
 from app.auth import AuthError, Role
 from app.fields import FieldError, count, text
-from app.gateway.authorize import AuthorizeJob, HoldEstimate, dry_run
+from app.gateway import auto_scale
+from app.gateway.authorize import AuthorizeJob, HoldEstimate
 from app.ids import to_global_id
 from app.keys.access import envelope_of
 from app.money import MoneyError, format_usd, parse_usd
@@ -35,6 +36,9 @@ async def authorize(request: Request) -> Response:
         test = body.get("dry_run", False)
         if not isinstance(test, bool):
             raise FieldError("dry_run: must be true or false")
+        scales = body.get("autoScale")  # Bytez's spelling; absent or null: the org's default
+        if scales is not None and not isinstance(scales, bool):
+            raise FieldError("autoScale: must be true or false")
     except (FieldError, MoneyError) as error:
         await _key_envelope(request, body.get("api_key"))
         raise invalid(str(error)) from None
@@ -51,8 +55,10 @@ async def authorize(request: Request) -> Response:
         rt.prices,
         rt.hold_ttl,
         rt.plans,
+        scales,
     )
-    decision = await (dry_run(rt.db, job, rt.clock.now()) if test else rt.writer.run(job))
+    scaled = await auto_scale.authorize(rt, job, test=test)
+    decision = scaled.decision
     headers = decision.envelope.headers() if decision.envelope else {}
     if decision.refusal is not None:
         refusal = decision.refusal
@@ -68,6 +74,7 @@ async def authorize(request: Request) -> Response:
             "organization_id": to_global_id("Organization", ref.organization_id),
             "request_id": request_id,
             "hold": amount_json(decision.hold),
+            "auto_scale_purchase": amount_json(scaled.purchase) if scaled.purchase else None,
         },
         headers=headers,
     )
