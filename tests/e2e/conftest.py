@@ -169,6 +169,14 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
         await context.close()
 
 
+def shown_usd(usd: str) -> str:
+    """A USD Decimal string as the dashboards show it (frontend-examples/README.md):
+    ``$`` and at least 2 decimals, trailing zeros past 2 trimmed ("0.012000" -> "$0.012")."""
+    sign, digits = ("-", usd[1:]) if usd.startswith("-") else ("", usd)
+    whole, _, fraction = digits.partition(".")
+    return f"{sign}${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
 # -- the servers ----------------------------------------------------------------------------
 
 
@@ -205,12 +213,21 @@ class Creditgraph:
 
     @property
     def owner_token(self) -> str:
-        return self.harness.token(self.org, Role.OWNER)["Authorization"].removeprefix("Bearer ")
+        return self.token(Role.OWNER)
 
-    def dashboard_url(self, site: str) -> str:
+    def token(self, role: Role) -> str:
+        return self.harness.token(self.org, role)["Authorization"].removeprefix("Bearer ")
+
+    def dashboard_url(self, site: str, role: Role = Role.OWNER) -> str:
         """The built dashboard at ``site``, told where the API is and the token in the hash."""
-        config = {"api": self.graphql_url, "token": self.owner_token}
+        config = {"api": self.graphql_url, "token": self.token(role)}
         return f"{site}/index.html#{urlencode(config)}"
+
+    async def graphql(self, query: str, role: Role = Role.OWNER, **variables: Any) -> Any:
+        """The ``data`` of ``query`` run as ``role`` of ORG: what the server holds now."""
+        body = await self.harness.graphql(query, self.harness.token(self.org, role), **variables)
+        assert "errors" not in body, body
+        return body["data"]
 
     async def key(self, name: str) -> CreatedKey:
         return await create_api_key(self.harness.runtime, self.org.id, name)
@@ -223,18 +240,44 @@ class Creditgraph:
         assert result["outcome"] == "billed", result
 
 
-@pytest.fixture
-def allowed_origin() -> str:
-    """The origin CREDITGRAPH_CORS_ORIGINS allows; none by default (same origin only)."""
-    return ""
+@pytest.fixture(params=DASHBOARDS)
+def site(request: pytest.FixtureRequest, chromium: Path) -> Iterator[str]:
+    """The dashboard's built dist/ on a static server of its own (another origin)."""
+    with static_site(build(request.param)) as url:
+        yield url
 
 
 @pytest.fixture
-def settings(settings: Settings, allowed_origin: str) -> Settings:
+def allowed_origin(request: pytest.FixtureRequest) -> str:
+    """The origin CREDITGRAPH_CORS_ORIGINS allows: the dashboard's, when the test serves
+    one (``site``); else none (same origin only)."""
+    return str(request.getfixturevalue("site")) if "site" in request.fixturenames else ""
+
+
+@pytest.fixture
+def key_encryption_key() -> str | None:
+    """CREDITGRAPH_KEY_ENCRYPTION_KEY: none by default, so secrets cannot be revealed."""
+    return None
+
+
+@pytest.fixture
+def settings(settings: Settings, allowed_origin: str, key_encryption_key: str | None) -> Settings:
     origins = (allowed_origin,) if allowed_origin else ()
-    return settings.model_copy(update={"payment_provider": "fake", "cors_origins": origins})
+    update = {
+        "payment_provider": "fake",
+        "cors_origins": origins,
+        "key_encryption_key": key_encryption_key,
+    }
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture
 async def creditgraph(server: Harness) -> Creditgraph:  # noqa: F811 - the fixture above
     return Creditgraph(server, await server.org(ORG, grant_usd=GRANT_USD))
+
+
+@pytest.fixture
+async def dashboard(page: Page, site: str, creditgraph: Creditgraph) -> Page:
+    """The dashboard, opened as ORG's owner."""
+    await page.goto(creditgraph.dashboard_url(site))
+    return page

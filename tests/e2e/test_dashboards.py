@@ -4,32 +4,11 @@ against a real creditgraph: the shared UI contract in frontend-examples/README.m
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from playwright.async_api import Page, expect
 
 from app.ids import to_global_id
-from tests.e2e.conftest import DASHBOARDS, Creditgraph, build, static_site
-
-
-@pytest.fixture(params=DASHBOARDS)
-def site(request: pytest.FixtureRequest, chromium: Path) -> Iterator[str]:
-    """The dashboard's built dist/ on a static server of its own (another origin)."""
-    with static_site(build(request.param)) as url:
-        yield url
-
-
-@pytest.fixture
-def allowed_origin(site: str) -> str:
-    return site
-
-
-@pytest.fixture
-async def dashboard(page: Page, site: str, creditgraph: Creditgraph) -> Page:
-    await page.goto(creditgraph.dashboard_url(site))
-    return page
+from tests.e2e.conftest import Creditgraph
 
 
 async def test_it_loads_with_the_seeded_balance_and_every_panel(dashboard: Page) -> None:

@@ -6,9 +6,14 @@ import { BalanceChangedDocument, ViewerDocument } from "./gql/graphql";
 import { LiveTick } from "./live";
 import { Alerts } from "./panels/Alerts";
 import { ApiKeys } from "./panels/ApiKeys";
+import { AutoReload } from "./panels/AutoReload";
+import { BillingHistory } from "./panels/BillingHistory";
+import { Breakdowns } from "./panels/Breakdowns";
 import { Ledger } from "./panels/Ledger";
 import { Overview } from "./panels/Overview";
+import { Plan } from "./panels/Plan";
 import { Spend } from "./panels/Spend";
+import { SpendCap } from "./panels/SpendCap";
 import { TopUp } from "./panels/TopUp";
 import { Usage } from "./panels/Usage";
 
@@ -34,9 +39,14 @@ export function App({ config }: { config: Config }) {
       <main>
         <Overview liveBalance={pushed?.balance.usd ?? null} />
         <TopUp stripePublishableKey={config.stripePublishableKey} />
+        <BillingHistory />
+        <Plan />
+        <AutoReload />
+        <SpendCap />
         <ApiKeys />
         <Spend />
-        <Usage />
+        <Breakdowns />
+        <Usage config={config} />
         <Ledger />
         <Alerts />
       </main>

@@ -18,3 +18,21 @@ export function formatCredits(credits: string): string {
 export function usdInput(usd: string): string {
   return formatUsd(usd).replace("$", "");
 }
+
+/** A Decimal string without its trailing zeros: "25000.000000" -> "25000", "0.50" -> "0.5". */
+export function trimDecimal(value: string): string {
+  return value.includes(".") ? value.replace(/0+$/, "").replace(/\.$/, "") : value;
+}
+
+/** An amount in the organization's unit (SpendCap.unit): USD, or plan credits (8bit-ai),
+ * whose `usd` field then counts credits, not dollars. */
+export function formatInUnit(usd: string, unit: string): string {
+  return unit === "usd" ? formatUsd(usd) : `${formatCredits(trimDecimal(usd))} credits`;
+}
+
+/** A plan's price per period; null is priced by contract. */
+export function formatPrice(price: { amount: string; currency: string } | null, period: string): string {
+  if (price === null) return "by contract";
+  const amount = price.currency === "USD" ? formatUsd(price.amount) : `${trimDecimal(price.amount)} ${price.currency}`;
+  return `${amount} / ${period}`;
+}

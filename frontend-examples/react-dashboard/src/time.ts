@@ -35,3 +35,13 @@ export function useDebounced<T>(value: T, ms = 300): T {
   }, [value, ms]);
   return settled;
 }
+
+/** The last ``days`` whole UTC days (today included), as the summary panels ask for them:
+ * the server rounds since down and until up to days anyway, so this is one range all day. */
+export function lastDays(days: number): { since: string; until: string } {
+  const until = new Date();
+  until.setUTCHours(0, 0, 0, 0);
+  until.setUTCDate(until.getUTCDate() + 1);
+  const since = new Date(until.getTime() - days * 86_400_000);
+  return { since: since.toISOString(), until: until.toISOString() };
+}

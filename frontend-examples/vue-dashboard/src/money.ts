@@ -26,3 +26,21 @@ export function chartValue(usd: string): number {
 export function isUsdInput(text: string): boolean {
   return /^\d+(\.\d{1,6})?$/.test(text.trim());
 }
+
+/** A Decimal string without its trailing zeros: "25000.000000" -> "25000", "0.50" -> "0.5". */
+export function trimDecimal(value: string): string {
+  return value.includes(".") ? value.replace(/0+$/, "").replace(/\.$/, "") : value;
+}
+
+/** An amount in the organization's unit (SpendCap.unit): USD, or plan credits (8bit-ai),
+ * whose `usd` field then counts credits, not dollars. */
+export function formatInUnit(usd: string, unit: string): string {
+  return unit === "usd" ? formatUsd(usd) : `${formatCredits(trimDecimal(usd))} credits`;
+}
+
+/** A plan's price per period; null is priced by contract. */
+export function formatPrice(price: { amount: string; currency: string } | null | undefined, period: string): string {
+  if (!price) return "by contract";
+  const amount = price.currency === "USD" ? formatUsd(price.amount) : `${trimDecimal(price.amount)} ${price.currency}`;
+  return `${amount} / ${period}`;
+}

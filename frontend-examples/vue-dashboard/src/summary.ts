@@ -6,6 +6,13 @@ import { onWalletChange } from "./live";
 
 export const SUMMARY_DAYS = 30;
 
+/** The last SUMMARY_DAYS days up to now; the server widens them to whole UTC days. */
+export function summaryRange(): { since: string; until: string } {
+  const until = new Date();
+  const since = new Date(until.getTime() - (SUMMARY_DAYS - 1) * 86_400_000);
+  return { since: since.toISOString(), until: until.toISOString() };
+}
+
 export interface UsageSummaryState {
   summary: ComputedRef<UsageSummaryQuery["viewer"]["organization"]["usageSummary"] | null>;
   models: ComputedRef<string[]>;
@@ -16,15 +23,9 @@ export interface UsageSummaryState {
 /** The last SUMMARY_DAYS days by day (UTC buckets), shared by the spend chart, the model
  * breakdown and the usage filter's model list; refreshed when the balance moves. */
 export function useUsageSummary(): UsageSummaryState {
-  const until = new Date();
-  const since = new Date(until.getTime() - (SUMMARY_DAYS - 1) * 86_400_000);
   const query = useQuery({
     query: UsageSummaryDocument,
-    variables: {
-      since: since.toISOString(),
-      until: until.toISOString(),
-      granularity: "DAY" satisfies Granularity,
-    },
+    variables: { ...summaryRange(), granularity: "DAY" satisfies Granularity },
   });
   onWalletChange(() => query.executeQuery({ requestPolicy: "network-only" }), 1000);
   const summary = computed(() => query.data.value?.viewer.organization.usageSummary ?? null);

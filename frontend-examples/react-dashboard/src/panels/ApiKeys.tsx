@@ -5,6 +5,7 @@ import { Problems } from "../errors";
 import {
   ApiKeysDocument,
   CreateApiKeyDocument,
+  RevealApiKeyDocument,
   RevokeApiKeyDocument,
   RotateApiKeyDocument,
   UpdateApiKeyCapsDocument,
@@ -13,6 +14,8 @@ import {
 import { useRefetchOnTick } from "../live";
 import { formatUsd, usdInput } from "../money";
 import { countdown, useNow } from "../time";
+import { useRole } from "../viewer";
+import { KeyTest } from "./KeyTest";
 
 type KeyNode = NonNullable<ApiKeysQuery["viewer"]["organization"]["apiKeys"]["edges"][number]["node"]>;
 
@@ -21,12 +24,14 @@ const WINDOW_LABELS = { FIVE_HOURS: "5 h", ONE_DAY: "1 d", SEVEN_DAYS: "7 d" } a
 /** A cap field as typed: empty means "no limit" (null), else the USD Decimal string. */
 const capOrNull = (value: string): string | null => (value.trim() === "" ? null : value.trim());
 
-/** The list of keys; create (secret shown once), edit caps, rotate, revoke. */
+/** The list of keys; create (secret shown once), edit caps, rotate, revoke, reveal
+ * (owners), test against a model. */
 export function ApiKeys() {
   const [result, reexecute] = useQuery({ query: ApiKeysDocument, variables: { first: 50 } });
   useRefetchOnTick(reexecute);
   // The secret lives only in this state while the dialog is open, and is dropped on close.
-  const [secret, setSecret] = useState<{ name: string; value: string } | null>(null);
+  const [secret, setSecret] = useState<{ name: string; value: string; revealed?: boolean } | null>(null);
+  const owner = useRole() === "OWNER";
   const keys = result.data?.viewer.organization.apiKeys;
   return (
     <section>
@@ -52,7 +57,12 @@ export function ApiKeys() {
         </thead>
         <tbody>
           {keys?.edges.map(({ node }) => (
-            <KeyRow key={node.id} node={node} onSecret={(value) => setSecret({ name: node.name, value })} />
+            <KeyRow
+              key={node.id}
+              node={node}
+              owner={owner}
+              onSecret={(value, revealed) => setSecret({ name: node.name, value, revealed })}
+            />
           ))}
         </tbody>
       </table>
@@ -61,7 +71,11 @@ export function ApiKeys() {
         <div className="dialog-backdrop">
           <div role="dialog" aria-modal="true" aria-labelledby="secret-title" data-testid="key-secret-dialog">
             <h3 id="secret-title">Secret of “{secret.name}”</h3>
-            <p>Copy it now: it is shown once and cannot be shown again.</p>
+            <p>
+              {secret.revealed
+                ? "Revealed again: this is recorded in the audit log."
+                : "Copy it now: it is shown once and cannot be shown again."}
+            </p>
             <code className="secret" data-testid="key-secret">
               {secret.value}
             </code>
@@ -117,17 +131,24 @@ function CreateKey({ onCreated }: { onCreated: (name: string, secret: string) =>
   );
 }
 
-function KeyRow({ node, onSecret }: { node: KeyNode; onSecret: (secret: string) => void }) {
+function KeyRow({ node, owner, onSecret }: { node: KeyNode; owner: boolean; onSecret: (secret: string, revealed?: boolean) => void }) {
   const now = useNow();
   const [editing, setEditing] = useState(false);
+  const [testing, setTesting] = useState(false);
   const [confirmRevoke, setConfirmRevoke] = useState(false);
   const [rotated, rotate] = useMutation(RotateApiKeyDocument);
   const [revoked, revoke] = useMutation(RevokeApiKeyDocument);
+  const [revealed, reveal] = useMutation(RevealApiKeyDocument);
   const active = node.status === "ACTIVE";
   const doRotate = async () => {
     const result = await rotate({ input: { id: node.id } });
     const secret = result.data?.rotateApiKey.secret;
     if (secret) onSecret(secret);
+  };
+  const doReveal = async () => {
+    const result = await reveal({ input: { id: node.id } });
+    const secret = result.data?.revealApiKey.secret;
+    if (secret) onSecret(secret, true);
   };
   return (
     <>
@@ -153,9 +174,17 @@ function KeyRow({ node, onSecret }: { node: KeyNode; onSecret: (secret: string) 
           <button type="button" data-testid="key-edit-caps" disabled={!active} onClick={() => setEditing(!editing)}>
             Edit caps
           </button>
+          <button type="button" data-testid="key-test" disabled={!active} onClick={() => setTesting(!testing)}>
+            Test
+          </button>
           <button type="button" data-testid="key-rotate" disabled={!active || rotated.fetching} onClick={() => void doRotate()}>
             Rotate
           </button>
+          {owner && (
+            <button type="button" data-testid="key-reveal" disabled={!active || revealed.fetching} onClick={() => void doReveal()}>
+              Reveal
+            </button>
+          )}
           {confirmRevoke ? (
             <button
               type="button"
@@ -171,13 +200,27 @@ function KeyRow({ node, onSecret }: { node: KeyNode; onSecret: (secret: string) 
               Revoke
             </button>
           )}
-          <Problems error={rotated.error ?? revoked.error} userErrors={[...(rotated.data?.rotateApiKey.userErrors ?? []), ...(revoked.data?.revokeApiKey.userErrors ?? [])]} />
+          <Problems
+            error={rotated.error ?? revoked.error ?? revealed.error}
+            userErrors={[
+              ...(rotated.data?.rotateApiKey.userErrors ?? []),
+              ...(revoked.data?.revokeApiKey.userErrors ?? []),
+              ...(revealed.data?.revealApiKey.userErrors ?? []),
+            ]}
+          />
         </td>
       </tr>
       {editing && (
         <tr>
           <td colSpan={7}>
             <EditCaps node={node} onDone={() => setEditing(false)} />
+          </td>
+        </tr>
+      )}
+      {testing && (
+        <tr>
+          <td colSpan={7}>
+            <KeyTest id={node.id} onDone={() => setTesting(false)} />
           </td>
         </tr>
       )}

@@ -1,12 +1,10 @@
-import { useQuery } from "urql";
-
-import { WalletOverviewDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd } from "../money";
+import { formatInUnit, formatUsd } from "../money";
+import { useWalletOverview } from "../viewer";
 
 /** The balance (live from balanceChanged once it has pushed), plan and entitlement. */
 export function Overview({ liveBalance }: { liveBalance: string | null }) {
-  const [result, reexecute] = useQuery({ query: WalletOverviewDocument });
+  const [result, reexecute] = useWalletOverview();
   useRefetchOnTick(reexecute);
   const org = result.data?.viewer.organization;
   const balance = liveBalance ?? org?.wallet.balance.usd ?? null;
@@ -34,7 +32,7 @@ export function Overview({ liveBalance }: { liveBalance: string | null }) {
           <dt>Monthly spend cap</dt>
           <dd>
             {org.spendCap.monthlyLimit
-              ? `${formatUsd(org.spendCap.spentThisMonth.usd)} of ${formatUsd(org.spendCap.monthlyLimit.usd)}`
+              ? `${formatInUnit(org.spendCap.spentThisMonth.usd, org.spendCap.unit)} of ${formatInUnit(org.spendCap.monthlyLimit.usd, org.spendCap.unit)}`
               : "none"}
           </dd>
           <dt>Auto-reload</dt>

@@ -5,20 +5,13 @@ import { useQuery } from "urql";
 import { UsageSummaryDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatUsd } from "../money";
-import { utcDay } from "../time";
+import { lastDays, utcDay } from "../time";
 
-const DAYS = 30;
+export const DAYS = 30;
 
 /** The last 30 UTC days: spend by day (a chart) and by model (a table). */
 export function Spend() {
-  // Whole UTC days: the server rounds since down and until up to days anyway.
-  const range = useMemo(() => {
-    const until = new Date();
-    until.setUTCHours(0, 0, 0, 0);
-    until.setUTCDate(until.getUTCDate() + 1);
-    const since = new Date(until.getTime() - DAYS * 86_400_000);
-    return { since: since.toISOString(), until: until.toISOString() };
-  }, []);
+  const range = useMemo(() => lastDays(DAYS), []);
   const [result, reexecute] = useQuery({
     query: UsageSummaryDocument,
     variables: { ...range, granularity: "DAY" },

@@ -1,6 +1,8 @@
 import { useState } from "react";
 import { useQuery } from "urql";
 
+import type { Config } from "../config";
+import { downloadUsageCsv } from "../csv";
 import { ApiKeysDocument, UsageDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatUsd } from "../money";
@@ -8,8 +10,9 @@ import { useDebounced } from "../time";
 
 const PAGE = 20;
 
-/** The per-call log, newest first, filtered by key and model, a page at a time (keyset cursors). */
-export function Usage() {
+/** The per-call log, newest first, filtered by key and model, a page at a time (keyset
+ * cursors); downloadable as CSV. */
+export function Usage({ config }: { config: Config }) {
   const [model, setModel] = useState("");
   const [keyId, setKeyId] = useState("");
   // The cursors of the pages before this one, to go back; null is the first page.
@@ -48,6 +51,7 @@ export function Usage() {
       <label>
         Model <input data-testid="usage-filter-model" value={model} onChange={(e) => setFilter(e.target.value)} placeholder="all models" />
       </label>
+      <UsageCsv config={config} model={filterModel} everyKey={keyId !== ""} />
       {result.error && <p className="error">{result.error.message}</p>}
       <table data-testid="usage-table">
         <thead>
@@ -99,5 +103,32 @@ export function Usage() {
         </button>
       </div>
     </section>
+  );
+}
+
+/** The CSV export: every call, or the model filter's (the export has no key filter). */
+function UsageCsv({ config, model, everyKey }: { config: Config; model: string; everyKey: boolean }) {
+  const [problem, setProblem] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const download = async () => {
+    setBusy(true);
+    setProblem(null);
+    try {
+      await downloadUsageCsv(config, model);
+    } catch (error) {
+      setProblem(error instanceof Error ? error.message : String(error));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      {" "}
+      <button type="button" data-testid="usage-csv" disabled={busy} onClick={() => void download()}>
+        Download CSV{model ? ` (${model})` : ""}
+      </button>
+      {everyKey && <span className="muted"> of every key&apos;s calls</span>}
+      {problem && <p className="error" role="alert">{problem}</p>}
+    </>
   );
 }
