@@ -19,7 +19,7 @@ from app.ledger.state import KeyState, Needs, WalletState, load_state
 from app.ledger.tables import HoldStatus
 from app.plans.catalog import Catalog
 from app.plans.limits import check_plan
-from app.pricing.book import PriceBook, PricingError, UnknownModel
+from app.pricing.book import ModelPrice, PriceBook, PricingError, UnknownModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,7 @@ class Decision:
     refusal: Refusal | None
     envelope: Envelope | None
     hold: int = 0
+    priority: bool = False  # the plan's priority queue: the gateway queues by it
 
     @property
     def allowed(self) -> bool:
@@ -74,49 +75,60 @@ class AuthorizeJob:
         if key is None or key.secret_hash != self.secret_hash:
             return Decision(Refusal(401, "invalid_api_key", "the API key is not valid"), None)
         wallet = state.wallets[self.organization_id]
-        refusal, amount, open_model = self._check(book, wallet, key)
+        refusal, amount, price = self._check(book, wallet, key)
         if refusal is not None:  # the envelope as the key stands: nothing was held
             return Decision(refusal, envelope(wallet, key, now))
+        usage = state.plan_usage.get(self.organization_id)
+        priority = usage is not None and usage.plan.priority
         if amount is None:  # a replayed authorization: its hold stands
             hold = state.holds[(self.organization_id, self.request_id)]
-            return Decision(None, envelope(wallet, key, now), hold.amount)
-        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl, open_model=open_model)
-        return Decision(None, envelope(wallet, key, now), amount)
+            return Decision(None, envelope(wallet, key, now), hold.amount, priority)
+        assert price is not None
+        book.place_hold(
+            wallet,
+            key,
+            self.request_id,
+            amount,
+            self.hold_ttl,
+            open_model=price.params_b is not None,
+            model_class=price.model_class,
+        )
+        return Decision(None, envelope(wallet, key, now), amount, priority)
 
     def _check(
         self, book: Book, wallet: WalletState, key: KeyState
-    ) -> tuple[Refusal | None, int | None, bool]:
-        """The refusal, or the amount to hold (None: the hold is already placed) and
-        whether the model is an open one."""
+    ) -> tuple[Refusal | None, int | None, ModelPrice | None]:
+        """The refusal, or the amount to hold (None: the hold is already placed) and the
+        model's price."""
         state, now = book.state, book.now
         status = key.status(now)
         if status != "active":
-            return Refusal(403, f"api_key_{status}", f"the API key is {status}"), None, False
+            return Refusal(403, f"api_key_{status}", f"the API key is {status}"), None, None
         try:
             price = self.prices.model(wallet.rate_card, self.model, now)
             amount = self._amount(wallet.rate_card, now)
         except UnknownModel as error:
-            return Refusal(400, "unknown_model", str(error)), None, False
+            return Refusal(400, "unknown_model", str(error)), None, None
         except PricingError as error:
-            return Refusal(400, "invalid_hold", str(error)), None, False
+            return Refusal(400, "invalid_hold", str(error)), None, None
         if not self.prices.group_serves(key.group, wallet.rate_card, self.model, now):
             message = f"the API key's group {key.group!r} does not serve {self.model!r}"
-            return Refusal(403, "model_not_allowed", message), None, False
+            return Refusal(403, "model_not_allowed", message), None, None
         request = (self.organization_id, self.request_id)
         if request in state.prior_usage:
-            return Refusal(409, "already_billed", "this request id is billed"), None, False
+            return Refusal(409, "already_billed", "this request id is billed"), None, None
         hold = state.holds.get(request)
         if hold is not None:
             if hold.status == HoldStatus.ACTIVE and hold.api_key_id == key.id:
-                return None, None, False
-            return Refusal(409, "request_id_used", "this request id is used"), None, False
+                return None, None, price
+            return Refusal(409, "request_id_used", "this request id is used"), None, None
         # The organization's plan (``app.plans.limits``), when it is on one; only what the
         # plan limits was counted.
         usage = state.plan_usage.get(self.organization_id)
         if usage is not None:
             refusal = check_plan(usage, price, now)
             if refusal is not None:
-                return refusal, None, False
+                return refusal, None, None
         refusal = check_spend(
             wallet,
             key,
@@ -128,7 +140,7 @@ class AuthorizeJob:
         worded = self.prices.payment_required_message(wallet.rate_card)
         if refusal is not None and refusal.status == 402 and worded is not None:
             refusal = replace(refusal, message=worded)
-        return refusal, amount, price.params_b is not None
+        return refusal, amount, price
 
     def _amount(self, card: str, now: datetime) -> int:
         estimate = self.estimate

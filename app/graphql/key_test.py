@@ -59,6 +59,11 @@ class TestApiKeyPayload:
     hold: Amount | None = strawberry.field(
         default=None, description="What authorize would hold when allowed."
     )
+    priority: bool | None = strawberry.field(
+        default=None,
+        description="Whether authorize would send the call to the priority queue (the "
+        "plan's `priority`), as its `priority` field says; null unless allowed.",
+    )
     refusal: AuthorizeRefusal | None = strawberry.field(
         default=None, description="Why authorize would refuse; null when allowed."
     )
@@ -108,6 +113,7 @@ class KeyTestMutations:
         return TestApiKeyPayload(
             allowed=decision.allowed,
             hold=Amount.of(decision.hold) if decision.allowed else None,
+            priority=decision.priority if decision.allowed else None,
             refusal=None
             if refused is None
             else AuthorizeRefusal(

@@ -43,6 +43,7 @@ from app.ledger.state import (
     wallets,
 )
 from app.ledger.tables import HoldStatus, LedgerEntry
+from app.pricing.book import ModelClass
 from app.usage import rollups
 from app.usage.tables import UsageRow
 
@@ -73,6 +74,7 @@ _insert_holds = BulkInsert(
         "request_id",
         "amount",
         "open_model",
+        "model_class",
         "status",
         "created_at",
         "expires_at",
@@ -216,9 +218,10 @@ class Book:
         ttl: timedelta,
         *,
         open_model: bool = False,
+        model_class: str = ModelClass.STANDARD,
     ) -> None:
-        """Reserve ``amount`` for a call; ``open_model`` marks what a plan's concurrency
-        counts."""
+        """Reserve ``amount`` for a call; ``open_model`` and ``model_class`` mark what a
+        plan's concurrency and message windows count."""
         hold = HoldState(
             None,
             wallet.organization_id,
@@ -230,25 +233,22 @@ class Book:
             self.now,
             self.now + ttl,
             open_model=open_model,
+            model_class=model_class,
         )
         self._new_holds.append(hold)
         self.state.holds[(wallet.organization_id, request_id)] = hold
         self._reserve(wallet, key, amount)
         usage = self.state.plan_usage.get(wallet.organization_id)
         if usage is not None:  # the next authorization of the batch counts this one
-            if open_model:
-                usage.open_model_holds += 1
-            usage.recent_holds += 1
-            if usage.oldest_recent is None:
-                usage.oldest_recent = self.now
+            usage.placed(hold)
 
     def close_hold(self, hold: HoldState, status: HoldStatus) -> None:
         """Settle, release or expire an active hold: its amount is no longer reserved."""
         assert hold.status == HoldStatus.ACTIVE
         hold.status, hold.closed_at, hold.dirty = status, self.now, True
         usage = self.state.plan_usage.get(hold.organization_id)
-        if usage is not None and hold.open_model:
-            usage.open_model_holds -= 1
+        if usage is not None:
+            usage.closed(hold)
         wallet = self.state.wallets[hold.organization_id]
         self._reserve(wallet, self.state.keys[hold.api_key_id], -hold.amount)
 
@@ -392,6 +392,7 @@ class Book:
                     h.request_id,
                     h.amount,
                     h.open_model,
+                    str(h.model_class),
                     str(h.status),
                     now if h.created_at is self.now else to_driver(h.created_at),
                     to_driver(h.expires_at),

@@ -40,6 +40,7 @@ from app.payments.tables import (
 )
 from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, Catalog, Plan
 from app.plans.tables import PlanPeriod, PlanSubscription, SubscriptionStatus
+from app.pricing.book import ModelClass
 from app.usage.tables import UsageRecord
 
 wallets = table(Wallet)
@@ -152,6 +153,7 @@ class HoldState:
     expires_at: datetime
     closed_at: datetime | None = None
     open_model: bool = False
+    model_class: str = ModelClass.STANDARD
     dirty: bool = False
 
 
@@ -223,16 +225,38 @@ class PriorUsage:
 
 
 @dataclass(slots=True)
+class RecentCalls:
+    """The holds of one model class placed within MESSAGE_WINDOW: a message window."""
+
+    count: int
+    oldest: datetime  # when the oldest of them was placed
+
+
+@dataclass(slots=True)
 class PlanUsage:
     """What an organization's plan limits (``app.plans.limits``), counted when loaded.
     The book counts the holds that the batch places and closes, so each job sees those
     of the jobs before it. Only the counts the plan limits are loaded."""
 
     plan: Plan
-    open_model_holds: int = 0  # active holds on open models: the plan's concurrency
-    recent_holds: int = 0  # holds placed within MESSAGE_WINDOW: its message window
-    oldest_recent: datetime | None = None  # when the oldest of those was placed
+    in_flight: int = 0  # active holds the plan's concurrency counts (``counts_in_flight``)
+    recent: dict[str, RecentCalls] = field(default_factory=dict)  # by model class
     purchased: int = 0  # credits purchased within PURCHASE_WINDOW: its unlock tier
+
+    def placed(self, hold: HoldState) -> None:
+        """Count a hold the batch placed."""
+        if self.plan.counts_in_flight(hold.open_model):
+            self.in_flight += 1
+        recent = self.recent.get(hold.model_class)
+        if recent is None:
+            self.recent[hold.model_class] = RecentCalls(1, hold.created_at)
+        else:
+            recent.count += 1
+
+    def closed(self, hold: HoldState) -> None:
+        """Count a hold the batch settled, released or expired."""
+        if self.plan.counts_in_flight(hold.open_model):
+            self.in_flight -= 1
 
 
 @dataclass(slots=True)
@@ -406,25 +430,29 @@ _marks = Prebuilt(_marks_statement)
 # What plans limit, per organization. Not locked: every writer locks the wallet first,
 # so no other transaction places or closes the organization's holds, or settles its
 # top-ups, until this one commits.
-_open_model_holds = Prebuilt(
+_active_holds = Prebuilt(
     lambda dialect, _lock: (
-        select(holds_t.c.organization_id, func.count())
+        select(holds_t.c.organization_id, holds_t.c.open_model, func.count())
         .where(
             in_list(holds_t.c.organization_id, "ids", dialect),
             holds_t.c.status == HoldStatus.ACTIVE,
-            holds_t.c.open_model,
         )
-        .group_by(holds_t.c.organization_id)
+        .group_by(holds_t.c.organization_id, holds_t.c.open_model)
     )
 )
 _recent_holds = Prebuilt(
     lambda dialect, _lock: (
-        select(holds_t.c.organization_id, func.count(), func.min(holds_t.c.created_at))
+        select(
+            holds_t.c.organization_id,
+            holds_t.c.model_class,
+            func.count(),
+            func.min(holds_t.c.created_at),
+        )
         .where(
             in_list(holds_t.c.organization_id, "ids", dialect),
             holds_t.c.created_at > bindparam("since", type_=holds_t.c.created_at.type),
         )
-        .group_by(holds_t.c.organization_id)
+        .group_by(holds_t.c.organization_id, holds_t.c.model_class)
     )
 )
 
@@ -564,19 +592,19 @@ def _load_plan_usage(conn: Connection, needs: Needs, state: State) -> None:
         state.plan_usage[organization_id] = PlanUsage(plan)
         if plan.concurrency is not None or plan.unlock_tiers:
             concurrent.append(organization_id)
-        if plan.messages_per_12h is not None:
+        if plan.messages_per_12h:
             messages.append(organization_id)
         if plan.unlock_tiers:
             purchased.append(organization_id)
     usage = state.plan_usage
     if concurrent:
-        for organization_id, count in _open_model_holds.rows(conn, {"ids": concurrent}):
-            usage[organization_id].open_model_holds = count
+        for organization_id, open_model, count in _active_holds.rows(conn, {"ids": concurrent}):
+            if usage[organization_id].plan.counts_in_flight(open_model):
+                usage[organization_id].in_flight += count
     if messages:
         params = {"ids": messages, "since": state.now - MESSAGE_WINDOW}
-        for organization_id, count, oldest in _recent_holds.rows(conn, params):
-            usage[organization_id].recent_holds = count
-            usage[organization_id].oldest_recent = oldest
+        for organization_id, model_class, count, oldest in _recent_holds.rows(conn, params):
+            usage[organization_id].recent[model_class] = RecentCalls(count, oldest)
     if purchased:
         params = {"ids": purchased, "since": state.now - PURCHASE_WINDOW}
         for organization_id, total in _purchased.rows(conn, params):
@@ -648,4 +676,5 @@ def _hold(row: Any) -> HoldState:
         row.expires_at,
         row.closed_at,
         row.open_model,
+        row.model_class,
     )

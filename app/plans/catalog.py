@@ -11,12 +11,14 @@ import tomllib
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from app.datafiles import read_data_file
 from app.money import MoneyError, parse_usd
 from app.payments.ladder import LadderError, basis_points
+from app.pricing.book import ModelClass
 
 Period = Literal["month", "4 weeks"]
 PURCHASE_WINDOW = timedelta(days=28)  # Bytez: "credits purchased in the last 4 weeks"
@@ -32,6 +34,13 @@ def add_months(at: datetime, months: int) -> datetime:
 
 class CatalogError(ValueError):
     """A catalog file that does not describe plans."""
+
+
+class ConcurrencyCounts(StrEnum):
+    """Which calls in flight a plan's concurrency limit counts."""
+
+    CALLS = "calls"  # every call (ByteSpike)
+    OPEN_MODEL_CALLS = "open_models"  # calls to open models only (Bytez)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +74,25 @@ class Plan:
     overage_usd_per_credit: int | None  # micro-USD per whole plan credit
     top_up_bonus_boost_basis_points: int
     purchase_expiry_days: int | None
-    messages_per_12h: int | None
+    # Calls per rolling 12 h window to models of each class (every class listed); empty:
+    # no limit.
+    messages_per_12h: tuple[tuple[ModelClass, int], ...]
     concurrency: int | None
+    concurrency_counts: ConcurrencyCounts
     max_open_model_params_b: int | None
     unlock_tiers: tuple[UnlockTier, ...]
     priority: bool
     auto_top_up_min: int | None
     refundable: bool = True
+    trial_grant: int = 0  # credits granted once, when an organization's first plan is this
+
+    def messages_for(self, model_class: ModelClass) -> int | None:
+        """Calls per 12 h window to models of ``model_class``; None: no limit."""
+        return dict(self.messages_per_12h).get(model_class)
+
+    def counts_in_flight(self, open_model: bool) -> bool:
+        """Whether a call (to an open model or not) counts against the concurrency."""
+        return self.concurrency_counts is ConcurrencyCounts.CALLS or open_model
 
     @property
     def paid(self) -> bool:
@@ -125,6 +146,25 @@ def _optional_usd(value: Any) -> int | None:
     return None if value is None else parse_usd(value)
 
 
+def _messages(raw: Any) -> tuple[tuple[ModelClass, int], ...]:
+    """``{ premium = 50, standard = 150, light = 500 }``: a figure per model class;
+    standard's is required and stands for any class not given."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or "standard" not in raw:
+        raise CatalogError("messages_per_12h: a table of model classes, standard included")
+    if unknown := sorted(raw.keys() - set(ModelClass)):
+        raise CatalogError(f"messages_per_12h: unknown model class {', '.join(unknown)}")
+    figures: dict[ModelClass, int] = {  # premium first
+        c: raw[c] if c in raw else raw["standard"] for c in ModelClass
+    }
+    if not all(type(n) is int and n > 0 for n in figures.values()):
+        raise CatalogError("messages_per_12h: each figure is a positive whole number")
+    if list(figures.values()) != sorted(figures.values()):
+        raise CatalogError("messages_per_12h: premium <= standard <= light")
+    return tuple(figures.items())
+
+
 def _plan(code: str, raw: dict[str, Any]) -> Plan:
     period = raw.get("period", "month")
     unit = raw.get("unit", "usd")
@@ -149,15 +189,17 @@ def _plan(code: str, raw: dict[str, Any]) -> Plan:
                 raw.get("top_up_bonus_boost_percent", "0")
             ),
             purchase_expiry_days=raw.get("purchase_expiry_days"),
-            messages_per_12h=raw.get("messages_per_12h"),
+            messages_per_12h=_messages(raw.get("messages_per_12h")),
             concurrency=raw.get("concurrency"),
+            concurrency_counts=ConcurrencyCounts(raw.get("concurrency_counts", "calls")),
             max_open_model_params_b=raw.get("max_open_model_params_b"),
             unlock_tiers=tiers,
             priority=bool(raw.get("priority", False)),
             auto_top_up_min=_optional_usd(raw.get("auto_top_up_min")),
             refundable=raw.get("refundable", True),
+            trial_grant=parse_usd(raw.get("trial_grant", "0")),
         )
-    except (MoneyError, LadderError) as exc:
+    except (MoneyError, LadderError, ValueError) as exc:  # CatalogError, a bad enum value
         raise CatalogError(f"{code}: {exc}") from None
     if not isinstance(plan.refundable, bool):
         raise CatalogError(f"{code}: refundable must be true or false")

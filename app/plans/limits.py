@@ -6,11 +6,13 @@ concurrent authorizations exactly as many pass as the plan allows:
 
 - an open model (one with ``params_b``) larger than the plan's entitlement runs is
   refused (403 ``model_not_unlocked``), naming the purchase that unlocks it (Bytez);
-- an open-model call beyond the entitlement's concurrency, counted as the org's active
-  open-model holds, is refused (429 ``concurrency_limit``) until one settles (Bytez);
-- a call beyond ``messages_per_12h``, counted as the holds the org placed in the last
-  12 hours, is refused (429 ``message_limit``) until the oldest leaves the window
-  (ByteSpike).
+- a call beyond the entitlement's concurrency, counted as the org's active holds (on
+  open models only, where the plan's ``concurrency_counts`` says so: Bytez), is refused
+  (429 ``concurrency_limit``, ``Retry-After: 1``: a call in flight may report its usage
+  at any moment);
+- a call beyond ``messages_per_12h`` for its model's class, counted as the holds of that
+  class the org placed in the last 12 hours, is refused (429 ``message_limit``) until
+  the oldest of them leaves the window (ByteSpike).
 
 Whether the wallet must cover a call (plans with overage do not) is ``check_spend``'s.
 """
@@ -23,43 +25,49 @@ from datetime import datetime
 from app.keys.caps import Refusal
 from app.ledger.state import PlanUsage
 from app.money import CREDITS_PER_USD
-from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, Entitlement, Plan
-from app.pricing.book import ModelPrice
+from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, ConcurrencyCounts, Plan
+from app.pricing.book import ModelClass, ModelPrice
+
+IN_FLIGHT_RETRY_SECONDS = 1
 
 
 def check_plan(usage: PlanUsage, price: ModelPrice, now: datetime) -> Refusal | None:
     """The first plan limit a call to ``price``'s model would break, or None."""
     plan = usage.plan
-    if price.params_b is not None:  # an open model
-        entitlement = plan.entitlement(usage.purchased)
-        largest = entitlement.max_open_model_params_b
-        if largest is not None and price.params_b > largest:
-            return Refusal(403, "model_not_unlocked", _too_large(plan, usage, price, largest))
-        refusal = _concurrency(entitlement, usage)
-        if refusal is not None:
-            return refusal
-    limit = plan.messages_per_12h
-    if limit is not None and usage.recent_holds >= limit:
-        oldest = usage.oldest_recent if usage.oldest_recent is not None else now
-        return Refusal(
-            429,
-            "message_limit",
-            f"the {plan.name} plan allows {limit} calls per 12 hours",
-            math.ceil((oldest + MESSAGE_WINDOW).timestamp()),
-        )
-    return None
-
-
-def _concurrency(entitlement: Entitlement, usage: PlanUsage) -> Refusal | None:
+    entitlement = plan.entitlement(usage.purchased)
+    params, largest = price.params_b, entitlement.max_open_model_params_b
+    if params is not None and largest is not None and params > largest:  # an open model
+        return Refusal(403, "model_not_unlocked", _too_large(plan, usage, price, largest))
     limit = entitlement.concurrency
-    if limit is None or usage.open_model_holds < limit:
-        return None
+    counted = plan.counts_in_flight(open_model=params is not None)
+    if limit is not None and counted and usage.in_flight >= limit:
+        return _concurrency(plan, limit, usage.in_flight, now)
+    return _messages(plan, usage, price.model_class)
+
+
+def _concurrency(plan: Plan, limit: int, in_flight: int, now: datetime) -> Refusal:
+    whose = "your tier" if plan.unlock_tiers else f"the {plan.name} plan"
+    open_only = plan.concurrency_counts is ConcurrencyCounts.OPEN_MODEL_CALLS
+    call = "open-model call" if open_only else "call"
     return Refusal(
         429,
         "concurrency_limit",
-        f"your tier runs {limit} open-model call{'s' if limit != 1 else ''} at once "
-        f"and {usage.open_model_holds} {'are' if usage.open_model_holds != 1 else 'is'} "
-        "in flight",
+        f"{whose} runs {limit} {call}{'s' if limit != 1 else ''} at once "
+        f"and {in_flight} {'are' if in_flight != 1 else 'is'} in flight",
+        int(now.timestamp()) + IN_FLIGHT_RETRY_SECONDS,
+    )
+
+
+def _messages(plan: Plan, usage: PlanUsage, model_class: ModelClass) -> Refusal | None:
+    limit = plan.messages_for(model_class)
+    recent = usage.recent.get(model_class)
+    if limit is None or recent is None or recent.count < limit:
+        return None
+    return Refusal(
+        429,
+        "message_limit",
+        f"the {plan.name} plan allows {limit} calls to {model_class} models per 12 hours",
+        math.ceil((recent.oldest + MESSAGE_WINDOW).timestamp()),
     )
 
 

@@ -223,7 +223,7 @@ currency = "CNY"
 period = "month"
 unit = "usd"
 allocation = "0"
-messages_per_12h = 5
+messages_per_12h = { standard = 5 }
 priority = true
 """
 

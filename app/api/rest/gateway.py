@@ -68,6 +68,7 @@ async def authorize(request: Request) -> Response:
             "organization_id": to_global_id("Organization", ref.organization_id),
             "request_id": request_id,
             "hold": amount_json(decision.hold),
+            "priority": decision.priority,
         },
         headers=headers,
     )
