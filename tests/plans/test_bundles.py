@@ -214,7 +214,9 @@ async def back_on_free(harness: Harness, clock: FrozenClock, org: OrgRef) -> Non
     assert not (await plans.change(org.id, "bytespike-free")).immediate  # at the period's end
     clock.advance(timedelta(days=31))
     assert (await maintenance.run_once(harness.runtime)).periods_started == 1
-    assert (await plans.plan_of(org.id)).code == "bytespike-free"  # type: ignore[union-attr]
+    plan = await plans.plan_of(org.id)
+    assert plan is not None
+    assert plan.code == "bytespike-free"
 
 
 async def test_a_new_organization_on_free_gets_the_trial_allowance_once(
