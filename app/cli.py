@@ -158,7 +158,15 @@ def org() -> None:
     show_default=True,
     help='The price-book card that bills it ("8bit-ai" counts plan credits).',
 )
-def org_create(slug: str, name: str | None, grant_usd: str, rate_card: str) -> None:
+@click.option(
+    "--plan",
+    "plan_code",
+    default=None,
+    help='A plan to put it on (a catalog code: "bytespike-free" grants its trial allowance).',
+)
+def org_create(
+    slug: str, name: str | None, grant_usd: str, rate_card: str, plan_code: str | None
+) -> None:
     """Create an organization with its wallet."""
     grant = _usd(grant_usd, "--grant-usd")
     try:
@@ -166,7 +174,7 @@ def org_create(slug: str, name: str | None, grant_usd: str, rate_card: str) -> N
             _with_runtime(
                 Settings(),
                 lambda rt: create_organization(
-                    rt, slug=slug, name=name, grant=grant, rate_card=rate_card
+                    rt, slug=slug, name=name, grant=grant, rate_card=rate_card, plan=plan_code
                 ),
             )
         )

@@ -49,11 +49,10 @@ async def seed(settings: Settings, progress: Callable[[int, int], None]) -> Demo
     try:
         if await runtime.orgs.by_slug("demo") is not None:
             return None
-        org = await create_organization(
-            runtime, slug="demo", name="Demo AI Labs", grant=parse_usd("500")
-        )
         # On ByteSpike Pro, so the dashboards' plan and quote (+5% boost) show something.
-        await runtime.subscriptions.change(org.id, "bytespike-pro", actor="cli", by_operator=True)
+        org = await create_organization(
+            runtime, slug="demo", name="Demo AI Labs", grant=parse_usd("500"), plan="bytespike-pro"
+        )
         keys = {
             "production": await create_api_key(runtime, org.id, "production"),
             "claude-agents": await create_api_key(

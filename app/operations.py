@@ -9,6 +9,7 @@ from app.keys import service as keys
 from app.ledger.jobs import Adjust, Posted, PostEntry
 from app.ledger.tables import EntryKind
 from app.orgs.service import OrgError, OrgRef, create_org
+from app.plans.service import PlanError
 from app.runtime import Runtime
 
 
@@ -20,11 +21,18 @@ async def create_organization(
     grant: int = 0,
     actor: str = "cli",
     rate_card: str = "standard",
+    plan: str | None = None,
 ) -> OrgRef:
-    """A new organization and wallet, with an opening grant when ``grant`` is positive.
-    ``rate_card`` (a price-book card) decides its unit: USD credits or plan credits."""
+    """A new organization and wallet, with an opening grant when ``grant`` is positive,
+    on ``plan`` when given (an operator's assignment: its trial allowance, if any, lands
+    too). ``rate_card`` (a price-book card) decides its unit: USD credits or plan credits."""
     if rate_card not in rt.prices.cards:
         raise OrgError(f"no rate card {rate_card!r}; the price book has {list(rt.prices.cards)}")
+    if plan is not None:
+        try:
+            rt.subscriptions.eligible(plan, rate_card, by_operator=True)
+        except PlanError as error:
+            raise OrgError(str(error)) from None
     now = rt.clock.now()
     async with rt.db.write(None) as conn:  # a new organization: no id yet
         org = await create_org(conn, slug=slug, name=name, now=now, rate_card=rate_card)
@@ -39,6 +47,8 @@ async def create_organization(
         )
     if grant:
         await adjust(rt, org.id, grant, "opening grant", actor=actor)
+    if plan is not None:
+        await rt.subscriptions.change(org.id, plan, actor=actor, by_operator=True)
     return org
 
 

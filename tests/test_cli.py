@@ -191,6 +191,28 @@ def test_plans_are_assigned_and_renewed_from_the_command_line(cli: Cli) -> None:
     assert "ok:" in cli.ok("verify")
 
 
+def test_a_new_organization_on_free_gets_its_trial_allowance(cli: Cli) -> None:
+    out = cli.ok("org", "create", "newco", "--plan", "bytespike-free")
+    assert "created organization newco" in out
+    assert "ok:" in cli.ok("verify")
+    # A plan it cannot be on is refused before anything is created.
+    assert "no plan 'gold'" in cli.fails("org", "create", "other", "--plan", "gold")
+    assert "counts usd credits" in cli.fails(
+        "org", "create", "other", "--rate-card", "8bit-ai", "--plan", "bytespike-free"
+    )
+    # Assigned again, Free grants nothing more: the trial is once per organization.
+    cli.ok("plan", "assign", "--org", "newco", "bytespike-pro")
+    cli.ok("plan", "assign", "--org", "newco", "bytespike-free")
+    assert "ok:" in cli.ok("verify")
+    with sqlite3.connect(cli.db) as conn:
+        assert conn.execute("SELECT slug FROM organizations").fetchall() == [("newco",)]
+        assert conn.execute("SELECT kind, amount, memo FROM ledger_entries").fetchall() == [
+            ("trial", 1_000_000, "ByteSpike Free: trial allowance for a new organization")
+        ]
+        assert conn.execute("SELECT balance FROM wallets").fetchone() == (1_000_000,)
+    conn.close()
+
+
 def test_key_reveal_prints_the_secret_again_only_with_the_encryption_key(acme: Cli) -> None:
     fernet = Fernet.generate_key().decode()
     acme.env["CREDITGRAPH_KEY_ENCRYPTION_KEY"] = fernet

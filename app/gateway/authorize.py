@@ -21,7 +21,7 @@ from app.ledger.state import KeyState, Needs, WalletState, load_state
 from app.ledger.tables import HoldStatus
 from app.plans.catalog import Catalog
 from app.plans.limits import check_plan
-from app.pricing.book import PriceBook, PricingError, UnknownModel
+from app.pricing.book import ModelPrice, PriceBook, PricingError, UnknownModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class Decision:
     # With autoScale, a plan's open-model limit refused the call and purchasing this many
     # credits lifts it; every other check passed for ``hold``, nothing was held.
     unlock: int = 0
+    priority: bool = False  # the plan's priority queue: the gateway queues by it
 
     @property
     def allowed(self) -> bool:
@@ -59,7 +60,7 @@ class _Checked:
     # What to hold (refused: only with ``unlock``); None: a replayed authorization, whose
     # hold stands.
     amount: int | None = None
-    slots: int = 0  # the call's share of the plan's concurrency (``ModelPrice.slots``)
+    price: ModelPrice | None = None  # the model's, when allowed: what the hold counts as
     unlock: int = 0  # ``Decision.unlock``
 
 
@@ -91,16 +92,31 @@ class AuthorizeJob:
             return Decision(Refusal(401, "invalid_api_key", "the API key is not valid"), None)
         wallet = state.wallets[self.organization_id]
         checked = self._check(book, wallet, key)
+        usage = state.plan_usage.get(self.organization_id)
+        priority = usage is not None and usage.plan.priority
         if checked.refusal is not None:  # the envelope as the key stands: nothing was held
             return Decision(
-                checked.refusal, envelope(wallet, key, now), checked.amount or 0, checked.unlock
+                checked.refusal,
+                envelope(wallet, key, now),
+                checked.amount or 0,
+                checked.unlock,
+                priority,
             )
         if checked.amount is None:  # a replayed authorization: its hold stands
             hold = state.holds[(self.organization_id, self.request_id)]
-            return Decision(None, envelope(wallet, key, now), hold.amount)
-        amount = checked.amount
-        book.place_hold(wallet, key, self.request_id, amount, self.hold_ttl, slots=checked.slots)
-        return Decision(None, envelope(wallet, key, now), amount)
+            return Decision(None, envelope(wallet, key, now), hold.amount, priority=priority)
+        amount, price = checked.amount, checked.price
+        assert price is not None
+        book.place_hold(
+            wallet,
+            key,
+            self.request_id,
+            amount,
+            self.hold_ttl,
+            slots=price.slots,
+            model_class=price.model_class,
+        )
+        return Decision(None, envelope(wallet, key, now), amount, priority=priority)
 
     def _check(self, book: Book, wallet: WalletState, key: KeyState) -> _Checked:
         state, now = book.state, book.now
@@ -147,7 +163,7 @@ class AuthorizeJob:
             return _Checked(refusal)
         if limited is not None:  # autoScale: refused until the purchase lifts the limit
             return _Checked(limited, amount, unlock=limited.unlock or 0)
-        return _Checked(None, amount, price.slots)
+        return _Checked(None, amount, price)
 
     def _amount(self, card: str, now: datetime) -> int:
         estimate = self.estimate

@@ -15,7 +15,7 @@ default does. What autoScale cannot buy is refused with 402.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.gateway.authorize import AuthorizeJob, Decision, dry_run
 from app.keys.caps import Refusal
@@ -42,7 +42,7 @@ async def authorize(rt: Runtime, job: AuthorizeJob, *, test: bool = False) -> Sc
             await payments.check_auto_scale(job.organization_id, charge)
         except AutoScaleError as error:
             return Scaled(Decision(_refusal(error), decision.envelope))
-        return Scaled(Decision(None, decision.envelope, decision.hold), charge)
+        return Scaled(replace(decision, refusal=None, unlock=0), charge)
     async with payments.scaling(job.organization_id):
         return await _scale(rt, job)
 

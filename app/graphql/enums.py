@@ -16,6 +16,8 @@ from app.keys.tables import KeyStatus
 from app.keys.windows import Window
 from app.ledger.tables import EntryKind
 from app.payments.tables import TransactionKind, TransactionStatus
+from app.plans.catalog import ConcurrencyCounts
+from app.pricing.book import ModelClass
 from app.usage.tables import UsageStatus
 
 
@@ -49,6 +51,8 @@ _register(
         "BONUS": "The bonus a top-up earned on the bonus ladder.",
         "PLAN_ALLOCATION": "A plan period's allocation.",
         "ROLLOVER": "Unused allocation carried into the next period.",
+        "TRIAL": "A plan's trial allowance (ByteSpike Free's), granted once to an "
+        "organization whose first plan it is; the memo says so.",
         "USAGE": "A billed call.",
         "OVERAGE": "Usage past the plan's allocation, billed in USD at the plan's overage "
         "rate when the period closed; it brings the wallet back to zero.",
@@ -101,6 +105,8 @@ _register(
         "ADJUSTMENT": "A manual correction or grant, with its reason in the memo.",
         "EXPIRY": "Credits that expired unspent (one per organization per expiry sweep).",
         "PLAN_ALLOCATION": "A plan period's allocation, expiring at the period's end.",
+        "TRIAL": "A plan's trial allowance for a new organization (ByteSpike Free's), "
+        "granted once.",
         "OVERAGE": "Usage past the plan's allocation when the period closed: `credits` is "
         "what was used beyond it, `amount` the USD owed at the plan's overage rate, PENDING "
         "until charged to the saved card.",
@@ -119,10 +125,34 @@ _register(
     },
 )
 
+_register(
+    ModelClass,
+    "ModelClass",
+    "How heavy a model is (the price book's model_class): plans may allow each class its "
+    "own number of messages per 12 hours.",
+    {
+        "PREMIUM": "The heaviest models (claude-opus-4-6): the fewest messages.",
+        "STANDARD": "Models the price book gives no other class.",
+        "LIGHT": "The lightest models (claude-haiku-4-5, gpt-5-mini, gemini-3-flash, "
+        "deepseek-v4-pro): the most messages.",
+    },
+)
+_register(
+    ConcurrencyCounts,
+    "ConcurrencyCounts",
+    "Which calls in flight a plan's concurrency limit counts.",
+    {
+        "CALLS": "Every call (ByteSpike).",
+        "OPEN_MODEL_CALLS": "Calls to open models only; closed models are not limited (Bytez).",
+    },
+)
+
 __all__ = [
     "AlertKind",
+    "ConcurrencyCounts",
     "EntryKind",
     "KeyStatus",
+    "ModelClass",
     "Role",
     "TransactionKind",
     "TransactionStatus",

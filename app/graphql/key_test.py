@@ -71,6 +71,11 @@ class TestApiKeyPayload:
         description="What autoScale would buy to admit the call (charged to the saved card "
         "first); null when allowed without a purchase, or refused.",
     )
+    priority: bool | None = strawberry.field(
+        default=None,
+        description="Whether authorize would send the call to the priority queue (the "
+        "plan's `priority`), as its `priority` field says; null unless allowed.",
+    )
     refusal: AuthorizeRefusal | None = strawberry.field(
         default=None, description="Why authorize would refuse; null when allowed."
     )
@@ -123,6 +128,7 @@ class KeyTestMutations:
             allowed=decision.allowed,
             hold=Amount.of(decision.hold) if decision.allowed else None,
             auto_scale_purchase=Amount.of(scaled.purchase) if scaled.purchase else None,
+            priority=decision.priority if decision.allowed else None,
             refusal=None
             if refused is None
             else AuthorizeRefusal(

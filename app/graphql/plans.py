@@ -9,6 +9,7 @@ from typing import Annotated
 import strawberry
 
 from app.graphql.context import ADMINS, Info
+from app.graphql.enums import ConcurrencyCounts, ModelClass
 from app.graphql.money import Amount
 from app.graphql.overview import overview_of
 from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refused
@@ -40,6 +41,42 @@ class CreditPack:
     price_usd: Decimal = strawberry.field(description='What it costs in USD: "20.000000".')
 
 
+@strawberry.type(description="One model class's messages per 12-hour window.")
+class MessageClassLimit:
+    model_class: ModelClass = strawberry.field(description="The models' class.")
+    messages: int = strawberry.field(
+        description="Calls to models of the class that fill the window alone."
+    )
+
+
+@strawberry.type(
+    description="Calls per rolling 12-hour window, by the called model's class (the price "
+    "book's): ByteSpike Pro's \"50-500 messages\" is 50 to premium models, 500 to light "
+    "ones. The classes share one window, in which a call takes 1/figure of its class: "
+    "25 premium calls leave room for 250 light ones. A call that does not fit is refused "
+    "(429 message_limit) until the oldest call in the window leaves it."
+)
+class MessageLimit:
+    min: int = strawberry.field(description="The fewest: the premium class's figure.")
+    max: int = strawberry.field(description="The most: the light class's figure.")
+    by_class: list[MessageClassLimit] = strawberry.field(
+        description="Every class's figure, premium first."
+    )
+
+    @classmethod
+    def of(cls, plan: CatalogPlan) -> MessageLimit | None:
+        if not plan.messages_per_12h:
+            return None
+        figures = [n for _, n in plan.messages_per_12h]
+        return cls(
+            min=min(figures),
+            max=max(figures),
+            by_class=[
+                MessageClassLimit(model_class=c, messages=n) for c, n in plan.messages_per_12h
+            ],
+        )
+
+
 @strawberry.type(description="A plan of the catalog: what it grants, allows and costs.")
 class Plan:
     code: str = strawberry.field(description='Stable identifier: "bytez-payg", "8bit-pro".')
@@ -68,19 +105,30 @@ class Plan:
         description="Usage past the allocation keeps working and is billed at this USD rate "
         "per plan credit when the period closes; null: no overage, an empty wallet refuses."
     )
-    messages_per_12h: int | None = strawberry.field(
-        description="Calls per rolling 12-hour window; null: no limit."
+    messages_per_12h: MessageLimit | None = strawberry.field(
+        description="Calls per rolling 12-hour window, by the called model's class; null: no limit."
     )
     concurrency: int | None = strawberry.field(
-        description="Open-model calls in flight at once, in 7B slots: a larger model's "
-        "call takes more (15B and 35B: 2, 70B: 3, 120B: 5); null: no limit (unlock tiers "
-        "may decide it instead: see Organization.entitlement)."
+        description="Calls in flight at once (those `concurrencyCounts` names: open-model "
+        "calls count in 7B slots, 15B and 35B taking 2, 70B 3, 120B 5); null: no limit "
+        "(unlock tiers may decide it instead: see Organization.entitlement)."
     )
     closed_requests_per_second: int | None = strawberry.field(
         description="Closed-model calls authorized per rolling second (Bytez Free: 10); "
         "null: no limit."
     )
-    priority: bool = strawberry.field(description="Requests go to the priority queue.")
+    concurrency_counts: ConcurrencyCounts = strawberry.field(
+        description="Which calls in flight the concurrency counts: every call, one each, or "
+        "open-model calls only, in 7B slots (Bytez)."
+    )
+    priority: bool = strawberry.field(
+        description="Requests go to the priority queue: authorize's answer carries "
+        "`priority`, for the gateway to queue by."
+    )
+    trial_grant: Amount | None = strawberry.field(
+        description="Credits granted once to an organization whose first plan this is "
+        '(ByteSpike Free\'s trial allowance, "1" USD), never expiring; null: none.'
+    )
     auto_top_up_minimum: Amount | None = strawberry.field(
         description="The smallest auto-reload amount (USD) updateAutoReload accepts while "
         'auto-reload is on ("10" on 8bit-ai Starter, "25" on Pro); null: the bonus '
@@ -110,10 +158,12 @@ class Plan:
             top_up_bonus_boost_percent=Decimal(percent(plan.top_up_bonus_boost_basis_points)),
             rollover_percent=Decimal(percent(plan.rollover_basis_points)),
             overage_usd_per_credit=None if rate is None else Decimal(format_usd(rate)),
-            messages_per_12h=plan.messages_per_12h,
+            messages_per_12h=MessageLimit.of(plan),
             concurrency=plan.concurrency,
             closed_requests_per_second=plan.closed_requests_per_second,
+            concurrency_counts=plan.concurrency_counts,
             priority=plan.priority,
+            trial_grant=Amount.of(plan.trial_grant) if plan.trial_grant else None,
             auto_top_up_minimum=None
             if plan.auto_top_up_min is None
             else Amount.of(plan.auto_top_up_min),

@@ -43,6 +43,7 @@ from app.ledger.state import (
     wallets,
 )
 from app.ledger.tables import HoldStatus, LedgerEntry
+from app.pricing.book import ModelClass
 from app.usage import rollups
 from app.usage.tables import UsageRow
 
@@ -73,6 +74,7 @@ _insert_holds = BulkInsert(
         "request_id",
         "amount",
         "slots",
+        "model_class",
         "status",
         "created_at",
         "expires_at",
@@ -216,9 +218,11 @@ class Book:
         ttl: timedelta,
         *,
         slots: int = 0,
+        model_class: str = ModelClass.STANDARD,
     ) -> None:
-        """Reserve ``amount`` for a call; ``slots``, its share of a plan's concurrency (0:
-        a closed model's call, which a plan's requests per second count)."""
+        """Reserve ``amount`` for a call; ``slots`` (its share of an open-model
+        concurrency, 0 for a closed model's call) and ``model_class`` mark what a plan's
+        limits count."""
         hold = HoldState(
             None,
             wallet.organization_id,
@@ -230,21 +234,14 @@ class Book:
             self.now,
             self.now + ttl,
             slots=slots,
+            model_class=model_class,
         )
         self._new_holds.append(hold)
         self.state.holds[(wallet.organization_id, request_id)] = hold
         self._reserve(wallet, key, amount)
         usage = self.state.plan_usage.get(wallet.organization_id)
         if usage is not None:  # the next authorization of the batch counts this one
-            if slots:
-                usage.open_model_slots += slots
-            else:
-                usage.closed_last_second += 1
-                if usage.oldest_closed is None:
-                    usage.oldest_closed = self.now
-            usage.recent_holds += 1
-            if usage.oldest_recent is None:
-                usage.oldest_recent = self.now
+            usage.placed(hold)
 
     def close_hold(self, hold: HoldState, status: HoldStatus) -> None:
         """Settle, release or expire an active hold: its amount is no longer reserved."""
@@ -252,7 +249,7 @@ class Book:
         hold.status, hold.closed_at, hold.dirty = status, self.now, True
         usage = self.state.plan_usage.get(hold.organization_id)
         if usage is not None:
-            usage.open_model_slots -= hold.slots
+            usage.closed(hold)
         wallet = self.state.wallets[hold.organization_id]
         self._reserve(wallet, self.state.keys[hold.api_key_id], -hold.amount)
 
@@ -396,6 +393,7 @@ class Book:
                     h.request_id,
                     h.amount,
                     h.slots,
+                    str(h.model_class),
                     str(h.status),
                     now if h.created_at is self.now else to_driver(h.created_at),
                     to_driver(h.expires_at),

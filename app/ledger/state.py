@@ -41,6 +41,7 @@ from app.payments.tables import (
 )
 from app.plans.catalog import MESSAGE_WINDOW, PURCHASE_WINDOW, REQUEST_WINDOW, Catalog, Plan
 from app.plans.tables import PlanPeriod, PlanSubscription, SubscriptionStatus
+from app.pricing.book import ModelClass
 from app.usage.tables import UsageRecord
 
 wallets = table(Wallet)
@@ -155,6 +156,7 @@ class HoldState:
     expires_at: datetime
     closed_at: datetime | None = None
     slots: int = 0
+    model_class: str = ModelClass.STANDARD
     dirty: bool = False
 
 
@@ -227,18 +229,42 @@ class PriorUsage:
 
 
 @dataclass(slots=True)
+class RecentCalls:
+    """The holds of one model class placed within MESSAGE_WINDOW: a message window."""
+
+    count: int
+    oldest: datetime  # when the oldest of them was placed
+
+
+@dataclass(slots=True)
 class PlanUsage:
     """What an organization's plan limits (``app.plans.limits``), counted when loaded.
     The book counts the holds that the batch places and closes, so each job sees those
     of the jobs before it. Only the counts the plan limits are loaded."""
 
     plan: Plan
-    open_model_slots: int = 0  # the active holds' slots: the plan's concurrency
+    in_flight: int = 0  # what the plan's concurrency counts of the active holds
     closed_last_second: int = 0  # closed-model holds placed within REQUEST_WINDOW
     oldest_closed: datetime | None = None  # when the oldest of those was placed
-    recent_holds: int = 0  # holds placed within MESSAGE_WINDOW: its message window
-    oldest_recent: datetime | None = None  # when the oldest of those was placed
+    recent: dict[str, RecentCalls] = field(default_factory=dict)  # by model class
     purchased: int = 0  # credits purchased within PURCHASE_WINDOW: its unlock tier
+
+    def placed(self, hold: HoldState) -> None:
+        """Count a hold the batch placed."""
+        self.in_flight += self.plan.in_flight(1, hold.slots)
+        if not hold.slots:
+            self.closed_last_second += 1
+            if self.oldest_closed is None:
+                self.oldest_closed = hold.created_at
+        recent = self.recent.get(hold.model_class)
+        if recent is None:
+            self.recent[hold.model_class] = RecentCalls(1, hold.created_at)
+        else:
+            recent.count += 1
+
+    def closed(self, hold: HoldState) -> None:
+        """Count a hold the batch settled, released or expired."""
+        self.in_flight -= self.plan.in_flight(1, hold.slots)
 
 
 @dataclass(slots=True)
@@ -413,13 +439,12 @@ _marks = Prebuilt(_marks_statement)
 # What plans limit, per organization. Not locked: every writer locks the wallet first,
 # so no other transaction places or closes the organization's holds, or settles its
 # top-ups, until this one commits.
-_open_model_slots = Prebuilt(
+_active_holds = Prebuilt(
     lambda dialect, _lock: (
-        select(holds_t.c.organization_id, func.sum(holds_t.c.slots))
+        select(holds_t.c.organization_id, func.count(), func.sum(holds_t.c.slots))
         .where(
             in_list(holds_t.c.organization_id, "ids", dialect),
             holds_t.c.status == HoldStatus.ACTIVE,
-            holds_t.c.slots > 0,
         )
         .group_by(holds_t.c.organization_id)
     )
@@ -437,12 +462,17 @@ _closed_holds_since = Prebuilt(
 )
 _recent_holds = Prebuilt(
     lambda dialect, _lock: (
-        select(holds_t.c.organization_id, func.count(), func.min(holds_t.c.created_at))
+        select(
+            holds_t.c.organization_id,
+            holds_t.c.model_class,
+            func.count(),
+            func.min(holds_t.c.created_at),
+        )
         .where(
             in_list(holds_t.c.organization_id, "ids", dialect),
             holds_t.c.created_at > bindparam("since", type_=holds_t.c.created_at.type),
         )
-        .group_by(holds_t.c.organization_id)
+        .group_by(holds_t.c.organization_id, holds_t.c.model_class)
     )
 )
 
@@ -587,14 +617,15 @@ def _load_plan_usage(conn: Connection, needs: Needs, state: State) -> None:
             concurrent.append(organization_id)
         if plan.closed_requests_per_second is not None:
             per_second.append(organization_id)
-        if plan.messages_per_12h is not None:
+        if plan.messages_per_12h:
             messages.append(organization_id)
         if plan.unlock_tiers:
             purchased.append(organization_id)
     usage = state.plan_usage
     if concurrent:
-        for organization_id, slots in _open_model_slots.rows(conn, {"ids": concurrent}):
-            usage[organization_id].open_model_slots = int(slots)
+        for organization_id, count, slots in _active_holds.rows(conn, {"ids": concurrent}):
+            plan_usage = usage[organization_id]
+            plan_usage.in_flight = plan_usage.plan.in_flight(count, int(slots))
     if per_second:
         params = {"ids": per_second, "since": state.now - REQUEST_WINDOW}
         for organization_id, count, oldest in _closed_holds_since.rows(conn, params):
@@ -602,9 +633,8 @@ def _load_plan_usage(conn: Connection, needs: Needs, state: State) -> None:
             usage[organization_id].oldest_closed = oldest
     if messages:
         params = {"ids": messages, "since": state.now - MESSAGE_WINDOW}
-        for organization_id, count, oldest in _recent_holds.rows(conn, params):
-            usage[organization_id].recent_holds = count
-            usage[organization_id].oldest_recent = oldest
+        for organization_id, model_class, count, oldest in _recent_holds.rows(conn, params):
+            usage[organization_id].recent[model_class] = RecentCalls(count, oldest)
     if purchased:
         params = {"ids": purchased, "since": state.now - PURCHASE_WINDOW}
         for organization_id, total in _purchased.rows(conn, params):
@@ -676,4 +706,5 @@ def _hold(row: Any) -> HoldState:
         row.expires_at,
         row.closed_at,
         row.slots,
+        row.model_class,
     )

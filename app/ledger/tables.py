@@ -18,6 +18,8 @@ class EntryKind(StrEnum):
     BONUS = "bonus"
     PLAN_ALLOCATION = "plan_allocation"
     ROLLOVER = "rollover"
+    # A plan's trial allowance, granted once to an organization whose first plan it is.
+    TRIAL = "trial"
     USAGE = "usage"
     # Usage past the allocation on a plan with overage, billed in USD when the period
     # closes: this entry brings the wallet back to zero for the next allocation.
@@ -95,8 +97,8 @@ class Hold(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("organization_id", "request_id"),
         Index("ix_holds_active_expiry", "status", "expires_at"),
-        # A plan's concurrency counts the org's active holds; its message window, the
-        # holds placed in the last 12 hours.
+        # A plan's concurrency counts the org's active holds; its message windows, the
+        # holds placed in the last 12 hours (by model class).
         Index("ix_holds_org_status", "organization_id", "status"),
         Index("ix_holds_org_created", "organization_id", "created_at"),
     )
@@ -110,6 +112,8 @@ class Hold(SQLModel, table=True):
     # An open model's call: its share of a plan's concurrency (``ModelPrice.slots``,
     # Bytez); 0 for a closed model's, which a plan's requests per second count instead.
     slots: int = Field(default=0)
+    # The model's class in the price book: what its call weighs in a plan's message window.
+    model_class: str = Field(default="standard", max_length=16)
     status: str = Field(default=HoldStatus.ACTIVE, max_length=16)
     created_at: datetime = time_field()
     expires_at: datetime = time_field()

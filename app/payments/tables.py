@@ -21,6 +21,7 @@ class TransactionKind(StrEnum):
     ADJUSTMENT = "adjustment"
     EXPIRY = "expiry"
     PLAN_ALLOCATION = "plan_allocation"
+    TRIAL = "trial"  # a plan's trial allowance (``EntryKind.TRIAL``)
     # Usage past a plan's allocation, owed in USD at its overage rate (``amount``).
     OVERAGE = "overage"
 

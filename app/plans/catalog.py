@@ -11,13 +11,16 @@ import tomllib
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from fractions import Fraction
+from math import lcm
 from pathlib import Path
 from typing import Any, Literal
 
 from app.datafiles import read_data_file
 from app.money import CREDITS_PER_USD, MoneyError, parse_usd
 from app.payments.ladder import CREDITS_PER_CENT, LadderError, basis_points
+from app.pricing.book import ModelClass
 
 Period = Literal["month", "4 weeks"]
 PURCHASE_WINDOW = timedelta(days=28)  # Bytez: "credits purchased in the last 4 weeks"
@@ -34,6 +37,13 @@ def add_months(at: datetime, months: int) -> datetime:
 
 class CatalogError(ValueError):
     """A catalog file that does not describe plans."""
+
+
+class ConcurrencyCounts(StrEnum):
+    """Which calls in flight a plan's concurrency limit counts."""
+
+    CALLS = "calls"  # every call (ByteSpike)
+    OPEN_MODEL_CALLS = "open_models"  # calls to open models only (Bytez)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +86,38 @@ class Plan:
     overage_usd_per_credit: int | None  # micro-USD per whole plan credit
     top_up_bonus_boost_basis_points: int
     purchase_expiry_days: int | None
-    messages_per_12h: int | None
+    # Calls per rolling 12 h window, by the called model's class (every class listed),
+    # all of them sharing one window; empty: no limit.
+    messages_per_12h: tuple[tuple[ModelClass, int], ...]
     closed_requests_per_second: int | None
     concurrency: int | None
+    concurrency_counts: ConcurrencyCounts
     max_open_model_params_b: int | None
     unlock_tiers: tuple[UnlockTier, ...]
     priority: bool
     auto_top_up_min: int | None
     refundable: bool = True
     credit_packs: tuple[CreditPack, ...] = ()  # ascending by credits, all at one rate
+    trial_grant: int = 0  # credits granted once, when an organization's first plan is this
+
+    @property
+    def message_window(self) -> int:
+        """The shared 12 h window's size in weight units: every class's figure divides
+        it, so a call weighs ``message_weight`` and the window holds exactly one class's
+        figure of that class's calls alone (ByteSpike Pro: 50 premium, 150 standard or
+        500 light ones, or a mix)."""
+        return lcm(*(n for _, n in self.messages_per_12h))
+
+    def message_weight(self, model_class: str) -> int:
+        """What one call to a model of ``model_class`` takes of the window."""
+        figures: dict[str, int] = dict(self.messages_per_12h)
+        return self.message_window // figures[model_class]
+
+    def in_flight(self, calls: int, slots: int) -> int:
+        """What ``calls`` in flight taking ``slots`` open-model slots in all (a closed
+        model's call takes none) count against the concurrency: each call one, or (Bytez)
+        the slots."""
+        return calls if self.concurrency_counts is ConcurrencyCounts.CALLS else slots
 
     @property
     def paid(self) -> bool:
@@ -152,6 +185,25 @@ def _optional_usd(value: Any) -> int | None:
     return None if value is None else parse_usd(value)
 
 
+def _messages(raw: Any) -> tuple[tuple[ModelClass, int], ...]:
+    """``{ premium = 50, standard = 150, light = 500 }``: a figure per model class;
+    standard's is required and stands for any class not given."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or "standard" not in raw:
+        raise CatalogError("messages_per_12h: a table of model classes, standard included")
+    if unknown := sorted(raw.keys() - set(ModelClass)):
+        raise CatalogError(f"messages_per_12h: unknown model class {', '.join(unknown)}")
+    figures: dict[ModelClass, int] = {  # premium first
+        c: raw[c] if c in raw else raw["standard"] for c in ModelClass
+    }
+    if not all(type(n) is int and n > 0 for n in figures.values()):
+        raise CatalogError("messages_per_12h: each figure is a positive whole number")
+    if list(figures.values()) != sorted(figures.values()):
+        raise CatalogError("messages_per_12h: premium <= standard <= light")
+    return tuple(figures.items())
+
+
 def _plan(code: str, raw: dict[str, Any]) -> Plan:
     period = raw.get("period", "month")
     unit = raw.get("unit", "usd")
@@ -176,17 +228,19 @@ def _plan(code: str, raw: dict[str, Any]) -> Plan:
                 raw.get("top_up_bonus_boost_percent", "0")
             ),
             purchase_expiry_days=raw.get("purchase_expiry_days"),
-            messages_per_12h=raw.get("messages_per_12h"),
+            messages_per_12h=_messages(raw.get("messages_per_12h")),
             closed_requests_per_second=raw.get("closed_requests_per_second"),
             concurrency=raw.get("concurrency"),
+            concurrency_counts=ConcurrencyCounts(raw.get("concurrency_counts", "calls")),
             max_open_model_params_b=raw.get("max_open_model_params_b"),
             unlock_tiers=tiers,
             priority=bool(raw.get("priority", False)),
             auto_top_up_min=_optional_usd(raw.get("auto_top_up_min")),
             refundable=raw.get("refundable", True),
             credit_packs=tuple(_pack(code, pack) for pack in raw.get("credit_packs", [])),
+            trial_grant=parse_usd(raw.get("trial_grant", "0")),
         )
-    except (MoneyError, LadderError) as exc:
+    except (MoneyError, LadderError, ValueError) as exc:  # CatalogError, a bad enum value
         raise CatalogError(f"{code}: {exc}") from None
     if not isinstance(plan.refundable, bool):
         raise CatalogError(f"{code}: refundable must be true or false")

@@ -1,5 +1,9 @@
 """Writer jobs for plans: a period begins, the one before it closes.
 
+An organization's first plan grants the plan's trial allowance (``trial_grant``: ByteSpike
+Free's), once: the subscription row it leaves behind, whatever plans follow, makes every
+later period a later one.
+
 Closing a period carries what the rollover policy allows of its unused allocation into
 a ``rollover`` lot expiring with the next period (one cycle), expires the rest and what
 rolled into it, and settles overage: on a plan that allows it, a negative balance is
@@ -109,6 +113,8 @@ class StartPeriod:
                 actor="plan",
                 memo=self.plan.name,
             )
+        if plan is None and self.plan.trial_grant:
+            _grant_trial(book, wallet, self.plan)
         if plan is None:
             plan = book.state.plans[self.organization_id] = PlanState(
                 self.organization_id,
@@ -137,6 +143,14 @@ class StartPeriod:
         )
         plan.dirty = True
         return True
+
+
+def _grant_trial(book: Book, wallet: WalletState, plan: Plan) -> None:
+    memo = f"{plan.name}: trial allowance for a new organization"
+    book.post(wallet, EntryKind.TRIAL, plan.trial_grant, f"trial:{plan.code}", memo=memo)
+    book.record(
+        wallet.organization_id, TransactionKind.TRIAL, plan.trial_grant, actor="plan", memo=memo
+    )
 
 
 def _open_lot(wallet: WalletState, lot_id: int | None) -> Lot | None:

@@ -6,15 +6,18 @@ concurrent authorizations exactly as many pass as the plan allows:
 
 - an open model (one with ``params_b``) larger than the plan's entitlement runs is
   refused (403 ``model_not_unlocked``), naming the purchase that unlocks it (Bytez);
-- an open-model call beyond the entitlement's concurrency, counted in 7B slots (a call
-  takes ``ModelPrice.slots``) over the org's active open-model holds, is refused (429
-  ``concurrency_limit``) until one settles (Bytez: "Concurrent Requests (7B)");
+- a call beyond the entitlement's concurrency is refused (429 ``concurrency_limit``,
+  ``Retry-After: 1``: a call in flight may report its usage at any moment). It counts
+  the org's active holds one each (ByteSpike), or where the plan's
+  ``concurrency_counts`` says so (Bytez: "Concurrent Requests (7B)") open-model holds
+  in 7B slots, a call taking ``ModelPrice.slots``;
 - a closed-model call beyond ``closed_requests_per_second``, counted as the closed-model
   holds placed in the last second, is refused (429 ``requests_per_second``) until the
   oldest leaves it (Bytez Free: "10 requests/second (closed models)");
-- a call beyond ``messages_per_12h``, counted as the holds the org placed in the last
-  12 hours, is refused (429 ``message_limit``) until the oldest leaves the window
-  (ByteSpike).
+- a call that does not fit the 12-hour message window (ByteSpike: "50-500 messages"),
+  which the holds the org placed in the last 12 hours share, each taking its model
+  class's ``Plan.message_weight``, is refused (429 ``message_limit``) until the oldest
+  of them leaves the window.
 
 The first two carry ``unlock``: the purchase that reaches the lowest unlock tier
 running the model with a call free, when there is one; autoScale buys it.
@@ -25,7 +28,6 @@ Whether the wallet must cover a call (plans with overage do not) is ``check_spen
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from datetime import datetime
 
 from app.keys.caps import Refusal
@@ -35,55 +37,54 @@ from app.plans.catalog import (
     MESSAGE_WINDOW,
     PURCHASE_WINDOW,
     REQUEST_WINDOW,
+    ConcurrencyCounts,
     Entitlement,
     Plan,
 )
 from app.pricing.book import ModelPrice
 
+IN_FLIGHT_RETRY_SECONDS = 1  # when a call in flight ends is not known
+
 
 def check_plan(usage: PlanUsage, price: ModelPrice, now: datetime) -> Refusal | None:
     """The first plan limit a call to ``price``'s model would break, or None."""
     plan = usage.plan
+    entitlement = plan.entitlement(usage.purchased)
     if price.params_b is not None:  # an open model
-        entitlement = plan.entitlement(usage.purchased)
         largest = entitlement.max_open_model_params_b
         if largest is not None and price.params_b > largest:
             message = _too_large(plan, usage, price, largest)
             return Refusal(403, "model_not_unlocked", message, unlock=_unlock(usage, price))
-        refusal = _concurrency(entitlement, usage, price, now)
-        if refusal is not None:
-            return replace(refusal, unlock=_unlock(usage, price))
-    else:
+    refusal = _concurrency(entitlement, usage, price, now)
+    if refusal is not None:
+        return refusal
+    if price.params_b is None:
         refusal = _per_second(plan, usage, now)
         if refusal is not None:
             return refusal
-    limit = plan.messages_per_12h
-    if limit is not None and usage.recent_holds >= limit:
-        oldest = usage.oldest_recent if usage.oldest_recent is not None else now
-        return Refusal(
-            429,
-            "message_limit",
-            f"the {plan.name} plan allows {limit} calls per 12 hours",
-            math.ceil((oldest + MESSAGE_WINDOW).timestamp()),
-        )
-    return None
+    return _messages(plan, usage, price, now)
 
 
 def _concurrency(
     entitlement: Entitlement, usage: PlanUsage, price: ModelPrice, now: datetime
 ) -> Refusal | None:
-    limit, busy = entitlement.concurrency, usage.open_model_slots
-    if limit is None or busy + price.slots <= limit:
+    plan, limit, busy = usage.plan, entitlement.concurrency, usage.in_flight
+    takes = plan.in_flight(1, price.slots)
+    if limit is None or takes == 0 or busy + takes <= limit:
         return None
-    takes = "" if price.slots == 1 else f"; {price.name} takes {price.slots}"
-    return Refusal(
-        429,
-        "concurrency_limit",
+    retry = int(now.timestamp()) + IN_FLIGHT_RETRY_SECONDS
+    if plan.concurrency_counts is ConcurrencyCounts.CALLS:
+        message = (
+            f"the {plan.name} plan runs {limit} call{'s' if limit != 1 else ''} at once "
+            f"and {busy} {'are' if busy != 1 else 'is'} in flight"
+        )
+        return Refusal(429, "concurrency_limit", message, retry)
+    also = "" if takes == 1 else f"; {price.name} takes {takes}"
+    message = (
         f"your tier runs {_slots(limit)} of open-model calls at once and "
-        f"{_slots(busy)} {'are' if busy != 1 else 'is'} in flight{takes}",
-        # When a call in flight ends is not known: a gateway may retry in a second.
-        math.ceil(now.timestamp()) + 1,
+        f"{_slots(busy)} {'are' if busy != 1 else 'is'} in flight{also}"
     )
+    return Refusal(429, "concurrency_limit", message, retry, unlock=_unlock(usage, price))
 
 
 def _slots(count: int) -> str:
@@ -103,6 +104,23 @@ def _per_second(plan: Plan, usage: PlanUsage, now: datetime) -> Refusal | None:
     )
 
 
+def _messages(plan: Plan, usage: PlanUsage, price: ModelPrice, now: datetime) -> Refusal | None:
+    if not plan.messages_per_12h:
+        return None
+    used = sum(plan.message_weight(c) * recent.count for c, recent in usage.recent.items())
+    if used + plan.message_weight(price.model_class) <= plan.message_window:
+        return None
+    oldest = min((recent.oldest for recent in usage.recent.values()), default=now)
+    figure = plan.message_window // plan.message_weight(price.model_class)
+    return Refusal(
+        429,
+        "message_limit",
+        f"the {plan.name} plan's 12-hour window is full for {price.model_class} models: "
+        f"it holds {figure} such calls, fewer beside calls to other models",
+        math.ceil((oldest + MESSAGE_WINDOW).timestamp()),
+    )
+
+
 def _unlock(usage: PlanUsage, price: ModelPrice) -> int | None:
     """The purchase reaching the lowest tier that runs ``price``'s model with its slots
     free; None when no tier does (or the plan has none)."""
@@ -111,7 +129,7 @@ def _unlock(usage: PlanUsage, price: ModelPrice) -> int | None:
         if (
             tier.purchased > usage.purchased
             and tier.max_open_model_params_b >= price.params_b
-            and tier.concurrency >= usage.open_model_slots + price.slots
+            and tier.concurrency >= usage.in_flight + price.slots
         ):
             return tier.purchased - usage.purchased
     return None

@@ -157,26 +157,35 @@ class Plans:
             )
         return self.prices.unit(str(rate_card))
 
+    def eligible(self, code: str, rate_card: str, *, by_operator: bool = False) -> Plan:
+        """Plan ``code``, if an organization billed by ``rate_card`` may be put on it."""
+        plan = self.catalog.get(code)
+        if plan is None:
+            raise PlanError(f"no plan {code!r}")
+        if plan.price is None and not by_operator:
+            raise PlanError(f"{plan.name} is priced by contract: ask us to set it up")
+        if self.prices.unit(rate_card) != plan.unit:
+            raise PlanError(
+                f"{plan.name} counts {plan.unit} credits; this organization's wallet does not"
+            )
+        return plan
+
     async def change(
         self, organization_id: int, code: str, *, actor: str, by_operator: bool = False
     ) -> Change:
         """Put the organization on plan ``code`` per the rule above; what changes now is
         in the audit log as ``plan.change`` by ``actor`` (a Checkout page changes nothing
         yet: Stripe's paid invoice is the change)."""
-        plan = self.catalog.get(code)
-        if plan is None:
-            raise PlanError(f"no plan {code!r}")
-        if plan.price is None and not by_operator:
-            raise PlanError(f"{plan.name} is priced by contract: ask us to set it up")
+        async with self.db.reader.connect() as conn:
+            rate_card = await conn.scalar(
+                select(orgs_t.c.rate_card).where(orgs_t.c.id == organization_id)
+            )
+        plan = self.eligible(code, str(rate_card), by_operator=by_operator)
         # Paid through the provider: at once with the fake one, else through Checkout.
         paying = plan.paid and not by_operator
         if paying and self.provider is None:
             raise PlanError(f"{plan.name} is paid, and this server takes no payments")
         checkout = paying and self.provider is not None and not self.provider.settles_at_once
-        if await self.unit_of(organization_id) != plan.unit:
-            raise PlanError(
-                f"{plan.name} counts {plan.unit} credits; this organization's wallet does not"
-            )
         now = self.clock.now()
         row = await self._row(plan_subs_t.c.organization_id == organization_id)
         current = self.active(row)

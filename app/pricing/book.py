@@ -46,6 +46,15 @@ class UnknownModel(PricingError):
         self.model = model
 
 
+class ModelClass(StrEnum):
+    """How heavy a model is, for the plans that limit messages per class (ByteSpike's
+    "50-500 messages per 12h": the heaviest models get the fewest)."""
+
+    PREMIUM = "premium"
+    STANDARD = "standard"
+    LIGHT = "light"
+
+
 class Mode(StrEnum):
     """How a model is priced; see the header of ``pricebook.toml``."""
 
@@ -103,6 +112,7 @@ class ModelPrice:
     # The platform fee on top of the price, in millionths of a percent: a passthrough
     # model's (its own, else the card's), or the card's on its fee families' models.
     fee_percent: int = 0
+    model_class: ModelClass = ModelClass.STANDARD
 
     def charge(self, metered: Metered) -> int:
         """The charge for ``metered``, the fee included, rounded once half-up."""
@@ -271,7 +281,9 @@ _MODE_FIELDS: dict[Mode, tuple[frozenset[str], frozenset[str]]] = {  # required,
     Mode.PASSTHROUGH: (frozenset(), frozenset({"fee_percent"})),
 }
 _MODEL_FIELDS = frozenset({"family", "action", "mode"})
+_OPTIONAL_FIELDS = frozenset({"model_class"})
 _MODES = frozenset(mode.value for mode in Mode)
+_MODEL_CLASSES = frozenset(c.value for c in ModelClass)
 
 
 def _table(value: object, where: str) -> dict[str, Any]:
@@ -402,7 +414,7 @@ def _parse_card(
             raise PricingError(f"{model_where}.mode: unknown mode {mode_text!r}")
         mode = Mode(mode_text)
         required, optional = _MODE_FIELDS[mode]
-        _check_keys(row, model_where, _MODEL_FIELDS | required, optional)
+        _check_keys(row, model_where, _MODEL_FIELDS | required, optional | _OPTIONAL_FIELDS)
         action = _text(row["action"], f"{model_where}.action")
         if action not in actions:
             raise PricingError(f"{model_where}.action: unknown action {action!r}")
@@ -426,6 +438,12 @@ def _parse_card(
                 raise PricingError(
                     f"{model_where}: passthrough needs fee_percent here or on the card"
                 )
+        model_class = row.get("model_class", ModelClass.STANDARD)
+        if not isinstance(model_class, str) or model_class not in _MODEL_CLASSES:
+            raise PricingError(
+                f"{model_where}.model_class: one of {', '.join(ModelClass)}, got {model_class!r}"
+            )
+        fields["model_class"] = ModelClass(model_class)
         family = _text(row["family"], f"{model_where}.family")
         if family in fee_families and card_fee is not None:  # Bytez: closed models, any mode
             fields["fee_percent"] = card_fee

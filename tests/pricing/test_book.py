@@ -364,6 +364,7 @@ def test_models_dropped_in_a_newer_version_are_unknown_there(two_versions: Price
         ('fee_percent = "2"\n', "", "passthrough needs fee_percent"),
         (', output_per_mtok = "0.0003"', "", "missing output_per_mtok"),
         ("params_b = 7 }", "params_b = 7, speed = 1 }", "unknown field speed"),
+        ("params_b = 7 }", 'params_b = 7, model_class = "huge" }', "model_class: one of"),
         ("critical = true", "critical = 1", "true or false"),
         ("[groups]", "[[groups]]", "must be a table"),
         (

@@ -75,6 +75,7 @@ async def authorize(request: Request) -> Response:
             "request_id": request_id,
             "hold": amount_json(decision.hold),
             "auto_scale_purchase": amount_json(scaled.purchase) if scaled.purchase else None,
+            "priority": decision.priority,
         },
         headers=headers,
     )
