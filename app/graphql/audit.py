@@ -46,12 +46,15 @@ class AuditEvent(Node):
         '"organization.spend_cap", "wallet.adjust" (a manual credit or debit), "plan.change" '
         "(a plan begun, a downgrade scheduled or canceled, a subscription ended: `plan` and "
         '`next_plan` codes, and `effective_at`), "top_up.create", "auto_reload.charge", '
-        '"top_up.succeeded", "top_up.failed", "top_up.refunded", "auto_reload.update", '
+        '"auto_scale.charge", "overage.charge" (a closed period\'s overage charged to the '
+        'saved card), "top_up.succeeded", "top_up.failed", "top_up.refunded", '
+        '"auto_reload.update", "auto_scale.update", '
         '"alert_rule.create", "alert_rule.update", "alert_rule.delete".'
     )
     actor: str = strawberry.field(
         description='Who did it: the token\'s subject, "api_key:<id>", "cli" for the '
-        'command line, "stripe" for Stripe\'s webhooks, "auto-reload", "reconcile" (a '
+        'command line, "stripe" for Stripe\'s webhooks, "auto-reload", "auto-scale", '
+        '"overage-billing", "reconcile" (a '
         'payment looked up at the provider), "system" (a downgrade taking effect at a '
         'renewal) or "fake" (the development payment provider).'
     )

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Who automatic purchases are by, on their billing rows and in the audit log.
 RELOAD_ACTOR = "auto-reload"
 SCALE_ACTOR = "auto-scale"
+OVERAGE_ACTOR = "overage-billing"
 
 
 class PaymentsUnavailable(Exception):
@@ -800,8 +801,9 @@ class Payments:
                 payment = Payment("failed", None, failure_reason=exc.message)
             if payment.status == "pending":
                 continue
+            now = self.clock.now()
             async with self.db.write(row.organization_id) as conn:
-                await conn.execute(
+                updated = await conn.execute(
                     update(billing_t)
                     .where(
                         billing_t.c.id == row.id, billing_t.c.status == TransactionStatus.PENDING
@@ -810,9 +812,24 @@ class Payments:
                         status=payment.status,
                         payment_intent_id=payment.payment_intent_id,
                         failure_reason=payment.failure_reason,
-                        settled_at=self.clock.now(),
+                        settled_at=now,
                     )
                 )
+                if updated.rowcount:
+                    await audit.record(
+                        conn,
+                        organization_id=row.organization_id,
+                        actor=OVERAGE_ACTOR,
+                        action="overage.charge",
+                        target=f"top_up:{row.id}",
+                        at=now,
+                        before={"status": TransactionStatus.PENDING},
+                        after={
+                            "status": payment.status,
+                            "amount": row.amount,
+                            "failure_reason": payment.failure_reason,
+                        },
+                    )
             billed += payment.status == "succeeded"
         return billed
 

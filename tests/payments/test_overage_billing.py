@@ -15,6 +15,7 @@ from app.auth import Role
 from app.clock import FrozenClock
 from app.operations import adjust, create_organization
 from app.orgs.service import OrgRef
+from tests.graphql.test_audit import audit, nodes
 from tests.payments.conftest import StripeHarness
 from tests.payments.test_auto_reload import off_session_charges, save_card
 
@@ -84,6 +85,16 @@ async def test_overage_is_charged_to_the_saved_card(
     assert (charge.params["amount"], charge.params["payment_method"]) == ("1000", card)
     # The debt was settled in credits when the period closed, whatever the card did.
     assert (await paying.app.balance(org))[0] == 20_000 * CREDIT
+    # The charge is in the audit log, once, whatever the card did.
+    owner = paying.app.token(org, Role.OWNER)
+    logged = nodes(await audit(paying.app, owner, filter={"action": "overage.charge"}))
+    assert [(e["actor"], e["before"], e["after"]) for e in logged] == [
+        (
+            "overage-billing",
+            {"status": "pending"},
+            {"status": status.lower(), "amount": 10_000_000, "failure_reason": reason},
+        )
+    ]
 
 
 async def test_without_a_card_the_overage_stays_owed(
@@ -94,3 +105,5 @@ async def test_without_a_card_the_overage_stays_owed(
     assert (overage["status"], overage["amount"]) == ("PENDING", {"usd": "10.000000"})
     assert overage["failureReason"] is None
     assert off_session_charges(paying) == []
+    owner = paying.app.token(org, Role.OWNER)
+    assert nodes(await audit(paying.app, owner, filter={"action": "overage.charge"})) == []
