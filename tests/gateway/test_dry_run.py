@@ -3,9 +3,13 @@ without a hold, over REST (``"dry_run": true``) and GraphQL (``testApiKey``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from app.auth import Role
+from app.clock import Clock, FrozenClock
 from app.ids import to_global_id
 from app.keys.service import Caps
 from app.money import parse_usd
@@ -21,6 +25,13 @@ mutation($input: TestApiKeyInput!) {
 }
 """
 ENVELOPE_PREFIX = "x-"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Frozen: the envelope's reset is a time, so the dry run and the real call must
+    answer at the same instant to answer alike."""
+    return FrozenClock(datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
 
 
 def envelope(headers: Any) -> dict[str, str]:

@@ -281,6 +281,7 @@ async def test_every_contract_query_answers_alike_on_both_paths(harness: Harness
         "Usage": [{}, {"filter": {"apiKeyId": key}}, {"filter": {"model": "gpt-5-mini"}},
                   {"filter": {"apiKeyId": key, "model": "claude-sonnet-4-6"}}, {"first": 2}],
         "TopUpQuote": [{"amountUsd": "100"}],
+        "UsageByTag": [{"since": (now - timedelta(days=30)).isoformat(), "until": now.isoformat()}],
     }  # fmt: skip
     queries = [
         (name, document)
