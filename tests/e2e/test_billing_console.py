@@ -206,7 +206,7 @@ async def test_a_refused_refund_shows_the_servers_reason(
     page: Page, site: str, creditgraph: Creditgraph
 ) -> None:
     await creditgraph.harness.runtime.subscriptions.change(
-        creditgraph.org.id, "bytez-payg", by_operator=True
+        creditgraph.org.id, "bytez-payg", actor="test", by_operator=True
     )
     top_up_id = await top_up(creditgraph, "10")
     await page.goto(creditgraph.dashboard_url(site))
