@@ -1,4 +1,4 @@
-"""The billing console of each dashboard: auto-reload, the spend cap, the plan,
+"""The billing console of each dashboard: auto-reload, autoScale, the spend cap, the plan,
 credit packs, billing history and refunds, usage breakdowns and the usage CSV. Each test
 checks what the page shows and what the server then holds."""
 
@@ -27,6 +27,13 @@ mutation ($input: UpdateAutoReloadInput!) {
   updateAutoReload(input: $input) { userErrors { message } }
 }
 """
+AUTO_SCALE = "{ viewer { organization { autoScale { byDefault maxMonthlySpend { usd } } } } }"
+SET_AUTO_SCALE = """
+mutation ($input: SetAutoScaleInput!) {
+  setAutoScale(input: $input) { userErrors { message } }
+}
+"""
+AUDIT = "{ viewer { organization { auditEvents(first: 20) { edges { node { action } } } } } }"
 SPEND_CAP = "{ viewer { organization { spendCap { monthlyLimit { usd } } } } }"
 PLANS = "{ plans { code unit } }"
 SUBSCRIPTION = """
@@ -81,6 +88,10 @@ async def transactions(creditgraph: Creditgraph) -> dict[str, Any]:
     return dict(data["viewer"]["organization"]["billingTransactions"])
 
 
+async def auto_scale(creditgraph: Creditgraph) -> dict[str, Any]:
+    return dict((await creditgraph.graphql(AUTO_SCALE))["viewer"]["organization"]["autoScale"])
+
+
 async def wallet(creditgraph: Creditgraph) -> dict[str, Any]:
     return dict((await creditgraph.graphql(WALLET))["viewer"]["organization"])
 
@@ -118,6 +129,52 @@ async def test_auto_reload_is_edited_and_a_refusal_shown(
     [error] = refused["updateAutoReload"]["userErrors"]
     await expect(panel.get_by_role("alert")).to_contain_text(error["message"])
     assert (await creditgraph.graphql(AUTO_RELOAD))["viewer"]["organization"]["autoReload"] == saved
+
+
+async def test_an_admin_switches_auto_scale_within_auto_reloads_monthly_max(
+    dashboard: Page, creditgraph: Creditgraph
+) -> None:
+    panel = dashboard.get_by_test_id("auto-scale")
+    state = panel.get_by_test_id("auto-scale-state")
+    await expect(state).to_have_text("Off")
+    # The Max Monthly Spend is auto-reload's monthly maximum: $100 until it is set.
+    await expect(panel.get_by_test_id("auto-scale-max")).to_have_text("$100.00")
+
+    await panel.get_by_test_id("auto-scale-toggle").click()
+    await expect(state).to_have_text("On")
+    assert await auto_scale(creditgraph) == {
+        "byDefault": True,
+        "maxMonthlySpend": {"usd": "100.000000"},
+    }
+    events = (await creditgraph.graphql(AUDIT))["viewer"]["organization"]["auditEvents"]
+    assert [e["node"]["action"] for e in events["edges"]].count("auto_scale.update") == 1
+
+    # It is edited where auto-reload's is, and follows.
+    await panel.get_by_test_id("auto-scale-edit-max").click()
+    monthly_max = dashboard.get_by_test_id("auto-reload-max")
+    await expect(monthly_max).to_be_focused()
+    await monthly_max.fill("150")
+    await dashboard.get_by_test_id("auto-reload-save").click()
+    await expect(panel.get_by_test_id("auto-scale-max")).to_have_text("$150.00")
+
+    await panel.get_by_test_id("auto-scale-toggle").click()
+    await expect(state).to_have_text("Off")
+    assert await auto_scale(creditgraph) == {
+        "byDefault": False,
+        "maxMonthlySpend": {"usd": "150.000000"},
+    }
+
+
+async def test_a_viewer_sees_auto_scale_but_not_its_switch(
+    page: Page, site: str, creditgraph: Creditgraph
+) -> None:
+    await creditgraph.graphql(SET_AUTO_SCALE, input={"byDefault": True})
+    await page.goto(creditgraph.dashboard_url(site, Role.VIEWER))
+    panel = page.get_by_test_id("auto-scale")
+    await expect(panel.get_by_test_id("auto-scale-state")).to_have_text("On")
+    await expect(panel.get_by_test_id("auto-scale-max")).to_have_text("$100.00")
+    await expect(panel.get_by_test_id("auto-scale-toggle")).to_have_count(0)
+    await expect(panel.get_by_test_id("auto-scale-edit-max")).to_have_count(0)
 
 
 async def test_a_plan_credit_organization_buys_a_credit_pack(
