@@ -31,9 +31,10 @@ export function TopUp({ stripePublishableKey }: { stripePublishableKey: string }
       ? null
       : (catalog.data?.plans.find((p) => p.code === org?.subscription?.plan.code)?.creditPacks ?? []);
   const pack = packs?.find((p) => p.id === packId) ?? packs?.[0];
+  // Nothing to quote until the wallet's unit says which of the two it takes.
   let purchase: Purchase | null = null;
-  if (packs !== null) purchase = pack ? { packId: pack.id } : null;
-  else if (unit !== null && AMOUNT.test(amount.trim())) purchase = { amountUsd: amount.trim() };
+  if (pack) purchase = { packId: pack.id };
+  else if (unit === "usd" && AMOUNT.test(amount.trim())) purchase = { amountUsd: amount.trim() };
   const [quote] = useQuery({ query: TopUpQuoteDocument, variables: purchase ?? {}, pause: purchase === null });
   const [created, create] = useMutation(CreateTopUpDocument);
   // Settlement arrives as topUpUpdated (at once with the fake provider, by webhook with Stripe).
