@@ -1,17 +1,19 @@
-"""The billing console of each dashboard: auto-reload, the spend cap, the plan, billing
-history and refunds, usage breakdowns and the usage CSV. Each test checks what the page
-shows and what the server then holds."""
+"""The billing console of each dashboard: auto-reload, autoScale, the spend cap, the plan,
+credit packs, billing history and refunds, usage breakdowns and the usage CSV. Each test
+checks what the page shows and what the server then holds."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, expect
 
 from app.auth import Role
+from app.operations import create_organization
 from tests.conftest import usage_event
 from tests.e2e.conftest import GRANT_USD, Creditgraph, shown_usd
 
@@ -25,6 +27,13 @@ mutation ($input: UpdateAutoReloadInput!) {
   updateAutoReload(input: $input) { userErrors { message } }
 }
 """
+AUTO_SCALE = "{ viewer { organization { autoScale { byDefault maxMonthlySpend { usd } } } } }"
+SET_AUTO_SCALE = """
+mutation ($input: SetAutoScaleInput!) {
+  setAutoScale(input: $input) { userErrors { message } }
+}
+"""
+AUDIT = "{ viewer { organization { auditEvents(first: 20) { edges { node { action } } } } } }"
 SPEND_CAP = "{ viewer { organization { spendCap { monthlyLimit { usd } } } } }"
 PLANS = "{ plans { code unit } }"
 SUBSCRIPTION = """
@@ -44,6 +53,15 @@ REFUND = """
 mutation ($input: RefundTopUpInput!) {
   refundTopUp(input: $input) { refund { id } userErrors { message } }
 }
+"""
+PACKS = "{ plans { code creditPacks { id credits { usd } priceUsd } } }"
+WALLET = """
+{ viewer { organization {
+  wallet { balance { credits } entries(first: 10) { edges { node { kind amount { credits } } } } }
+  billingTransactions(first: 10) {
+    edges { node { kind status amount { usd } creditsBought { usd } } }
+  }
+} } }
 """
 TOP_UP_ROW = '[data-testid="billing-row"][data-kind="TOP_UP"]'
 SUMMARY = """
@@ -68,6 +86,14 @@ async def top_up(creditgraph: Creditgraph, usd: str) -> str:
 async def transactions(creditgraph: Creditgraph) -> dict[str, Any]:
     data = await creditgraph.graphql(TRANSACTIONS)
     return dict(data["viewer"]["organization"]["billingTransactions"])
+
+
+async def auto_scale(creditgraph: Creditgraph) -> dict[str, Any]:
+    return dict((await creditgraph.graphql(AUTO_SCALE))["viewer"]["organization"]["autoScale"])
+
+
+async def wallet(creditgraph: Creditgraph) -> dict[str, Any]:
+    return dict((await creditgraph.graphql(WALLET))["viewer"]["organization"])
 
 
 async def test_auto_reload_is_edited_and_a_refusal_shown(
@@ -103,6 +129,109 @@ async def test_auto_reload_is_edited_and_a_refusal_shown(
     [error] = refused["updateAutoReload"]["userErrors"]
     await expect(panel.get_by_role("alert")).to_contain_text(error["message"])
     assert (await creditgraph.graphql(AUTO_RELOAD))["viewer"]["organization"]["autoReload"] == saved
+
+
+async def test_an_admin_switches_auto_scale_within_auto_reloads_monthly_max(
+    dashboard: Page, creditgraph: Creditgraph
+) -> None:
+    panel = dashboard.get_by_test_id("auto-scale")
+    state = panel.get_by_test_id("auto-scale-state")
+    await expect(state).to_have_text("Off")
+    # The Max Monthly Spend is auto-reload's monthly maximum: $100 until it is set.
+    await expect(panel.get_by_test_id("auto-scale-max")).to_have_text("$100.00")
+
+    await panel.get_by_test_id("auto-scale-toggle").click()
+    await expect(state).to_have_text("On")
+    assert await auto_scale(creditgraph) == {
+        "byDefault": True,
+        "maxMonthlySpend": {"usd": "100.000000"},
+    }
+    events = (await creditgraph.graphql(AUDIT))["viewer"]["organization"]["auditEvents"]
+    assert [e["node"]["action"] for e in events["edges"]].count("auto_scale.update") == 1
+
+    # It is edited where auto-reload's is, and follows.
+    await panel.get_by_test_id("auto-scale-edit-max").click()
+    monthly_max = dashboard.get_by_test_id("auto-reload-max")
+    await expect(monthly_max).to_be_focused()
+    await monthly_max.fill("150")
+    await dashboard.get_by_test_id("auto-reload-save").click()
+    await expect(panel.get_by_test_id("auto-scale-max")).to_have_text("$150.00")
+
+    await panel.get_by_test_id("auto-scale-toggle").click()
+    await expect(state).to_have_text("Off")
+    assert await auto_scale(creditgraph) == {
+        "byDefault": False,
+        "maxMonthlySpend": {"usd": "150.000000"},
+    }
+
+
+async def test_a_viewer_sees_auto_scale_but_not_its_switch(
+    page: Page, site: str, creditgraph: Creditgraph
+) -> None:
+    await creditgraph.graphql(SET_AUTO_SCALE, input={"byDefault": True})
+    await page.goto(creditgraph.dashboard_url(site, Role.VIEWER))
+    panel = page.get_by_test_id("auto-scale")
+    await expect(panel.get_by_test_id("auto-scale-state")).to_have_text("On")
+    await expect(panel.get_by_test_id("auto-scale-max")).to_have_text("$100.00")
+    await expect(panel.get_by_test_id("auto-scale-toggle")).to_have_count(0)
+    await expect(panel.get_by_test_id("auto-scale-edit-max")).to_have_count(0)
+
+
+async def test_a_plan_credit_organization_buys_a_credit_pack(
+    page: Page, site: str, creditgraph: Creditgraph
+) -> None:
+    runtime = creditgraph.harness.runtime
+    org = await create_organization(
+        runtime, slug="agents", rate_card="8bit-ai", plan="8bit-starter"
+    )
+    agents = Creditgraph(creditgraph.harness, org)
+    before = await wallet(agents)
+    await page.goto(agents.dashboard_url(site))
+
+    # The plan's packs, each with its credits and price; no dollar amount to type.
+    picker = page.get_by_test_id("topup-pack")
+    [packs] = [
+        p["creditPacks"]
+        for p in (await agents.graphql(PACKS))["plans"]
+        if p["code"] == "8bit-starter"
+    ]
+    options = picker.locator("option")
+    await expect(options).to_have_count(len(packs))
+    for option, pack in zip(await options.all(), packs, strict=True):
+        assert await option.get_attribute("value") == pack["id"]
+        await expect(option).to_contain_text(f"{int(Decimal(pack['credits']['usd'])):,} credits")
+        await expect(option).to_contain_text(shown_usd(pack["priceUsd"]))
+    await expect(page.get_by_test_id("topup-amount")).to_have_count(0)
+
+    await picker.select_option("8bit-starter:1000")
+    quote = page.get_by_test_id("topup-quote")
+    await expect(quote).to_contain_text("1,000 credits")
+    await expect(quote).to_contain_text("$20.00")
+    await page.get_by_test_id("topup-submit").click()
+    await expect(page.get_by_test_id("topup-status")).to_contain_text("SUCCEEDED")
+
+    # The pack's 1,000 plan credits landed, for its $20.
+    after = await wallet(agents)
+    bought = 1000 * 1_000_000
+    balance = int(after["wallet"]["balance"]["credits"])
+    assert balance - int(before["wallet"]["balance"]["credits"]) == bought
+    newest = after["wallet"]["entries"]["edges"][0]["node"]
+    assert newest == {"kind": "TOP_UP", "amount": {"credits": str(bought)}}
+    [paid] = [
+        e["node"] for e in after["billingTransactions"]["edges"] if e["node"]["kind"] == "TOP_UP"
+    ]
+    assert paid == {
+        "kind": "TOP_UP",
+        "status": "SUCCEEDED",
+        "amount": {"usd": "20.000000"},
+        "creditsBought": {"usd": "1000.000000"},
+    }
+
+
+async def test_a_usd_organization_tops_up_an_amount_not_packs(dashboard: Page) -> None:
+    await expect(dashboard.get_by_test_id("topup-amount")).to_be_visible()
+    await expect(dashboard.get_by_test_id("topup-quote")).to_contain_text("credits")
+    await expect(dashboard.get_by_test_id("topup-pack")).to_have_count(0)
 
 
 async def test_the_monthly_spend_cap_is_set_and_removed(

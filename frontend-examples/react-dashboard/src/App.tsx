@@ -7,6 +7,7 @@ import { LiveTick } from "./live";
 import { Alerts } from "./panels/Alerts";
 import { ApiKeys } from "./panels/ApiKeys";
 import { AutoReload } from "./panels/AutoReload";
+import { AutoScale } from "./panels/AutoScale";
 import { BillingHistory } from "./panels/BillingHistory";
 import { Breakdowns } from "./panels/Breakdowns";
 import { Ledger } from "./panels/Ledger";
@@ -42,6 +43,7 @@ export function App({ config }: { config: Config }) {
         <BillingHistory />
         <Plan />
         <AutoReload />
+        <AutoScale />
         <SpendCap />
         <ApiKeys />
         <Spend />

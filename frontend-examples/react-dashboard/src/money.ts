@@ -24,10 +24,15 @@ export function trimDecimal(value: string): string {
   return value.includes(".") ? value.replace(/0+$/, "").replace(/\.$/, "") : value;
 }
 
+/** Plan credits (8bit-ai), from an Amount's `usd`, which counts them there: "1,000 credits". */
+export function formatPlanCredits(usd: string): string {
+  return `${formatCredits(trimDecimal(usd))} credits`;
+}
+
 /** An amount in the organization's unit (SpendCap.unit): USD, or plan credits (8bit-ai),
  * whose `usd` field then counts credits, not dollars. */
 export function formatInUnit(usd: string, unit: string): string {
-  return unit === "usd" ? formatUsd(usd) : `${formatCredits(trimDecimal(usd))} credits`;
+  return unit === "usd" ? formatUsd(usd) : formatPlanCredits(usd);
 }
 
 /** A plan's price per period; null is priced by contract. */

@@ -8,6 +8,9 @@ import { isAdmin, useRole, useWalletOverview } from "../viewer";
 
 type Settings = WalletOverviewQuery["viewer"]["organization"]["autoReload"];
 
+/** The monthly maximum's field, which autoScale's panel points to (its Max Monthly Spend). */
+export const AUTO_RELOAD_MAX = "auto-reload-max";
+
 /** Auto-reload: on a balance under the threshold the saved card is charged the amount,
  * never past the monthly maximum. */
 export function AutoReload() {
@@ -57,7 +60,7 @@ function AutoReloadForm({ settings }: { settings: Settings }) {
         Reload (USD) <input data-testid="auto-reload-amount" inputMode="decimal" value={amount} onChange={(e) => setAmount(e.target.value)} />
       </label>
       <label>
-        Monthly max (USD) <input data-testid="auto-reload-max" inputMode="decimal" value={monthlyMax} onChange={(e) => setMonthlyMax(e.target.value)} />
+        Monthly max (USD) <input id={AUTO_RELOAD_MAX} data-testid="auto-reload-max" inputMode="decimal" value={monthlyMax} onChange={(e) => setMonthlyMax(e.target.value)} />
       </label>
       <button type="submit" data-testid="auto-reload-save" disabled={saved.fetching}>
         Save
