@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -11,11 +12,17 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+import uvicorn
 from rich.console import Console
 from rich.progress import Progress
 
+from app import console as served
 from app.auth import TOKEN_ROLES, ConfigurationError, Role, issue_token, jwt_secret
+from app.clock import Clock
 from app.db import Database
+from app.demo import DAYS, Demo
+from app.demo import seed as seed_demo
+from app.ids import to_global_id
 from app.ledger.verify import verify as verify_books
 from app.logs import AccessLog, log_config
 from app.migrate import upgrade
@@ -26,8 +33,10 @@ from app.operations import create_organization
 from app.orgs.service import OrgError
 from app.runtime import Runtime
 from app.settings import Settings
+from app.signin import CODE_TTL, SignInCodes
 
 T = TypeVar("T")
+DEMO_OWNER = "owner@demo.test"
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -58,28 +67,32 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
-    "--demo", is_flag=True, help="Seed organization 'demo' with keys and 30 days of usage."
+    "--demo",
+    is_flag=True,
+    help="Seed organization 'demo' with keys and 30 days of usage; serve the console.",
 )
 def serve(host: str, port: int, demo: bool) -> None:
     """Serve the API (migrating the embedded database first)."""
-    import uvicorn
-
     from app.main import create_app
 
     settings = Settings()
     try:
-        jwt_secret(settings)
+        secret = jwt_secret(settings)
         Oidc.from_settings(settings)  # a configuration error shows here, not in uvicorn
     except ConfigurationError as error:
         raise click.ClickException(str(error)) from None
+    sign_in: SignInCodes | None = None
+    seeded: Demo | None = None
     if demo:
-        _seed_demo(settings, host, port)
+        settings = settings.model_copy(update={"console": True})
+        seeded = _seed_demo(settings)
+        sign_in = SignInCodes(secret, Clock(), org="demo", subject=DEMO_OWNER)
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish, then runs the
     # lifespan's shutdown, which drains the writer (docs/deployment.md).
     # The access log is the app's, written in batches (``app.logs.AccessLog``).
     access_log = AccessLog(sys.stderr, json=settings.log_format == "json")
-    uvicorn.run(
-        create_app(settings, access_log=access_log),
+    config = uvicorn.Config(
+        create_app(settings, access_log=access_log, sign_in=sign_in),
         host=host,
         port=port,
         log_level="info",
@@ -87,32 +100,90 @@ def serve(host: str, port: int, demo: bool) -> None:
         access_log=False,
     )
 
+    def listening(base: str) -> None:
+        if sign_in is not None:
+            _print_demo(base, sign_in, seeded, secret)
+        if settings.console:
+            _print_console(settings, base, links=sign_in is None)
 
-def _seed_demo(settings: Settings, host: str, port: int) -> None:
-    from app import demo
+    server = _Server(config, listening)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's exit status when it could not start
 
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling ``listening(base URL)`` once it accepts connections: the
+    links are printed when they work, below uvicorn's own lines, with the port bound."""
+
+    def __init__(self, config: uvicorn.Config, listening: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self._listening = listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        port = self.servers[0].sockets[0].getsockname()[1]
+        host = self.config.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # where a browser goes
+        self._listening(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+
+
+def _seed_demo(settings: Settings) -> Demo | None:
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("Seeding 30 days of demo usage", total=demo.DAYS)
-        seeded = asyncio.run(
-            demo.seed(settings, lambda done, _total: progress.update(task, completed=done))
+        task = progress.add_task("Seeding 30 days of demo usage", total=DAYS)
+        return asyncio.run(
+            seed_demo(settings, lambda done, _total: progress.update(task, completed=done))
         )
-    secret = jwt_secret(settings)
-    owner = issue_token(
-        secret, org="demo", role=Role.OWNER, subject="owner@demo.test", ttl=timedelta(days=30)
-    )
+
+
+def _print_demo(base: str, sign_in: SignInCodes, seeded: Demo | None, secret: str) -> None:
+    """One screen: the console, GraphiQL, then the gateway's calls with the keys."""
+    minutes = int(CODE_TTL.total_seconds() // 60)
     service = issue_token(
         secret, org="demo", role=Role.SERVICE, subject="gateway", ttl=timedelta(days=30)
     )
-    base = f"http://{host}:{port}"
-    console.print(f"[bold]creditgraph demo[/bold] on {base}")
-    console.print(f"  account:  curl -H 'Authorization: Bearer {owner}' {base}/api/v1/me/account")
-    console.print(f"  owner token (dashboards):   {owner}")
-    console.print(f"  service token (gateway):    {service}")
     if seeded is None:
-        console.print("  (organization 'demo' already existed; nothing was seeded)")
+        key, key_id = "<an API key>", "<its id, from authorize's answer>"
+        keys = [
+            "  API keys: shown once, when the demo was seeded; create one in the console's "
+            "API keys (or delete the database and run the demo again)"
+        ]
     else:
-        for name, key in seeded.keys.items():
-            console.print(f"  API key {name:<14} {key.secret}  (shown once)")
+        production = seeded.keys["production"]
+        key, key_id = production.secret, to_global_id("ApiKey", production.id)
+        keys = [f"  API key {name:<14} {made.secret}" for name, made in seeded.keys.items()]
+    lines = [
+        f"creditgraph demo on {base}: organization 'demo' (Demo AI Labs)",
+        f"  Console   {base}/console/#signin={sign_in.new()}",
+        f"  GraphiQL  {base}/graphql#signin={sign_in.new()}",
+        f"  (each link signs in as the demo owner once, within {minutes} minutes; "
+        "a restart prints new ones)",
+        "  A gateway's calls: authorize, then report the usage (service token, 30 days):",
+        f"  curl {base}/api/v1/authorize -H 'Content-Type: application/json' "
+        f'-d \'{{"api_key": "{key}", "model": "claude-sonnet-4-6", "request_id": "r1", '
+        '"hold_usd": "0.05"}\'',
+        f"  curl {base}/api/v1/usage -H 'Content-Type: application/json' "
+        f"-H 'Authorization: Bearer {service}' "
+        f'-d \'{{"events": [{{"request_id": "r1", "api_key_id": "{key_id}", '
+        '"model": "claude-sonnet-4-6", "prompt_tokens": 1000, "completion_tokens": 200}]}\'',
+        *keys,
+    ]
+    if seeded is None:
+        lines.insert(1, "  (organization 'demo' already existed; nothing was seeded)")
+    for line in lines:
+        click.echo(line, err=True)
+
+
+def _print_console(settings: Settings, base: str, *, links: bool) -> None:
+    """The console's address (the demo has printed its own), or how to build it: the
+    printout's last line either way."""
+    missing = served.missing_build(settings)
+    if missing is not None:
+        click.secho(f"Console: {missing}", err=True, fg="yellow")
+    elif links:
+        click.echo(f"Console: {base}/console/", err=True)
 
 
 @main.command("schema")

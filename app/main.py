@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from app import console, signin
 from app.api.rest import gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
 from app.api.rest.principal import key_headers
@@ -73,9 +74,10 @@ def create_app(
     settings: Settings | None = None,
     clock: Clock | None = None,
     access_log: AccessLog | None = None,
+    sign_in: signin.SignInCodes | None = None,
 ) -> Starlette:
     """The application; ``access_log`` gets a line per HTTP request (``creditgraph serve``
-    gives one)."""
+    gives one), ``sign_in`` holds the demo's sign-in codes (``serve --demo`` gives them)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -115,15 +117,21 @@ def create_app(
         Route("/api/v1/me/usage.csv", me.usage_csv),
         Route("/api/v1/me/billing/transactions", me.transactions),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+        Route(signin.PATH, signin.exchange, methods=["POST"]),
     ]
+    if settings.console:
+        routes += [Route("/", console.to_console), Mount(console.PREFIX, console.Console(settings))]
     paths = {route.path for route in routes if isinstance(route, Route | WebSocketRoute)}
 
     def route_of(path: str) -> str:
         if path in paths:
             return path
-        return ide.PREFIX if path.startswith(ide.PREFIX) else "other"
+        for prefix in (ide.PREFIX, console.PREFIX):
+            if path.startswith(prefix):
+                return prefix
+        return "other"
 
-    return App(
+    app = App(
         routes,
         lifespan=lifespan,
         middleware=[
@@ -136,3 +144,5 @@ def create_app(
             WriterClosed: _writer_closed,
         },
     )
+    app.state.sign_in = sign_in
+    return app

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
+    # The billing console (the React example dashboard's build) at /console/, with /
+    # pointing there, on the API's own origin: on in `serve --demo`, off otherwise, since
+    # production operators host their own. Its directory: None is the repository's
+    # frontend-examples/react-dashboard/dist, beside the app package.
+    console: bool = False
+    console_dir: Path | None = None
+
     # Several instances (docs/deployment.md): with a Redis URL the event bus is Redis
     # pub/sub, so a subscriber on one instance sees commits made through another; the
     # prefix starts every channel name (one channel per organization).

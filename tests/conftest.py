@@ -316,9 +316,10 @@ async def _never_5xx(response: httpx.Response) -> None:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings, clock: Clock) -> AsyncIterator[Harness]:
-    """The app with ``settings`` and ``clock``, started, and a client on it."""
-    app = create_app(settings, clock)
+async def running_app(settings: Settings, clock: Clock, **options: Any) -> AsyncIterator[Harness]:
+    """The app with ``settings``, ``clock`` and ``create_app``'s other ``options``, started,
+    and a client on it."""
+    app = create_app(settings, clock, **options)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

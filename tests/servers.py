@@ -99,12 +99,13 @@ class Instance:
         return self.process.wait(timeout=STARTUP_WAIT)
 
 
-def start(env: dict[str, str], log: Path) -> Instance:
-    """A ``creditgraph serve`` process on a free port, once its /readyz answers 200."""
+def start(env: dict[str, str], log: Path, *args: str) -> Instance:
+    """A ``creditgraph serve`` process (with ``args``, such as ``--demo``) on a free port,
+    once its /readyz answers 200."""
     port = free_port()
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(port)],
+            [str(BIN), "serve", "--port", str(port), *args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log_file,
@@ -122,6 +123,20 @@ def start(env: dict[str, str], log: Path) -> Instance:
             process.wait()
             raise RuntimeError(f"the server did not start: {log.read_text()}")
         time.sleep(0.1)
+
+
+def printout(log: Path) -> list[str]:
+    """What ``creditgraph serve`` printed once it listened (the demo's links), without
+    uvicorn's lines or the access log after it: complete once /readyz answers, as it is
+    printed in the server's startup, before any request is handled."""
+    lines = log.read_text().splitlines()
+    after = next(i for i, line in enumerate(lines) if "Uvicorn running on" in line) + 1
+    printed = []
+    for line in lines[after:]:
+        if line.startswith(("INFO:", "WARNING:")):  # the access log
+            break
+        printed.append(line)
+    return printed
 
 
 def verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
