@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
@@ -27,7 +28,12 @@ from app.orgs.service import OrgError
 from app.runtime import Runtime
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from app.demo import Demo
+    from app.demo_traffic import Traffic
+
 T = TypeVar("T")
+DEMO_TRAFFIC_RATE = 2.0  # calls a second: the console moves, the log stays readable
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -58,27 +64,47 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
-    "--demo", is_flag=True, help="Seed organization 'demo' with keys and 30 days of usage."
+    "--demo",
+    is_flag=True,
+    help="Seed organization 'demo' (keys, 30 days of usage) and simulate a gateway's calls.",
 )
-def serve(host: str, port: int, demo: bool) -> None:
+@click.option(
+    "--traffic-rate",
+    type=click.FloatRange(0, 100, min_open=True),
+    help=f"With --demo: simulated gateway calls a second (default {DEMO_TRAFFIC_RATE:g}).",
+)
+@click.option("--no-traffic", is_flag=True, help="With --demo: no simulated gateway calls.")
+def serve(host: str, port: int, demo: bool, traffic_rate: float | None, no_traffic: bool) -> None:
     """Serve the API (migrating the embedded database first)."""
     import uvicorn
 
     from app.main import create_app
 
+    if not demo and (traffic_rate is not None or no_traffic):
+        raise click.UsageError("--traffic-rate and --no-traffic go with --demo")
+    if traffic_rate is not None and no_traffic:
+        raise click.UsageError("--traffic-rate and --no-traffic exclude each other")
     settings = Settings()
     try:
         jwt_secret(settings)
         Oidc.from_settings(settings)  # a configuration error shows here, not in uvicorn
     except ConfigurationError as error:
         raise click.ClickException(str(error)) from None
+    traffic = None
     if demo:
-        _seed_demo(settings, host, port)
+        seeded, service_token = _seed_demo(settings, host, port)
+        if not no_traffic:
+            traffic = _demo_traffic(seeded, service_token, traffic_rate or DEMO_TRAFFIC_RATE)
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish, then runs the
-    # lifespan's shutdown, which drains the writer (docs/deployment.md).
+    # lifespan's shutdown, which drains the writer (docs/deployment.md); the demo
+    # traffic stops before that.
     # The access log is the app's, written in batches (``app.logs.AccessLog``).
-    access_log = AccessLog(sys.stderr, json=settings.log_format == "json")
-    uvicorn.run(
+    access_log = AccessLog(
+        sys.stderr,
+        json=settings.log_format == "json",
+        unlogged_agent=None if traffic is None else traffic.USER_AGENT,
+    )
+    config = uvicorn.Config(
         create_app(settings, access_log=access_log),
         host=host,
         port=port,
@@ -86,9 +112,23 @@ def serve(host: str, port: int, demo: bool) -> None:
         log_config=log_config(settings) or uvicorn.config.LOGGING_CONFIG,
         access_log=False,
     )
+    server = uvicorn.Server(config) if traffic is None else traffic.server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # ctrl-C, as uvicorn.run takes it
+        server.run()
 
 
-def _seed_demo(settings: Settings, host: str, port: int) -> None:
+def _demo_traffic(seeded: Demo, service_token: str, rate: float) -> Traffic:
+    from app.demo_traffic import Traffic
+
+    console.print(
+        f"  demo traffic: {rate:g} gateway calls a second, not in the access log "
+        "(--traffic-rate N sets it, --no-traffic turns it off)"
+    )
+    return Traffic({name: key.secret for name, key in seeded.keys.items()}, service_token, rate)
+
+
+def _seed_demo(settings: Settings, host: str, port: int) -> tuple[Demo, str]:
+    """Seed (or re-key) the demo and print how to use it; the demo and a service token."""
     from app import demo
 
     with Progress(console=console, transient=True) as progress:
@@ -108,11 +148,11 @@ def _seed_demo(settings: Settings, host: str, port: int) -> None:
     console.print(f"  account:  curl -H 'Authorization: Bearer {owner}' {base}/api/v1/me/account")
     console.print(f"  owner token (dashboards):   {owner}")
     console.print(f"  service token (gateway):    {service}")
-    if seeded is None:
-        console.print("  (organization 'demo' already existed; nothing was seeded)")
-    else:
-        for name, key in seeded.keys.items():
-            console.print(f"  API key {name:<14} {key.secret}  (shown once)")
+    if not seeded.seeded:
+        console.print("  (organization 'demo' already existed: its keys have new secrets)")
+    for name, key in seeded.keys.items():
+        console.print(f"  API key {name:<14} {key.secret}  (shown once)")
+    return seeded, service
 
 
 @main.command("schema")

@@ -99,12 +99,13 @@ class Instance:
         return self.process.wait(timeout=STARTUP_WAIT)
 
 
-def start(env: dict[str, str], log: Path) -> Instance:
-    """A ``creditgraph serve`` process on a free port, once its /readyz answers 200."""
+def start(env: dict[str, str], log: Path, *args: str) -> Instance:
+    """A ``creditgraph serve [ARGS]`` process on a free port, once its /readyz answers
+    200; its standard error goes to ``log``."""
     port = free_port()
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(port)],
+            [str(BIN), "serve", "--port", str(port), *args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log_file,
