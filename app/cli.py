@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from app.clock import Clock
 from app.db import Database
 from app.demo import DAYS, Demo
 from app.demo import seed as seed_demo
+from app.demo_traffic import Traffic
 from app.ids import to_global_id
 from app.ledger.verify import verify as verify_books
 from app.logs import AccessLog, log_config
@@ -37,6 +39,7 @@ from app.signin import CODE_TTL, SignInCodes
 
 T = TypeVar("T")
 DEMO_OWNER = "owner@demo.test"
+DEMO_TRAFFIC_RATE = 2.0  # calls a second: the console moves, the log stays readable
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -69,12 +72,23 @@ def main() -> None:
 @click.option(
     "--demo",
     is_flag=True,
-    help="Seed organization 'demo' with keys and 30 days of usage; serve the console.",
+    help="Seed organization 'demo' (keys, 30 days of usage), serve the console and "
+    "simulate a gateway's calls.",
 )
-def serve(host: str, port: int, demo: bool) -> None:
+@click.option(
+    "--traffic-rate",
+    type=click.FloatRange(0, 100, min_open=True),
+    help=f"With --demo: simulated gateway calls a second (default {DEMO_TRAFFIC_RATE:g}).",
+)
+@click.option("--no-traffic", is_flag=True, help="With --demo: no simulated gateway calls.")
+def serve(host: str, port: int, demo: bool, traffic_rate: float | None, no_traffic: bool) -> None:
     """Serve the API (migrating the embedded database first)."""
     from app.main import create_app
 
+    if not demo and (traffic_rate is not None or no_traffic):
+        raise click.UsageError("--traffic-rate and --no-traffic go with --demo")
+    if traffic_rate is not None and no_traffic:
+        raise click.UsageError("--traffic-rate and --no-traffic exclude each other")
     settings = Settings()
     try:
         secret = jwt_secret(settings)
@@ -83,14 +97,26 @@ def serve(host: str, port: int, demo: bool) -> None:
         raise click.ClickException(str(error)) from None
     sign_in: SignInCodes | None = None
     seeded: Demo | None = None
+    traffic: Traffic | None = None
     if demo:
         settings = settings.model_copy(update={"console": True})
         seeded = _seed_demo(settings)
         sign_in = SignInCodes(secret, Clock(), org="demo", subject=DEMO_OWNER)
+        if not no_traffic:
+            traffic = Traffic(
+                {name: key.secret for name, key in seeded.keys.items()},
+                _service_token(secret),
+                traffic_rate or DEMO_TRAFFIC_RATE,
+            )
     # On SIGTERM uvicorn stops accepting, lets requests in flight finish, then runs the
-    # lifespan's shutdown, which drains the writer (docs/deployment.md).
+    # lifespan's shutdown, which drains the writer (docs/deployment.md); the demo
+    # traffic stops before that.
     # The access log is the app's, written in batches (``app.logs.AccessLog``).
-    access_log = AccessLog(sys.stderr, json=settings.log_format == "json")
+    access_log = AccessLog(
+        sys.stderr,
+        json=settings.log_format == "json",
+        unlogged_agent=None if traffic is None else traffic.USER_AGENT,
+    )
     config = uvicorn.Config(
         create_app(settings, access_log=access_log, sign_in=sign_in),
         host=host,
@@ -101,24 +127,33 @@ def serve(host: str, port: int, demo: bool) -> None:
     )
 
     def listening(base: str) -> None:
-        if sign_in is not None:
-            _print_demo(base, sign_in, seeded, secret)
+        if sign_in is not None and seeded is not None:
+            _print_demo(base, sign_in, seeded, secret, traffic)
         if settings.console:
             _print_console(settings, base, links=sign_in is None)
 
-    server = _Server(config, listening)
-    server.run()
+    server = _Server(config, listening, traffic)
+    with contextlib.suppress(KeyboardInterrupt):  # ctrl-C, as uvicorn.run takes it
+        server.run()
     if not server.started:
         sys.exit(3)  # uvicorn's exit status when it could not start
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, calling ``listening(base URL)`` once it accepts connections: the
-    links are printed when they work, below uvicorn's own lines, with the port bound."""
+    """uvicorn's server, calling ``listening(base URL)`` once it accepts connections (the
+    links are printed when they work, below uvicorn's own lines, with the port bound),
+    and running the demo's ``traffic`` against that URL while it serves."""
 
-    def __init__(self, config: uvicorn.Config, listening: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        listening: Callable[[str], None],
+        traffic: Traffic | None,
+    ) -> None:
         super().__init__(config)
         self._listening = listening
+        self._traffic = traffic
+        self._base = ""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -127,10 +162,24 @@ class _Server(uvicorn.Server):
         port = self.servers[0].sockets[0].getsockname()[1]
         host = self.config.host
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # where a browser goes
-        self._listening(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+        self._base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self._listening(self._base)
+
+    async def main_loop(self) -> None:
+        if self._traffic is None:
+            await super().main_loop()
+            return
+        # Between startup (the socket listens) and shutdown (it stops accepting).
+        running = asyncio.create_task(self._traffic.run(self._base))
+        try:
+            await super().main_loop()
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
 
-def _seed_demo(settings: Settings) -> Demo | None:
+def _seed_demo(settings: Settings) -> Demo:
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Seeding 30 days of demo usage", total=DAYS)
         return asyncio.run(
@@ -138,22 +187,19 @@ def _seed_demo(settings: Settings) -> Demo | None:
         )
 
 
-def _print_demo(base: str, sign_in: SignInCodes, seeded: Demo | None, secret: str) -> None:
-    """One screen: the console, GraphiQL, then the gateway's calls with the keys."""
-    minutes = int(CODE_TTL.total_seconds() // 60)
-    service = issue_token(
+def _service_token(secret: str) -> str:
+    return issue_token(
         secret, org="demo", role=Role.SERVICE, subject="gateway", ttl=timedelta(days=30)
     )
-    if seeded is None:
-        key, key_id = "<an API key>", "<its id, from authorize's answer>"
-        keys = [
-            "  API keys: shown once, when the demo was seeded; create one in the console's "
-            "API keys (or delete the database and run the demo again)"
-        ]
-    else:
-        production = seeded.keys["production"]
-        key, key_id = production.secret, to_global_id("ApiKey", production.id)
-        keys = [f"  API key {name:<14} {made.secret}" for name, made in seeded.keys.items()]
+
+
+def _print_demo(
+    base: str, sign_in: SignInCodes, seeded: Demo, secret: str, traffic: Traffic | None
+) -> None:
+    """One screen: the console, GraphiQL, then the gateway's calls with the keys."""
+    minutes = int(CODE_TTL.total_seconds() // 60)
+    production = seeded.keys["production"]
+    key, key_id = production.secret, to_global_id("ApiKey", production.id)
     lines = [
         f"creditgraph demo on {base}: organization 'demo' (Demo AI Labs)",
         f"  Console   {base}/console/#signin={sign_in.new()}",
@@ -165,13 +211,18 @@ def _print_demo(base: str, sign_in: SignInCodes, seeded: Demo | None, secret: st
         f'-d \'{{"api_key": "{key}", "model": "claude-sonnet-4-6", "request_id": "r1", '
         '"hold_usd": "0.05"}\'',
         f"  curl {base}/api/v1/usage -H 'Content-Type: application/json' "
-        f"-H 'Authorization: Bearer {service}' "
+        f"-H 'Authorization: Bearer {_service_token(secret)}' "
         f'-d \'{{"events": [{{"request_id": "r1", "api_key_id": "{key_id}", '
         '"model": "claude-sonnet-4-6", "prompt_tokens": 1000, "completion_tokens": 200}]}\'',
-        *keys,
+        *(f"  API key {name:<14} {made.secret}" for name, made in seeded.keys.items()),
     ]
-    if seeded is None:
-        lines.insert(1, "  (organization 'demo' already existed; nothing was seeded)")
+    if not seeded.seeded:
+        lines.insert(1, "  (organization 'demo' already existed: its keys have new secrets)")
+    if traffic is not None:
+        lines.append(
+            f"  Demo traffic: {traffic.rate:g} gateway calls a second, not in the access log "
+            "(--traffic-rate N sets it, --no-traffic turns it off)"
+        )
     for line in lines:
         click.echo(line, err=True)
 

@@ -68,9 +68,12 @@ class AccessLog:
 
     INTERVAL = 0.1
 
-    def __init__(self, stream: TextIO, *, json: bool) -> None:
+    def __init__(self, stream: TextIO, *, json: bool, unlogged_agent: str | None = None) -> None:
+        """``unlogged_agent``: a User-Agent whose requests are left out (the demo's own
+        traffic, ``app.demo_traffic``)."""
         self._stream = stream
         self._json = json
+        self.unlogged_agent = None if unlogged_agent is None else unlogged_agent.encode()
         self._pending: list[tuple[float, str, str, str, str, int]] = []
 
     def request(self, client: str, method: str, path: str, http_version: str, status: int) -> None:

@@ -181,6 +181,9 @@ class RequestMetrics:
 
     def _log(self, scope: Scope, status: int) -> None:
         assert self.access_log is not None
+        unlogged = self.access_log.unlogged_agent
+        if unlogged is not None and (b"user-agent", unlogged) in scope["headers"]:
+            return
         client = scope.get("client")
         path, query = scope["path"], scope.get("query_string")
         self.access_log.request(

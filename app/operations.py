@@ -100,3 +100,18 @@ async def create_api_key(
             caps=caps,
             expires_in_days=expires_in_days,
         )
+
+
+async def rotate_api_key(
+    rt: Runtime, organization_id: int, key_id: int, *, actor: str = "cli"
+) -> keys.CreatedKey:
+    """A new secret for the key; the old one stops working at once."""
+    async with rt.db.write(organization_id) as conn:
+        return await keys.rotate_key(
+            conn,
+            rt.vault,
+            organization_id=organization_id,
+            key_id=key_id,
+            actor=actor,
+            now=rt.clock.now(),
+        )

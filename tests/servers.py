@@ -100,8 +100,8 @@ class Instance:
 
 
 def start(env: dict[str, str], log: Path, *args: str) -> Instance:
-    """A ``creditgraph serve`` process (with ``args``, such as ``--demo``) on a free port,
-    once its /readyz answers 200."""
+    """A ``creditgraph serve [ARGS]`` process on a free port, once its /readyz answers
+    200; its standard error goes to ``log``."""
     port = free_port()
     with log.open("wb") as log_file:
         process = subprocess.Popen(

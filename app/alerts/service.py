@@ -48,6 +48,7 @@ from app.clock import Clock
 from app.db import Database, Prebuilt
 from app.events import AlertFired, EventBus
 from app.ids import to_global_id
+from app.ledger.state import keys_t
 from app.money import format_usd
 from app.settings import Settings
 
@@ -62,6 +63,26 @@ LEASE = timedelta(seconds=60)
 # commits its batches hundreds of times a second, each a reason to evaluate.
 EVALUATE_EVERY = 0.1
 DUE_BATCH = 100
+MAX_RULES = 100  # per organization
+
+
+class UnknownRuleKey(LookupError):
+    """A KEY_CAP_PERCENT rule named a key that is not the organization's."""
+
+
+class TooManyRules(ValueError):
+    pass
+
+
+def rule_values(row: Any) -> dict[str, Any]:
+    """A rule as its audit records show it."""
+    return {
+        "kind": row.kind,
+        "threshold": None if row.threshold is None else format_usd(row.threshold),
+        "apiKeyId": row.api_key_id,
+        "webhookUrl": row.webhook_url,
+        "enabled": row.enabled,
+    }
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -428,6 +449,61 @@ class Alerts:
             self._http = None
 
     # -- rules -----------------------------------------------------------------------
+
+    async def create_rule(
+        self,
+        organization_id: int,
+        kind: AlertKind,
+        threshold: int | None,
+        *,
+        actor: str,
+        api_key_id: int | None = None,
+        webhook_url: str | None = None,
+    ) -> tuple[Any, str]:
+        """A new armed rule (audited) and its webhook secret, evaluated at once; the
+        caller has checked the threshold and the URL."""
+        secret = new_secret()
+        async with self.db.write(organization_id) as conn:
+            if api_key_id is not None:
+                found = await conn.scalar(
+                    select(keys_t.c.id).where(
+                        keys_t.c.id == api_key_id, keys_t.c.organization_id == organization_id
+                    )
+                )
+                if found is None:
+                    raise UnknownRuleKey(f"no API key {api_key_id}")
+            count = await conn.scalar(
+                select(rules_t.c.id)
+                .where(rules_t.c.organization_id == organization_id, rules_t.c.deleted_at.is_(None))
+                .offset(MAX_RULES - 1)
+                .limit(1)
+            )
+            if count is not None:
+                raise TooManyRules(f"at most {MAX_RULES} rules")
+            rule_id = (
+                await conn.execute(
+                    rules_t.insert()
+                    .values(
+                        organization_id=organization_id,
+                        kind=kind.value,
+                        threshold=threshold,
+                        api_key_id=api_key_id,
+                        webhook_url=webhook_url,
+                        webhook_secret=secret,
+                        enabled=True,
+                        state=RuleState.ARMED.value,
+                        created_by=actor,
+                        created_at=self.clock.now(),
+                    )
+                    .returning(rules_t.c.id)
+                )
+            ).scalar_one()
+            row = (await conn.execute(select(rules_t).where(rules_t.c.id == rule_id))).one()
+            await self.audit_rule(
+                conn, rule_id, organization_id, actor, "alert_rule.create", after=rule_values(row)
+            )
+        self.changed({organization_id})
+        return row, secret
 
     async def audit_rule(
         self, conn: Any, rule_id: int, organization_id: int, actor: str, action: str, **kw: Any

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection as DBConnection
 
 from app.alerts.measure import MICRO
-from app.alerts.service import new_secret
+from app.alerts.service import TooManyRules, UnknownRuleKey, rule_values
 from app.alerts.tables import RuleState, alert_events_t, rules_t
 from app.alerts.urls import UnsafeUrl, check_url
 from app.auth import Principal
@@ -21,12 +21,10 @@ from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refu
 from app.graphql.relay import Connection, Node, page_connection
 from app.graphql.scalars import Decimal
 from app.ids import parse_global_id, to_global_id
-from app.ledger.state import keys_t
 from app.money import MoneyError, format_usd, parse_usd
 from app.pages import Keyset, equal
 
 MAX_PERCENT = 1000 * MICRO
-MAX_RULES = 100  # per organization
 
 
 THRESHOLD_UNITS = (
@@ -206,16 +204,6 @@ def _id_of(global_id: str, type_name: str, field: str) -> int:
     return parsed[1]
 
 
-def _rule_values(row: Any) -> dict[str, Any]:
-    return {
-        "kind": row.kind,
-        "threshold": None if row.threshold is None else format_usd(row.threshold),
-        "apiKeyId": row.api_key_id,
-        "webhookUrl": row.webhook_url,
-        "enabled": row.enabled,
-    }
-
-
 @strawberry.input(description="A new alert rule.")
 class CreateAlertRuleInput:
     kind: AlertKind = strawberry.field(description="What the rule watches.")
@@ -336,55 +324,23 @@ class AlertMutations:
                 )
         except Refused as refusal:
             return CreateAlertRulePayload(user_errors=refusal.errors)
-        org_id, now, secret = principal.organization_id, runtime.clock.now(), new_secret()
-        async with runtime.db.write(org_id) as conn:
-            if key_id is not None:
-                found = await conn.scalar(
-                    select(keys_t.c.id).where(
-                        keys_t.c.id == key_id, keys_t.c.organization_id == org_id
-                    )
-                )
-                if found is None:
-                    error = UserError(
-                        field="apiKeyId", message="no such ApiKey", code=UserErrorCode.NOT_FOUND
-                    )
-                    return CreateAlertRulePayload(user_errors=[error])
-            count = await conn.scalar(
-                select(rules_t.c.id)
-                .where(rules_t.c.organization_id == org_id, rules_t.c.deleted_at.is_(None))
-                .offset(MAX_RULES - 1)
-                .limit(1)
+        try:
+            row, secret = await runtime.alerts.create_rule(
+                principal.organization_id,
+                kind,
+                threshold,
+                actor=principal.actor,
+                api_key_id=key_id,
+                webhook_url=url,
             )
-            if count is not None:
-                error = UserError(
-                    field=None,
-                    message=f"at most {MAX_RULES} rules",
-                    code=UserErrorCode.INVALID_INPUT,
-                )
-                return CreateAlertRulePayload(user_errors=[error])
-            rule_id = (
-                await conn.execute(
-                    rules_t.insert()
-                    .values(
-                        organization_id=org_id,
-                        kind=kind.value,
-                        threshold=threshold,
-                        api_key_id=key_id,
-                        webhook_url=url,
-                        webhook_secret=secret,
-                        enabled=True,
-                        state=RuleState.ARMED.value,
-                        created_by=principal.actor,
-                        created_at=now,
-                    )
-                    .returning(rules_t.c.id)
-                )
-            ).scalar_one()
-            row = (await conn.execute(select(rules_t).where(rules_t.c.id == rule_id))).one()
-            await runtime.alerts.audit_rule(
-                conn, rule_id, org_id, principal.actor, "alert_rule.create", after=_rule_values(row)
+        except UnknownRuleKey:
+            error = UserError(
+                field="apiKeyId", message="no such ApiKey", code=UserErrorCode.NOT_FOUND
             )
-        runtime.alerts.changed({org_id})
+            return CreateAlertRulePayload(user_errors=[error])
+        except TooManyRules as exc:
+            error = UserError(field=None, message=str(exc), code=UserErrorCode.INVALID_INPUT)
+            return CreateAlertRulePayload(user_errors=[error])
         return CreateAlertRulePayload(alert_rule=AlertRule.of(row), webhook_secret=secret)
 
     @strawberry.mutation(
@@ -436,8 +392,8 @@ class AlertMutations:
                     org_id,
                     principal.actor,
                     "alert_rule.update",
-                    before=_rule_values(before),
-                    after=_rule_values(row),
+                    before=rule_values(before),
+                    after=rule_values(row),
                 )
         runtime.alerts.changed({org_id})
         return UpdateAlertRulePayload(alert_rule=AlertRule.of(row))
@@ -475,7 +431,7 @@ class AlertMutations:
                 org_id,
                 principal.actor,
                 "alert_rule.delete",
-                before=_rule_values(before),
+                before=rule_values(before),
             )
         return DeleteAlertRulePayload(deleted_alert_rule_id=input.id)
 
