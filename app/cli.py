@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from app import console as served
+from app import console_build
 from app.auth import TOKEN_ROLES, ConfigurationError, Role, issue_token, jwt_secret
 from app.clock import Clock
 from app.db import Database
@@ -101,6 +102,7 @@ def serve(host: str, port: int, demo: bool, traffic_rate: float | None, no_traff
     if demo:
         settings = settings.model_copy(update={"console": True})
         seeded = _seed_demo(settings)
+        _build_console(settings)
         sign_in = SignInCodes(secret, Clock(), org="demo", subject=DEMO_OWNER)
         if not no_traffic:
             traffic = Traffic(
@@ -185,6 +187,26 @@ def _seed_demo(settings: Settings) -> Demo:
         return asyncio.run(
             seed_demo(settings, lambda done, _total: progress.update(task, completed=done))
         )
+
+
+def _build_console(settings: Settings) -> None:
+    """Build the console from its sources for the demo when it is missing or stale and
+    npm can; otherwise the printout's last line says how to get it."""
+    directory = served.buildable(settings)
+    if directory is None or console_build.npm() is None or not console_build.stale(directory):
+        return  # an operator's build, no sources or no npm, or built
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Building the console", total=2)
+        begun: list[str] = []
+
+        def step(what: str) -> None:  # a bar of the two steps, filled as each begins
+            progress.update(task, description=what, completed=len(begun))
+            begun.append(what)
+
+        try:
+            console_build.build(directory, step)
+        except console_build.BuildError as error:
+            console.print(f"[yellow]The console could not be built:[/yellow] {error}")
 
 
 def _service_token(secret: str) -> str:

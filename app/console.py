@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from app import console_build
 from app.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "frontend-examples"
@@ -37,13 +38,25 @@ def directory(settings: Settings) -> Path:
     return settings.console_dir or EXAMPLES / "react-dashboard" / "dist"
 
 
+def buildable(settings: Settings) -> Path | None:
+    """The dashboard's source folder, when the console's directory is its dist/ (the
+    repository's, by default): what ``app.console_build`` can build."""
+    sources = directory(settings).parent
+    return sources if (sources / "package.json").is_file() else None
+
+
 def missing_build(settings: Settings) -> str | None:
     """How to build the console, when its directory holds no build; else None."""
     dist = directory(settings)
     if (dist / "index.html").is_file():
         return None
-    if settings.console_dir is None:
-        how = f"run `npm ci && npm run build` in {dist.parent} (or ./scripts/demo)"
+    if buildable(settings) is not None:
+        how = f"run `npm ci && npm run build` in {dist.parent}"
+        if console_build.npm() is None:
+            how = (
+                "install Node.js and npm, then run ./scripts/demo again (it builds the "
+                f"console), or {how}"
+            )
     else:
         how = (
             f"CREDITGRAPH_CONSOLE_DIR ({dist}) holds no index.html: put a build of "

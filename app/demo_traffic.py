@@ -4,8 +4,8 @@ with the service token, at random times (a Poisson stream at ``rate`` calls a se
 
 It runs while uvicorn serves (``app.cli``'s server runs it): it starts once the socket
 listens and stops before the server's shutdown begins, letting its calls in flight
-finish, so none is cut off half way. Refusals (caps, an empty wallet) are what a gateway sees and are not
-errors; it logs only answers that are the server's fault.
+finish, so none is cut off half way. Refusals (caps, an empty wallet) are what a gateway
+sees and are not errors; it logs only answers that are the server's fault.
 """
 
 from __future__ import annotations

@@ -99,13 +99,16 @@ class Instance:
         return self.process.wait(timeout=STARTUP_WAIT)
 
 
-def start(env: dict[str, str], log: Path, *args: str) -> Instance:
-    """A ``creditgraph serve [ARGS]`` process on a free port, once its /readyz answers
-    200; its standard error goes to ``log``."""
+def start(
+    env: dict[str, str], log: Path, *args: str, command: tuple[str, ...] = (str(BIN), "serve")
+) -> Instance:
+    """A ``creditgraph serve [ARGS]`` process (or ``command`` taking serve's options, such
+    as ./scripts/demo) on a free port, once its /readyz answers 200; its standard error
+    goes to ``log``."""
     port = free_port()
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(port), *args],
+            [*command, "--port", str(port), *args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log_file,

@@ -10,12 +10,7 @@ leaves a screenshot and the browser's console under ARTIFACTS, and prints their 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -29,6 +24,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from app import console_build
 from app.auth import Role
 from app.keys.service import CreatedKey
 from app.operations import create_api_key
@@ -46,8 +42,6 @@ ARTIFACTS = Path(os.environ.get("CREDITGRAPH_E2E_ARTIFACTS", ROOT / ".e2e-artifa
 ORG = "e2e"
 # The opening grant: three decimals, so the page must keep them ("$25.994").
 GRANT_USD = "25.994"
-# Only to notice a hang: never a bound on how fast a build should be.
-BUILD_WAIT = 900
 
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -68,58 +62,15 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 # -- the dashboards' builds -------------------------------------------------------------
 
 
-def _sources(directory: Path) -> Iterator[Path]:
-    """What a dashboard's dist/ is built from: its own files and the shared contract."""
-    yield from (p for p in (directory / "src").rglob("*") if p.is_file())
-    for name in ("index.html", "package.json", "package-lock.json"):
-        yield directory / name
-    yield from directory.glob("*.config.*")
-    yield from directory.glob("tsconfig*.json")
-    yield from directory.glob("codegen.*")
-    yield EXAMPLES / "operations" / "dashboard.graphql"
-    yield ROOT / "schema.graphql"
-
-
-def _stale(directory: Path) -> bool:
-    index = directory / "dist" / "index.html"
-    if not index.is_file():
-        return True
-    built = index.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in _sources(directory) if p.exists())
-
-
-def _npm(npm: str, directory: Path, *args: str) -> None:
-    done = subprocess.run(
-        [npm, *args, "--no-audit", "--no-fund"],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_WAIT,
-        check=False,
-    )
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr)[-4000:]
-        pytest.fail(f"`npm {' '.join(args)}` failed in {directory}:\n{output}", pytrace=False)
-
-
 def build(dashboard: str) -> Path:
-    """The dashboard's dist/, installed (npm ci) and built (npm run build) when missing or
-    older than its sources; one build at a time per dashboard, across processes."""
-    directory = EXAMPLES / dashboard
-    if not (directory / "package.json").is_file():
-        pytest.fail(f"{directory} has no package.json: the dashboard is missing", pytrace=False)
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
+    """The dashboard's dist/, installed and built when missing or older than its sources
+    (``app.console_build``); the test skips without Node.js and npm."""
+    if console_build.npm() is None:
         pytest.skip(f"SKIPPED the {dashboard} browser test: it needs Node.js and npm on PATH")
-    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
-    lock = Path(tempfile.gettempdir()) / f"creditgraph-e2e-build-{digest}.lock"
-    with lock.open("w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        if not (directory / "node_modules").is_dir():
-            _npm(npm, directory, "ci")
-        if _stale(directory):
-            _npm(npm, directory, "run", "build")
-    return directory / "dist"
+    try:
+        return console_build.build(EXAMPLES / dashboard)
+    except console_build.BuildError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 # -- the browser --------------------------------------------------------------------------
