@@ -42,7 +42,7 @@ export function Spend() {
           <BarChart data={series}>
             <CartesianGrid strokeDasharray="3 3" />
             <XAxis dataKey="day" tickFormatter={(d: string) => d.slice(5)} />
-            <YAxis tickFormatter={(v: number) => formatInUnit(String(v), unit)} />
+            <YAxis width={80} tickFormatter={(v: number) => formatInUnit(String(v), unit)} />
             <Tooltip formatter={(_v, _n, item) => [(item.payload as { label: string }).label, "spend"]} />
             <Bar dataKey="usd" name="spend" fill="#4f6bed" isAnimationActive={false} />
           </BarChart>
