@@ -35,6 +35,11 @@ mutation ($input: SetAutoScaleInput!) {
 """
 AUDIT = "{ viewer { organization { auditEvents(first: 20) { edges { node { action } } } } } }"
 SPEND_CAP = "{ viewer { organization { spendCap { monthlyLimit { usd } } } } }"
+SET_SPEND_CAP = """
+mutation ($input: SetSpendCapInput!) {
+  setSpendCap(input: $input) { userErrors { message } }
+}
+"""
 PLANS = "{ plans { code unit } }"
 SUBSCRIPTION = """
 { viewer { organization { subscription { plan { code } nextPlan { code } } } } }
@@ -226,6 +231,58 @@ async def test_a_plan_credit_organization_buys_a_credit_pack(
         "amount": {"usd": "20.000000"},
         "creditsBought": {"usd": "1000.000000"},
     }
+
+
+async def test_a_plan_credit_wallet_is_shown_in_plan_credits_and_a_usd_one_in_dollars(
+    page: Page, site: str, creditgraph: Creditgraph
+) -> None:
+    runtime = creditgraph.harness.runtime
+    org = await create_organization(
+        runtime, slug="agents", rate_card="8bit-ai", plan="8bit-starter"
+    )
+    agents = Creditgraph(creditgraph.harness, org)
+    # The cap and auto-reload's threshold count plan credits; the reload's amount is dollars.
+    data = await agents.graphql(SET_SPEND_CAP, input={"monthlyLimitUsd": "25000"})
+    assert data["setSpendCap"]["userErrors"] == [], data
+    reload = {"enabled": True, "thresholdUsd": "50", "amountUsd": "10", "monthlyMaxUsd": "100"}
+    data = await agents.graphql(UPDATE_AUTO_RELOAD, input=reload)
+    assert data["updateAutoReload"]["userErrors"] == [], data
+    await page.goto(agents.dashboard_url(site))
+    balance = page.get_by_test_id("balance")
+    # Starter's allocation: 20,000 plan credits, not $20000.
+    await expect(balance).to_have_text("20,000 credits")
+
+    await page.get_by_test_id("topup-pack").select_option("8bit-starter:1000")
+    await page.get_by_test_id("topup-submit").click()
+    await expect(balance).to_have_text("21,000 credits")
+    main = page.locator("main")
+    await expect(main).to_contain_text("$10.00 below 50 credits")
+    await expect(page.get_by_test_id("spend-cap-current")).to_contain_text(
+        "0 credits spent of 25,000 credits"
+    )
+    newest = page.get_by_test_id("ledger-row").first
+    await expect(newest).to_contain_text("1,000 credits")
+    await expect(newest).to_contain_text("21,000 credits")
+    # The pack's row: its price in dollars, the credits it brought in plan credits.
+    paid = page.locator(TOP_UP_ROW)
+    await expect(paid).to_contain_text("$20.00")
+    await expect(paid).to_contain_text("1,000 credits")
+    allocation = page.locator('[data-testid="billing-row"][data-kind="PLAN_ALLOCATION"]')
+    await expect(allocation).to_contain_text("20,000 credits")
+    await expect(main).not_to_contain_text(re.compile(r"\$2[01],?000"))
+
+    # A call billed a tenth of a plan credit: shown to the stored precision, live.
+    key = await agents.key("agent key")
+    [billed] = await agents.harness.usage(org, usage_event(key.id, "call-1", model="8bit/api"))
+    assert billed["cost"] == {"credits": "100000", "usd": "0.100000"}, billed
+    await expect(balance).to_have_text("20,999.9 credits")
+    await expect(page.get_by_test_id("usage-row").first).to_contain_text("0.1 credits")
+
+    # A USD organization's wallet stays in dollars.
+    await page.goto(creditgraph.dashboard_url(site))
+    await expect(balance).to_have_text(shown_usd(GRANT_USD))
+    await expect(page.get_by_test_id("ledger-row").first).to_contain_text(shown_usd(GRANT_USD))
+    await expect(page.get_by_test_id("spend-cap-current")).to_contain_text("No cap; $0.00 spent")
 
 
 async def test_a_usd_organization_tops_up_an_amount_not_packs(dashboard: Page) -> None:

@@ -9,9 +9,12 @@ export function formatUsd(usd: string): string {
   return `${negative && !isZero ? "-" : ""}$${whole || "0"}.${decimals}`;
 }
 
-/** Credits (an integer as a string) with thousands grouping, for reading only. */
+/** A count with thousands grouping of its whole part, for reading only: credits (an
+ * integer string) or plan credits ("21000.5" -> "21,000.5"). */
 export function formatCredits(credits: string): string {
-  return credits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const [whole, fraction] = credits.split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+$)/g, ",");
+  return fraction === undefined ? grouped : `${grouped}.${fraction}`;
 }
 
 /** A USD Decimal string as a form field shows it: "2.000000" -> "2.00", "0.125000" -> "0.125". */
@@ -24,15 +27,29 @@ export function trimDecimal(value: string): string {
   return value.includes(".") ? value.replace(/0+$/, "").replace(/\.$/, "") : value;
 }
 
-/** Plan credits (8bit-ai), from an Amount's `usd`, which counts them there: "1,000 credits". */
+/** Plan credits (8bit-ai), from an Amount's `usd`, which counts them there: whole ones
+ * grouped, decimals only when fractional ("21,000 credits", "0.25 credits", "1 credit"). */
 export function formatPlanCredits(usd: string): string {
-  return `${formatCredits(trimDecimal(usd))} credits`;
+  const count = trimDecimal(usd);
+  return `${formatCredits(count)} ${count.replace(/^-/, "") === "1" ? "credit" : "credits"}`;
 }
 
-/** An amount in the organization's unit (SpendCap.unit): USD, or plan credits (8bit-ai),
- * whose `usd` field then counts credits, not dollars. */
-export function formatInUnit(usd: string, unit: string): string {
+/** An amount of the wallet in the organization's unit (`useUnit`, SpendCap.unit): USD, or
+ * plan credits (8bit-ai), whose `usd` field then counts credits, not dollars. "…" while
+ * the unit is unknown, rather than a guess. What is paid in dollars is `formatUsd`'s. */
+export function formatInUnit(usd: string, unit: string | null): string {
+  if (unit === null) return "…";
   return unit === "usd" ? formatUsd(usd) : formatPlanCredits(usd);
+}
+
+/** The unit's name for a form field's label: "USD" or "plan credits". */
+export function unitName(unit: string | null): string {
+  return unit === null || unit === "usd" ? "USD" : "plan credits";
+}
+
+/** An amount in the organization's unit as a form field shows it ("3.00", "50"). */
+export function inputInUnit(usd: string, unit: string | null): string {
+  return unit === null || unit === "usd" ? usdInput(usd) : trimDecimal(usd);
 }
 
 /** A plan's price per period; null is priced by contract. */

@@ -19,3 +19,11 @@ const OVERVIEW_CONTEXT = { additionalTypenames: ["PlanSubscription", "AutoReload
 export function useWalletOverview() {
   return useQuery({ query: WalletOverviewDocument, context: OVERVIEW_CONTEXT });
 }
+
+/** The organization's unit, SpendCap.unit from the shared overview: "usd", or "credit"
+ * (plan credits: an Amount's `usd` then counts them). Null until known. Every amount of
+ * the wallet is shown in it (`formatInUnit`). */
+export function useUnit(): string | null {
+  const [overview] = useWalletOverview();
+  return overview.data?.viewer.organization.spendCap.unit ?? null;
+}

@@ -12,9 +12,12 @@ export function formatUsd(usd: string): string {
   return `${negative ? "-" : ""}$${whole}.${decimals}`;
 }
 
-/** Credits (an integer string) with thousands grouping, for reading large counts. */
+/** A count with thousands grouping of its whole part, for reading: credits (an integer
+ * string) or plan credits ("21000.5" -> "21,000.5"). */
 export function formatCredits(credits: string): string {
-  return credits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const [whole, fraction] = credits.split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+$)/g, ",");
+  return fraction === undefined ? grouped : `${grouped}.${fraction}`;
 }
 
 /** A bar's height in a chart. Display geometry only. */
@@ -32,15 +35,24 @@ export function trimDecimal(value: string): string {
   return value.includes(".") ? value.replace(/0+$/, "").replace(/\.$/, "") : value;
 }
 
-/** Plan credits (8bit-ai), from an Amount's `usd`, which counts them there: "1,000 credits". */
+/** Plan credits (8bit-ai), from an Amount's `usd`, which counts them there: whole ones
+ * grouped, decimals only when fractional ("21,000 credits", "0.25 credits", "1 credit"). */
 export function formatPlanCredits(usd: string): string {
-  return `${formatCredits(trimDecimal(usd))} credits`;
+  const count = trimDecimal(usd);
+  return `${formatCredits(count)} ${count.replace(/^-/, "") === "1" ? "credit" : "credits"}`;
 }
 
-/** An amount in the organization's unit (SpendCap.unit): USD, or plan credits (8bit-ai),
- * whose `usd` field then counts credits, not dollars. */
-export function formatInUnit(usd: string, unit: string): string {
+/** An amount of the wallet in the organization's unit (`useUnit`, SpendCap.unit): USD, or
+ * plan credits (8bit-ai), whose `usd` field then counts credits, not dollars. "…" while
+ * the unit is unknown, rather than a guess. What is paid in dollars is `formatUsd`'s. */
+export function formatInUnit(usd: string, unit: string | null): string {
+  if (unit === null) return "…";
   return unit === "usd" ? formatUsd(usd) : formatPlanCredits(usd);
+}
+
+/** The unit's name for a form field's label: "USD" or "plan credits". */
+export function unitName(unit: string | null): string {
+  return unit === null || unit === "usd" ? "USD" : "plan credits";
 }
 
 /** A plan's price per period; null is priced by contract. */

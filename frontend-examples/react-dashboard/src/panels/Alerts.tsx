@@ -3,14 +3,20 @@ import { useMutation, useQuery, useSubscription } from "urql";
 
 import { Problems } from "../errors";
 import { AlertFiredDocument, AlertsDocument, CreateAlertRuleDocument, type AlertKind } from "../gql/graphql";
+import { formatInUnit, unitName } from "../money";
+import { useUnit } from "../viewer";
 
-const KINDS: { kind: AlertKind; unit: string }[] = [
-  { kind: "BALANCE_BELOW", unit: "USD" },
-  { kind: "DAILY_SPEND_ABOVE", unit: "USD" },
-  { kind: "SPEND_PERCENT_OF_ALLOCATION", unit: "%" },
-  { kind: "KEY_CAP_PERCENT", unit: "%" },
-  { kind: "AUTO_RELOAD_FAILED", unit: "" },
+// What each kind's threshold counts: an amount of the wallet (in the organization's unit,
+// as the balance and spend it watches are), a percent, or nothing.
+type Threshold = "amount" | "percent" | null;
+const KINDS: { kind: AlertKind; threshold: Threshold }[] = [
+  { kind: "BALANCE_BELOW", threshold: "amount" },
+  { kind: "DAILY_SPEND_ABOVE", threshold: "amount" },
+  { kind: "SPEND_PERCENT_OF_ALLOCATION", threshold: "percent" },
+  { kind: "KEY_CAP_PERCENT", threshold: "percent" },
+  { kind: "AUTO_RELOAD_FAILED", threshold: null },
 ];
+const thresholdOf = (kind: AlertKind): Threshold => KINDS.find((k) => k.kind === kind)?.threshold ?? null;
 
 /** Alert rules and their recent events; a new event arrives live over alertFired. */
 export function Alerts() {
@@ -21,6 +27,11 @@ export function Alerts() {
     if (firedId) reexecute({ requestPolicy: "network-only" });
   }, [firedId, reexecute]);
   const org = result.data?.viewer.organization;
+  const unit = useUnit();
+  const shown = (kind: AlertKind, value: string | null) => {
+    if (value === null) return "";
+    return thresholdOf(kind) === "amount" ? formatInUnit(value, unit) : `${value}%`;
+  };
   return (
     <section data-testid="alerts">
       <h2>Alerts</h2>
@@ -31,7 +42,7 @@ export function Alerts() {
         {org?.alertRules.length === 0 && <li className="muted">No rules yet.</li>}
         {org?.alertRules.map((r) => (
           <li key={r.id}>
-            {r.kind} {r.threshold ?? ""} {r.enabled ? "" : "(disabled)"} {r.webhookUrl && <span className="muted">→ {r.webhookUrl}</span>}
+            {r.kind} {shown(r.kind, r.threshold ?? null)} {r.enabled ? "" : "(disabled)"} {r.webhookUrl && <span className="muted">→ {r.webhookUrl}</span>}
           </li>
         ))}
       </ul>
@@ -53,10 +64,11 @@ function NewRule({ onCreated }: { onCreated: () => void }) {
   const [kind, setKind] = useState<AlertKind>("BALANCE_BELOW");
   const [threshold, setThreshold] = useState("5");
   const [created, create] = useMutation(CreateAlertRuleDocument);
-  const unit = KINDS.find((k) => k.kind === kind)?.unit ?? "";
+  const counts = thresholdOf(kind);
+  const unit = useUnit();
   const submit = async (event: FormEvent) => {
     event.preventDefault();
-    const result = await create({ input: { kind, threshold: unit ? threshold.trim() : null } });
+    const result = await create({ input: { kind, threshold: counts ? threshold.trim() : null } });
     if (result.data?.createAlertRule.alertRule) onCreated();
   };
   return (
@@ -66,9 +78,9 @@ function NewRule({ onCreated }: { onCreated: () => void }) {
           <option key={k.kind}>{k.kind}</option>
         ))}
       </select>
-      {unit && (
+      {counts && (
         <label>
-          Threshold ({unit}) <input inputMode="decimal" value={threshold} onChange={(e) => setThreshold(e.target.value)} />
+          Threshold ({counts === "amount" ? unitName(unit) : "%"}) <input inputMode="decimal" value={threshold} onChange={(e) => setThreshold(e.target.value)} />
         </label>
       )}
       <button type="submit" disabled={created.fetching}>

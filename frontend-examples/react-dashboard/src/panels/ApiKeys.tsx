@@ -12,16 +12,17 @@ import {
   type ApiKeysQuery,
 } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd, usdInput } from "../money";
+import { formatInUnit, inputInUnit, unitName } from "../money";
 import { countdown, useNow } from "../time";
-import { useRole } from "../viewer";
+import { useRole, useUnit } from "../viewer";
 import { KeyTest } from "./KeyTest";
 
 type KeyNode = NonNullable<ApiKeysQuery["viewer"]["organization"]["apiKeys"]["edges"][number]["node"]>;
 
 const WINDOW_LABELS = { FIVE_HOURS: "5 h", ONE_DAY: "1 d", SEVEN_DAYS: "7 d" } as const;
 
-/** A cap field as typed: empty means "no limit" (null), else the USD Decimal string. */
+/** A cap field as typed: empty means "no limit" (null), else the Decimal string, in the
+ * organization's unit as the key's spend is (the inputs are named ...Usd all the same). */
 const capOrNull = (value: string): string | null => (value.trim() === "" ? null : value.trim());
 
 /** The list of keys; create (secret shown once), edit caps, rotate, revoke, reveal
@@ -99,6 +100,7 @@ function CreateKey({ onCreated }: { onCreated: (name: string, secret: string) =>
   const [quota, setQuota] = useState("");
   const [daily, setDaily] = useState("");
   const [created, create] = useMutation(CreateApiKeyDocument);
+  const unit = useUnit();
   const submit = async (event: FormEvent) => {
     event.preventDefault();
     const result = await create({
@@ -118,10 +120,10 @@ function CreateKey({ onCreated }: { onCreated: (name: string, secret: string) =>
         Name <input data-testid="create-key-name" value={name} onChange={(e) => setName(e.target.value)} required />
       </label>
       <label>
-        Quota (USD) <input inputMode="decimal" value={quota} onChange={(e) => setQuota(e.target.value)} placeholder="none" />
+        Quota ({unitName(unit)}) <input inputMode="decimal" value={quota} onChange={(e) => setQuota(e.target.value)} placeholder="none" />
       </label>
       <label>
-        Per day (USD) <input inputMode="decimal" value={daily} onChange={(e) => setDaily(e.target.value)} placeholder="none" />
+        Per day ({unitName(unit)}) <input inputMode="decimal" value={daily} onChange={(e) => setDaily(e.target.value)} placeholder="none" />
       </label>
       <button type="submit" data-testid="create-key-submit" disabled={created.fetching}>
         Create key
@@ -133,6 +135,7 @@ function CreateKey({ onCreated }: { onCreated: (name: string, secret: string) =>
 
 function KeyRow({ node, owner, onSecret }: { node: KeyNode; owner: boolean; onSecret: (secret: string, revealed?: boolean) => void }) {
   const now = useNow();
+  const unit = useUnit();
   const [editing, setEditing] = useState(false);
   const [testing, setTesting] = useState(false);
   const [confirmRevoke, setConfirmRevoke] = useState(false);
@@ -158,13 +161,13 @@ function KeyRow({ node, owner, onSecret }: { node: KeyNode; owner: boolean; onSe
           <code>{node.prefix}…</code>
         </td>
         <td>{node.status.toLowerCase()}</td>
-        <td>{node.quota.limit ? `${formatUsd(node.quota.remaining!.usd)} of ${formatUsd(node.quota.limit.usd)}` : "no limit"}</td>
+        <td>{node.quota.limit ? `${formatInUnit(node.quota.remaining!.usd, unit)} of ${formatInUnit(node.quota.limit.usd, unit)}` : "no limit"}</td>
         <td>
           {node.windows.length === 0
             ? "none"
             : node.windows.map((w) => (
                 <div key={w.window}>
-                  {WINDOW_LABELS[w.window]}: {formatUsd(w.remaining.usd)} of {formatUsd(w.limit.usd)}
+                  {WINDOW_LABELS[w.window]}: {formatInUnit(w.remaining.usd, unit)} of {formatInUnit(w.limit.usd, unit)}
                   {w.resetsAt && <span className="muted"> · resets in {countdown(w.resetsAt, now)}</span>}
                 </div>
               ))}
@@ -229,11 +232,12 @@ function KeyRow({ node, owner, onSecret }: { node: KeyNode; owner: boolean; onSe
 }
 
 function EditCaps({ node, onDone }: { node: KeyNode; onDone: () => void }) {
+  const unit = useUnit();
   const limitOf = (window: string) => {
     const limit = node.windows.find((w) => w.window === window)?.limit;
-    return limit ? usdInput(limit.usd) : "";
+    return limit ? inputInUnit(limit.usd, unit) : "";
   };
-  const [quota, setQuota] = useState(node.quota.limit ? usdInput(node.quota.limit.usd) : "");
+  const [quota, setQuota] = useState(node.quota.limit ? inputInUnit(node.quota.limit.usd, unit) : "");
   const [h5, setH5] = useState(limitOf("FIVE_HOURS"));
   const [d1, setD1] = useState(limitOf("ONE_DAY"));
   const [d7, setD7] = useState(limitOf("SEVEN_DAYS"));
@@ -258,7 +262,7 @@ function EditCaps({ node, onDone }: { node: KeyNode; onDone: () => void }) {
   );
   return (
     <form className="inline" onSubmit={submit}>
-      {field("Quota (USD)", quota, setQuota, "caps-quota")}
+      {field(`Quota (${unitName(unit)})`, quota, setQuota, "caps-quota")}
       {field("5 h", h5, setH5, "caps-5h")}
       {field("1 d", d1, setD1, "caps-1d")}
       {field("7 d", d7, setD7, "caps-7d")}

@@ -3,16 +3,16 @@ import { useMutation } from "urql";
 
 import { Problems } from "../errors";
 import { UpdateAutoReloadDocument, type WalletOverviewQuery } from "../gql/graphql";
-import { formatUsd, usdInput } from "../money";
-import { isAdmin, useRole, useWalletOverview } from "../viewer";
+import { formatUsd, inputInUnit, unitName, usdInput } from "../money";
+import { isAdmin, useRole, useUnit, useWalletOverview } from "../viewer";
 
 type Settings = WalletOverviewQuery["viewer"]["organization"]["autoReload"];
 
 /** The monthly maximum's field, which autoScale's panel points to (its Max Monthly Spend). */
 export const AUTO_RELOAD_MAX = "auto-reload-max";
 
-/** Auto-reload: on a balance under the threshold the saved card is charged the amount,
- * never past the monthly maximum. */
+/** Auto-reload: on a balance under the threshold (in the organization's unit) the saved
+ * card is charged the amount, never past the monthly maximum (both in dollars). */
 export function AutoReload() {
   const [overview] = useWalletOverview();
   const settings = overview.data?.viewer.organization.autoReload;
@@ -36,8 +36,9 @@ export function AutoReload() {
 }
 
 function AutoReloadForm({ settings }: { settings: Settings }) {
+  const unit = useUnit();
   const [enabled, setEnabled] = useState(settings.enabled);
-  const [threshold, setThreshold] = useState(usdInput(settings.threshold.usd));
+  const [threshold, setThreshold] = useState(inputInUnit(settings.threshold.usd, unit));
   const [amount, setAmount] = useState(usdInput(settings.amount.usd));
   const [monthlyMax, setMonthlyMax] = useState(usdInput(settings.monthlyMax.usd));
   const [saved, save] = useMutation(UpdateAutoReloadDocument);
@@ -54,7 +55,7 @@ function AutoReloadForm({ settings }: { settings: Settings }) {
         <input type="checkbox" data-testid="auto-reload-enabled" checked={enabled} onChange={(e) => setEnabled(e.target.checked)} /> On
       </label>
       <label>
-        Below (USD) <input data-testid="auto-reload-threshold" inputMode="decimal" value={threshold} onChange={(e) => setThreshold(e.target.value)} />
+        Below ({unitName(unit)}) <input data-testid="auto-reload-threshold" inputMode="decimal" value={threshold} onChange={(e) => setThreshold(e.target.value)} />
       </label>
       <label>
         Reload (USD) <input data-testid="auto-reload-amount" inputMode="decimal" value={amount} onChange={(e) => setAmount(e.target.value)} />

@@ -4,12 +4,15 @@ import { useMutation, useQuery } from "urql";
 import { Problems } from "../errors";
 import { BillingTransactionsDocument, RefundTopUpDocument, type BillingTransactionsQuery } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd } from "../money";
-import { isAdmin, useRole } from "../viewer";
+import { formatInUnit, formatUsd } from "../money";
+import { isAdmin, useRole, useUnit } from "../viewer";
 
 type Transaction = BillingTransactionsQuery["viewer"]["organization"]["billingTransactions"]["edges"][number]["node"];
 
 const PAGE = 20;
+// The kinds whose `amount` is dollars paid or owed; the others' (allocations, grants,
+// adjustments, expiries) moves credits, in the organization's unit.
+const PAID_IN_USD = new Set<Transaction["kind"]>(["TOP_UP", "AUTO_RELOAD", "REFUND", "OVERAGE"]);
 // A refund or a new top-up invalidates the list even while it is empty.
 const CONTEXT = { additionalTypenames: ["BillingTransaction"] };
 
@@ -70,6 +73,7 @@ function refundable(t: Transaction): boolean {
 
 function BillingRow({ node, admin }: { node: Transaction; admin: boolean }) {
   const [refunding, setRefunding] = useState(false);
+  const unit = useUnit();
   return (
     <>
       <tr data-testid="billing-row" data-kind={node.kind}>
@@ -79,8 +83,8 @@ function BillingRow({ node, admin }: { node: Transaction; admin: boolean }) {
           {node.status}
           {node.failureReason && <span className="muted"> ({node.failureReason})</span>}
         </td>
-        <td>{formatUsd(node.amount.usd)}</td>
-        <td>{formatUsd(node.credits.usd)}</td>
+        <td>{PAID_IN_USD.has(node.kind) ? formatUsd(node.amount.usd) : formatInUnit(node.amount.usd, unit)}</td>
+        <td>{formatInUnit(node.credits.usd, unit)}</td>
         <td>{node.refunded.credits === "0" ? "" : formatUsd(node.refunded.usd)}</td>
         <td>
           {admin && refundable(node) && !refunding && (
@@ -106,6 +110,7 @@ function RefundForm({ node, onClose }: { node: Transaction; onClose: () => void 
   const [reason, setReason] = useState("");
   const [refunded, refund] = useMutation(RefundTopUpDocument);
   const payload = refunded.data?.refundTopUp;
+  const unit = useUnit();
   const submit = (event: FormEvent) => {
     event.preventDefault();
     void refund({ input: { topUpId: node.id, amountUsd: amount.trim() || null, reason: reason.trim() || null } });
@@ -113,9 +118,9 @@ function RefundForm({ node, onClose }: { node: Transaction; onClose: () => void 
   if (payload?.refund) {
     return (
       <p data-testid="refund-result">
-        Refunded {formatUsd(payload.refund.amount.usd)}: {formatUsd(payload.clawedBack?.usd ?? "0")} of credits taken back
+        Refunded {formatUsd(payload.refund.amount.usd)}: {formatInUnit(payload.clawedBack?.usd ?? "0", unit)} taken back from the wallet
         {payload.notClawedBack && payload.notClawedBack.credits !== "0" &&
-          `; ${formatUsd(payload.notClawedBack.usd)} were already spent and stay spent`}
+          `; ${formatInUnit(payload.notClawedBack.usd, unit)} were already spent and stay spent`}
         .{" "}
         <button type="button" onClick={onClose}>
           Close

@@ -3,8 +3,9 @@ import { useQuery } from "urql";
 
 import { UsageByTagDocument, UsageSummaryDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd } from "../money";
+import { formatInUnit } from "../money";
 import { lastDays } from "../time";
+import { useUnit } from "../viewer";
 import { DAYS } from "./Spend";
 
 interface Row {
@@ -42,6 +43,7 @@ export function Breakdowns() {
 }
 
 function Breakdown({ title, column, testid, rows }: { title: string; column: string; testid: string; rows: Row[] }) {
+  const unit = useUnit();
   return (
     <div>
       <h3>{title}</h3>
@@ -65,7 +67,7 @@ function Breakdown({ title, column, testid, rows }: { title: string; column: str
             <tr key={r.label} data-testid="breakdown-row">
               <td>{r.label}</td>
               <td>{r.requests}</td>
-              <td>{formatUsd(r.spend.usd)}</td>
+              <td>{formatInUnit(r.spend.usd, unit)}</td>
             </tr>
           ))}
         </tbody>

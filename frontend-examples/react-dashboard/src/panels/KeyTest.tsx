@@ -3,7 +3,8 @@ import { useMutation } from "urql";
 
 import { Problems } from "../errors";
 import { TestApiKeyDocument } from "../gql/graphql";
-import { formatUsd } from "../money";
+import { formatInUnit, unitName } from "../money";
+import { useUnit } from "../viewer";
 
 /** The Test button: what the gateway's authorize would answer for this key and model
  * now (no hold is placed), allowed or its exact refusal, with the envelope headers. */
@@ -11,6 +12,7 @@ export function KeyTest({ id, onDone }: { id: string; onDone: () => void }) {
   const [model, setModel] = useState("");
   const [hold, setHold] = useState("");
   const [tested, test] = useMutation(TestApiKeyDocument);
+  const unit = useUnit();
   const submit = (event: FormEvent) => {
     event.preventDefault();
     void test({ input: { id, model: model.trim(), holdUsd: hold.trim() || null } });
@@ -22,7 +24,7 @@ export function KeyTest({ id, onDone }: { id: string; onDone: () => void }) {
         Model <input data-testid="key-test-model" value={model} onChange={(e) => setModel(e.target.value)} placeholder="claude-sonnet-4-6" required />
       </label>
       <label>
-        Hold (USD) <input data-testid="key-test-hold" inputMode="decimal" value={hold} onChange={(e) => setHold(e.target.value)} placeholder="none" />
+        Hold ({unitName(unit)}) <input data-testid="key-test-hold" inputMode="decimal" value={hold} onChange={(e) => setHold(e.target.value)} placeholder="none" />
       </label>
       <button type="submit" data-testid="key-test-run" disabled={tested.fetching}>
         Run test
@@ -34,7 +36,7 @@ export function KeyTest({ id, onDone }: { id: string; onDone: () => void }) {
       {payload && payload.allowed != null && (
         <div data-testid="key-test-result">
           {payload.allowed ? (
-            <strong>Allowed{payload.hold && payload.hold.credits !== "0" && `, holding ${formatUsd(payload.hold.usd)}`}</strong>
+            <strong>Allowed{payload.hold && payload.hold.credits !== "0" && `, holding ${formatInUnit(payload.hold.usd, unit)}`}</strong>
           ) : (
             payload.refusal && (
               <strong className="error">

@@ -3,7 +3,8 @@ import { useQuery } from "urql";
 
 import { LedgerDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd } from "../money";
+import { formatInUnit } from "../money";
+import { useUnit } from "../viewer";
 
 const PAGE = 25;
 
@@ -15,6 +16,7 @@ export function Ledger() {
     variables: { first: PAGE, after: cursors[cursors.length - 1] },
   });
   useRefetchOnTick(reexecute);
+  const unit = useUnit();
   const entries = result.data?.viewer.organization.wallet.entries;
   return (
     <section>
@@ -35,8 +37,8 @@ export function Ledger() {
             <tr key={node.id} data-testid="ledger-row">
               <td>{new Date(node.createdAt).toLocaleString()}</td>
               <td>{node.kind.toLowerCase().replace(/_/g, " ")}</td>
-              <td>{formatUsd(node.amount.usd)}</td>
-              <td>{formatUsd(node.balanceAfter.usd)}</td>
+              <td>{formatInUnit(node.amount.usd, unit)}</td>
+              <td>{formatInUnit(node.balanceAfter.usd, unit)}</td>
               <td>{node.reference ?? ""}</td>
             </tr>
           ))}

@@ -1,18 +1,20 @@
 import { useRefetchOnTick } from "../live";
 import { formatInUnit, formatUsd } from "../money";
-import { useWalletOverview } from "../viewer";
+import { useUnit, useWalletOverview } from "../viewer";
 
-/** The balance (live from balanceChanged once it has pushed), plan and entitlement. */
+/** The balance (live from balanceChanged once it has pushed), plan and entitlement; the
+ * wallet's amounts in the organization's unit, what was paid in dollars. */
 export function Overview({ liveBalance }: { liveBalance: string | null }) {
   const [result, reexecute] = useWalletOverview();
   useRefetchOnTick(reexecute);
   const org = result.data?.viewer.organization;
+  const unit = useUnit();
   const balance = liveBalance ?? org?.wallet.balance.usd ?? null;
   return (
     <section className="overview">
       <h2>Balance</h2>
       <p className="balance" data-testid="balance">
-        {balance === null ? "…" : formatUsd(balance)}
+        {balance === null ? "…" : formatInUnit(balance, unit)}
       </p>
       {result.error && <p className="error">{result.error.message}</p>}
       {org && (
@@ -22,7 +24,7 @@ export function Overview({ liveBalance }: { liveBalance: string | null }) {
           {org.subscription && (
             <>
               <dt>Allocation left this period</dt>
-              <dd>{formatUsd(org.subscription.allocationRemaining.usd)}</dd>
+              <dd>{formatInUnit(org.subscription.allocationRemaining.usd, unit)}</dd>
               <dt>Period ends</dt>
               <dd>{new Date(org.subscription.currentPeriodEnd).toLocaleString()}</dd>
             </>
@@ -32,13 +34,13 @@ export function Overview({ liveBalance }: { liveBalance: string | null }) {
           <dt>Monthly spend cap</dt>
           <dd>
             {org.spendCap.monthlyLimit
-              ? `${formatInUnit(org.spendCap.spentThisMonth.usd, org.spendCap.unit)} of ${formatInUnit(org.spendCap.monthlyLimit.usd, org.spendCap.unit)}`
+              ? `${formatInUnit(org.spendCap.spentThisMonth.usd, unit)} of ${formatInUnit(org.spendCap.monthlyLimit.usd, unit)}`
               : "none"}
           </dd>
           <dt>Auto-reload</dt>
           <dd>
             {org.autoReload.enabled
-              ? `${formatUsd(org.autoReload.amount.usd)} below ${formatUsd(org.autoReload.threshold.usd)}`
+              ? `${formatUsd(org.autoReload.amount.usd)} below ${formatInUnit(org.autoReload.threshold.usd, unit)}`
               : "off"}
           </dd>
           {org.entitlement && (

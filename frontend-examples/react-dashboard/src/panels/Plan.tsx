@@ -3,7 +3,7 @@ import { useMutation, useQuery } from "urql";
 import { Problems } from "../errors";
 import { ChangePlanDocument, PlansDocument } from "../gql/graphql";
 import { formatInUnit, formatPrice } from "../money";
-import { isAdmin, useRole, useWalletOverview } from "../viewer";
+import { isAdmin, useRole, useUnit, useWalletOverview } from "../viewer";
 
 /** The current plan and the plans of the organization's unit to move to: an upgrade
  * applies at once, a downgrade when the period ends. */
@@ -14,7 +14,7 @@ export function Plan() {
   const admin = isAdmin(useRole());
   const org = overview.data?.viewer.organization;
   const subscription = org?.subscription ?? null;
-  const unit = org?.spendCap.unit;
+  const unit = useUnit();
   // An organization moves only between plans counting its own unit.
   const plans = (catalog.data?.plans ?? []).filter((p) => p.unit === unit);
   const payload = changed.data?.changePlan;

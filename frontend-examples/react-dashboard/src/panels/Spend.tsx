@@ -4,8 +4,9 @@ import { useQuery } from "urql";
 
 import { UsageSummaryDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd } from "../money";
+import { formatInUnit } from "../money";
 import { lastDays, utcDay } from "../time";
+import { useUnit } from "../viewer";
 
 export const DAYS = 30;
 
@@ -17,12 +18,13 @@ export function Spend() {
     variables: { ...range, granularity: "DAY" },
   });
   useRefetchOnTick(reexecute);
+  const unit = useUnit();
   const summary = result.data?.viewer.organization.usageSummary;
   // The chart needs numbers; Number() of a Decimal string is for drawing only, never for sums.
   const series = (summary?.series ?? []).map((b) => ({
     day: utcDay(b.bucketStart),
     usd: Number(b.spend.usd),
-    label: formatUsd(b.spend.usd),
+    label: formatInUnit(b.spend.usd, unit),
     requests: b.requests,
   }));
   return (
@@ -31,8 +33,8 @@ export function Spend() {
       {result.error && <p className="error">{result.error.message}</p>}
       {summary && (
         <p>
-          Total {formatUsd(summary.total.usd)} over {summary.requests} calls; projected this period{" "}
-          {formatUsd(summary.projectedPeriodSpend.usd)}.
+          Total {formatInUnit(summary.total.usd, unit)} over {summary.requests} calls; projected this period{" "}
+          {formatInUnit(summary.projectedPeriodSpend.usd, unit)}.
         </p>
       )}
       <div data-testid="spend-chart" className="chart">
@@ -40,7 +42,7 @@ export function Spend() {
           <BarChart data={series}>
             <CartesianGrid strokeDasharray="3 3" />
             <XAxis dataKey="day" tickFormatter={(d: string) => d.slice(5)} />
-            <YAxis tickFormatter={(v: number) => `$${v}`} />
+            <YAxis width={80} tickFormatter={(v: number) => formatInUnit(String(v), unit)} />
             <Tooltip formatter={(_v, _n, item) => [(item.payload as { label: string }).label, "spend"]} />
             <Bar dataKey="usd" name="spend" fill="#4f6bed" isAnimationActive={false} />
           </BarChart>
@@ -60,7 +62,7 @@ export function Spend() {
             <tr key={m.model}>
               <td>{m.model}</td>
               <td>{m.requests}</td>
-              <td>{formatUsd(m.spend.usd)}</td>
+              <td>{formatInUnit(m.spend.usd, unit)}</td>
             </tr>
           ))}
         </tbody>

@@ -3,13 +3,14 @@ import { useMutation } from "urql";
 
 import { Problems } from "../errors";
 import { SetSpendCapDocument } from "../gql/graphql";
-import { formatInUnit, trimDecimal } from "../money";
-import { isAdmin, useRole, useWalletOverview } from "../viewer";
+import { formatInUnit, trimDecimal, unitName } from "../money";
+import { isAdmin, useRole, useUnit, useWalletOverview } from "../viewer";
 
 /** The organization's monthly spend cap, in its unit (USD or plan credits): set or remove it. */
 export function SpendCap() {
   const [overview] = useWalletOverview();
   const cap = overview.data?.viewer.organization.spendCap;
+  const unit = useUnit();
   const admin = isAdmin(useRole());
   return (
     <section data-testid="spend-cap">
@@ -19,17 +20,17 @@ export function SpendCap() {
         <>
           <p data-testid="spend-cap-current">
             {cap.monthlyLimit
-              ? `${formatInUnit(cap.spentThisMonth.usd, cap.unit)} spent of ${formatInUnit(cap.monthlyLimit.usd, cap.unit)} this month (UTC)`
-              : `No cap; ${formatInUnit(cap.spentThisMonth.usd, cap.unit)} spent this month (UTC)`}
+              ? `${formatInUnit(cap.spentThisMonth.usd, unit)} spent of ${formatInUnit(cap.monthlyLimit.usd, unit)} this month (UTC)`
+              : `No cap; ${formatInUnit(cap.spentThisMonth.usd, unit)} spent this month (UTC)`}
           </p>
-          {admin && <SpendCapForm unit={cap.unit} limit={cap.monthlyLimit?.usd ?? null} />}
+          {admin && <SpendCapForm unit={unit} limit={cap.monthlyLimit?.usd ?? null} />}
         </>
       )}
     </section>
   );
 }
 
-function SpendCapForm({ unit, limit }: { unit: string; limit: string | null }) {
+function SpendCapForm({ unit, limit }: { unit: string | null; limit: string | null }) {
   const [value, setValue] = useState(limit === null ? "" : trimDecimal(limit));
   const [saved, save] = useMutation(SetSpendCapDocument);
   const submit = (monthlyLimitUsd: string | null) => void save({ input: { monthlyLimitUsd } });
@@ -40,7 +41,7 @@ function SpendCapForm({ unit, limit }: { unit: string; limit: string | null }) {
   return (
     <form className="inline" onSubmit={onSubmit}>
       <label>
-        Cap ({unit === "usd" ? "USD" : "plan credits"}){" "}
+        Cap ({unitName(unit)}){" "}
         <input data-testid="spend-cap-limit" inputMode="decimal" value={value} onChange={(e) => setValue(e.target.value)} required />
       </label>
       <button type="submit" data-testid="spend-cap-save" disabled={saved.fetching}>

@@ -7,7 +7,7 @@ import { useMutation, useQuery, useSubscription } from "urql";
 import { Problems } from "../errors";
 import { CreateTopUpDocument, PlansDocument, TopUpQuoteDocument, TopUpUpdatedDocument } from "../gql/graphql";
 import { formatCredits, formatPlanCredits, formatUsd } from "../money";
-import { useWalletOverview } from "../viewer";
+import { useUnit, useWalletOverview } from "../viewer";
 
 // Top-ups are whole cents; anything else is not worth asking the server to quote.
 const AMOUNT = /^\d+(\.\d{1,2})?$/;
@@ -22,7 +22,7 @@ export function TopUp({ stripePublishableKey }: { stripePublishableKey: string }
   const [overview] = useWalletOverview();
   const [catalog] = useQuery({ query: PlansDocument });
   const org = overview.data?.viewer.organization;
-  const unit = org?.spendCap.unit ?? null;
+  const unit = useUnit();
   const [amount, setAmount] = useState("25.00");
   const [packId, setPackId] = useState("");
   // The packs of the organization's plan; null in a USD wallet.

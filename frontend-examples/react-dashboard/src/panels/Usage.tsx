@@ -5,8 +5,9 @@ import type { Config } from "../config";
 import { downloadUsageCsv } from "../csv";
 import { ApiKeysDocument, UsageDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
-import { formatUsd } from "../money";
+import { formatInUnit } from "../money";
 import { useDebounced } from "../time";
+import { useUnit } from "../viewer";
 
 const PAGE = 20;
 
@@ -25,6 +26,7 @@ export function Usage({ config }: { config: Config }) {
   });
   const [keys] = useQuery({ query: ApiKeysDocument, variables: { first: 100 } });
   useRefetchOnTick(reexecute);
+  const unit = useUnit();
   const usage = result.data?.viewer.organization.usage;
   const setFilter = (value: string) => {
     setModel(value);
@@ -80,7 +82,7 @@ export function Usage({ config }: { config: Config }) {
               <td>
                 {node.promptTokens} / {node.completionTokens}
               </td>
-              <td>{formatUsd(node.cost.usd)}</td>
+              <td>{formatInUnit(node.cost.usd, unit)}</td>
             </tr>
           ))}
         </tbody>
