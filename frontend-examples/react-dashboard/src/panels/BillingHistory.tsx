@@ -5,6 +5,7 @@ import { Problems } from "../errors";
 import { BillingTransactionsDocument, RefundTopUpDocument, type BillingTransactionsQuery } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatInUnit, formatUsd } from "../money";
+import { Pager } from "../pager";
 import { isAdmin, useRole, useUnit } from "../viewer";
 
 type Transaction = BillingTransactionsQuery["viewer"]["organization"]["billingTransactions"]["edges"][number]["node"];
@@ -48,19 +49,9 @@ export function BillingHistory() {
           {page?.edges.map(({ node }) => <BillingRow key={node.id} node={node} admin={admin} />)}
         </tbody>
       </table>
-      <div className="pager">
-        <button type="button" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Newer
-        </button>
-        <span className="muted">{page && `${page.totalCount} transactions`}</span>
-        <button
-          type="button"
-          disabled={!page?.pageInfo.hasNextPage}
-          onClick={() => page?.pageInfo.endCursor && setCursors([...cursors, page.pageInfo.endCursor])}
-        >
-          Older
-        </button>
-      </div>
+      <Pager cursors={cursors} setCursors={setCursors} pageInfo={page?.pageInfo} labels={["Newer", "Older"]}>
+        {page && `${page.totalCount} transactions`}
+      </Pager>
     </section>
   );
 }

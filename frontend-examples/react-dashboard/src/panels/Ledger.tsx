@@ -4,6 +4,7 @@ import { useQuery } from "urql";
 import { LedgerDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatInUnit } from "../money";
+import { Pager } from "../pager";
 import { useUnit } from "../viewer";
 
 const PAGE = 25;
@@ -44,19 +45,9 @@ export function Ledger() {
           ))}
         </tbody>
       </table>
-      <div className="pager">
-        <button type="button" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Newer
-        </button>
-        <span className="muted">{entries && `${entries.totalCount} entries`}</span>
-        <button
-          type="button"
-          disabled={!entries?.pageInfo.hasNextPage}
-          onClick={() => entries?.pageInfo.endCursor && setCursors([...cursors, entries.pageInfo.endCursor])}
-        >
-          Older
-        </button>
-      </div>
+      <Pager cursors={cursors} setCursors={setCursors} pageInfo={entries?.pageInfo} labels={["Newer", "Older"]}>
+        {entries && `${entries.totalCount} entries`}
+      </Pager>
     </section>
   );
 }

@@ -6,6 +6,7 @@ import { downloadUsageCsv } from "../csv";
 import { ApiKeysDocument, UsageDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatInUnit } from "../money";
+import { Pager } from "../pager";
 import { useDebounced } from "../time";
 import { useUnit } from "../viewer";
 
@@ -87,23 +88,16 @@ export function Usage({ config }: { config: Config }) {
           ))}
         </tbody>
       </table>
-      <div className="pager">
-        <button type="button" data-testid="usage-prev" disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Previous
-        </button>
-        <span className="muted">
-          page {cursors.length}
-          {usage && ` of ${Math.max(1, Math.ceil(usage.totalCount / PAGE))} (${usage.totalCount} calls)`}
-        </span>
-        <button
-          type="button"
-          data-testid="usage-next"
-          disabled={!usage?.pageInfo.hasNextPage}
-          onClick={() => usage?.pageInfo.endCursor && setCursors([...cursors, usage.pageInfo.endCursor])}
-        >
-          Next
-        </button>
-      </div>
+      <Pager
+        cursors={cursors}
+        setCursors={setCursors}
+        pageInfo={usage?.pageInfo}
+        labels={["Previous", "Next"]}
+        testId="usage"
+      >
+        page {cursors.length}
+        {usage && ` of ${Math.max(1, Math.ceil(usage.totalCount / PAGE))} (${usage.totalCount} calls)`}
+      </Pager>
     </section>
   );
 }
