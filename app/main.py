@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from app import console, signin
-from app.api.rest import gateway, me
+from app.api.rest import exports, gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
 from app.api.rest.principal import key_headers
 from app.api.rest.stripe_webhook import stripe_webhook
@@ -114,8 +114,10 @@ def create_app(
         Route("/api/v1/me/account", me.account),
         Route("/api/v1/me/usage", me.usage),
         Route("/v1/usage", me.usage),  # the path ByteSpike's pages give for the usage log
-        Route("/api/v1/me/usage.csv", me.usage_csv),
+        Route("/api/v1/me/usage.csv", exports.usage_csv),
         Route("/api/v1/me/billing/transactions", me.transactions),
+        Route("/api/v1/me/billing/transactions.csv", exports.transactions_csv),
+        Route("/api/v1/me/ledger.csv", exports.ledger_csv),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route(signin.PATH, signin.exchange, methods=["POST"]),
     ]

@@ -25,7 +25,13 @@ from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_page
 from app.graphql.money import Amount, amount
 from app.graphql.overview import first_lots, overview_of, wallet_row
-from app.graphql.payments import AutoReload, BillingTransaction, auto_reload, billing_transactions
+from app.graphql.payments import (
+    AutoReload,
+    BillingTransaction,
+    BillingTransactionFilter,
+    auto_reload,
+    billing_transactions,
+)
 from app.graphql.plans import Entitlement, PlanSubscription, entitlement_of, subscription_of
 from app.graphql.relay import (
     After,
@@ -36,6 +42,7 @@ from app.graphql.relay import (
     each,
     page_connection,
     page_size,
+    require_zones,
     selects,
 )
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
@@ -92,6 +99,24 @@ class LedgerEntry(Node):
         )
 
 
+@strawberry.input(
+    name="LedgerEntryFilter",
+    description="Narrows the ledger; every field is optional and they combine.",
+)
+class LedgerEntryFilter:
+    kind: EntryKind | None = strawberry.field(default=None, description="Entries of this kind.")
+    since: datetime | None = strawberry.field(
+        default=None, description="Written at or after (UTC offset required)."
+    )
+    until: datetime | None = strawberry.field(
+        default=None, description="Written before (UTC offset required), exclusive."
+    )
+
+    def wanted(self) -> reads.EntryFilter:
+        require_zones(since=self.since, until=self.until)
+        return reads.EntryFilter(self.kind, self.since, self.until)
+
+
 @strawberry.type(
     description="The organization's prepaid credits; the balance is the sum of its ledger."
 )
@@ -138,17 +163,26 @@ class Wallet(Node):
 
     @strawberry.field(description="The ledger, newest first.")
     async def entries(
-        self, info: Info, first: First = 50, after: After = None
+        self,
+        info: Info,
+        first: First = 50,
+        after: After = None,
+        filter: Annotated[
+            LedgerEntryFilter | None, strawberry.argument(description="Null: every entry.")
+        ] = None,
     ) -> Connection[LedgerEntry]:
         wallet_id = self._wallet_id
+        wanted = (filter or LedgerEntryFilter()).wanted()
+        # Unfiltered, the count is the wallet's version: one row read, not the ledger.
+        unfiltered = wanted == reads.EntryFilter()
         return await page_connection(
             info,
             reads.ENTRIES,
-            {"wallet_id": wallet_id},
+            wanted.values(wallet_id),
             first,
             after,
             each(LedgerEntry.of),
-            lambda conn: reads.entry_count(conn, wallet_id),
+            (lambda conn: reads.entry_count(conn, wallet_id)) if unfiltered else None,
         )
 
 
@@ -268,9 +302,16 @@ class Organization(Node):
         "movement that is not an API call, with each top-up's payment status."
     )
     async def billing_transactions(
-        self, info: Info, first: First = 50, after: After = None
+        self,
+        info: Info,
+        first: First = 50,
+        after: After = None,
+        filter: Annotated[
+            BillingTransactionFilter | None,
+            strawberry.argument(description="Null: every transaction."),
+        ] = None,
     ) -> Connection[BillingTransaction]:
-        return await billing_transactions(info, self._org_id, first, after)
+        return await billing_transactions(info, self._org_id, filter, first, after)
 
     @strawberry.field(description="The organization's plan; null: none (prepaid only).")
     async def subscription(self, info: Info) -> PlanSubscription | None:

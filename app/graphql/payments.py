@@ -24,10 +24,10 @@ from app.graphql.payloads import (
     refused,
     usd_amounts,
 )
-from app.graphql.relay import Connection, Node, each, page_connection
+from app.graphql.relay import Connection, Node, each, page_connection, require_zones
 from app.graphql.scalars import Decimal
 from app.ids import parse_global_id, to_global_id
-from app.ledger.reads import TRANSACTIONS
+from app.ledger.reads import TRANSACTIONS, TransactionFilter
 from app.ledger.state import billing_t
 from app.payments.ladder import BonusLadder as Ladder
 from app.payments.ladder import Quote, TopUpAmountError, percent
@@ -255,10 +255,37 @@ def _purchase_error(exc: TopUpAmountError | PurchaseError) -> tuple[UserErrorCod
     return UserErrorCode.INVALID_INPUT, None
 
 
+@strawberry.input(
+    name="BillingTransactionFilter",
+    description="Narrows the billing history; every field is optional and they combine.",
+)
+class BillingTransactionFilter:
+    kind: TransactionKind | None = strawberry.field(
+        default=None, description="Transactions of this kind."
+    )
+    status: TransactionStatus | None = strawberry.field(
+        default=None, description="Transactions in this status."
+    )
+    since: datetime | None = strawberry.field(
+        default=None, description="Created at or after (UTC offset required)."
+    )
+    until: datetime | None = strawberry.field(
+        default=None, description="Created before (UTC offset required), exclusive."
+    )
+
+    def wanted(self) -> TransactionFilter:
+        require_zones(since=self.since, until=self.until)
+        return TransactionFilter(self.kind, self.status, self.since, self.until)
+
+
 async def billing_transactions(
-    info: Info, organization_id: int, first: int, after: str | None
+    info: Info,
+    organization_id: int,
+    f: BillingTransactionFilter | None,
+    first: int,
+    after: str | None,
 ) -> Connection[BillingTransaction]:
-    values = {"organization_id": organization_id}
+    values = (f or BillingTransactionFilter()).wanted().values(organization_id)
     return await page_connection(
         info, TRANSACTIONS, values, first, after, each(BillingTransaction.of)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
@@ -52,6 +53,13 @@ class Connection(Generic[N]):
     edges: list[Edge[N]] = strawberry.field(description="This page's items, newest first.")
     page_info: PageInfo = strawberry.field(description="Whether more follows, and from where.")
     total_count: int = strawberry.field(description="Items in the whole list, all pages.")
+
+
+def require_zones(**times: datetime | None) -> None:
+    """A list filter's times, by field name, each with a time zone (or not given)."""
+    for name, at in times.items():
+        if at is not None and at.tzinfo is None:
+            raise error(Code.BAD_USER_INPUT, f"filter.{name}: give a time zone (such as Z)")
 
 
 def page_size(first: int) -> int:

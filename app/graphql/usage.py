@@ -18,7 +18,7 @@ from app.graphql.errors import Code, error
 from app.graphql.keys import ApiKey, keys_by_id
 from app.graphql.money import Amount
 from app.graphql.payloads import Refused, UserError, UserErrorCode, caller, refused
-from app.graphql.relay import Connection, Node, page_connection
+from app.graphql.relay import Connection, Node, page_connection, require_zones
 from app.graphql.scalars import Decimal
 from app.ids import from_global_id, to_global_id
 from app.usage.ingest import UsageJob, UsageOutcome
@@ -126,9 +126,7 @@ async def usage_page(
     if principal.api_key_id is not None:
         # An API key sees only its own calls: another key's id matches nothing.
         key_id = principal.api_key_id if key_id in (None, principal.api_key_id) else -1
-    for name, at in (("since", f.since), ("until", f.until)):
-        if at is not None and at.tzinfo is None:
-            raise error(Code.BAD_USER_INPUT, f"filter.{name}: give a time zone (such as Z)")
+    require_zones(since=f.since, until=f.until)
     wanted = UsageFilter(key_id, f.model, f.action, f.request_id, f.since, f.until)
     now = info.context.runtime.clock.now()
     return await page_connection(

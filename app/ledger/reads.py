@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -13,7 +15,9 @@ from sqlalchemy.sql.elements import BindParameter
 from app.db import Prebuilt
 from app.ledger.book import entries_t
 from app.ledger.state import billing_t, lots_t, orgs_t, wallets
-from app.pages import Keyset, Page, equal, first_page, page_of
+from app.ledger.tables import EntryKind
+from app.pages import Keyset, Page, at_or_after, before, equal, first_page, page_of
+from app.payments.tables import TransactionKind, TransactionStatus
 
 # What a first page of lots holds when the query leaves ``first`` at its default.
 FIRST_LOTS = 50
@@ -52,18 +56,65 @@ LOTS = Keyset(
     (lots_t.c.created_at, lots_t.c.id),
     {"wallet_id": equal(lots_t.c.wallet_id), "above": (lots_t.c.remaining, operator.gt)},
 )
-# A wallet's ledger entries.
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    """Narrows a ledger (``Wallet.entries`` and its CSV); ``until`` is exclusive."""
+
+    kind: EntryKind | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def values(self, wallet_id: int) -> dict[str, Any]:
+        """``ENTRIES``'s values for the wallet's entries that match."""
+        return {"wallet_id": wallet_id, "kind": self.kind, "since": self.since, "until": self.until}
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFilter:
+    """Narrows billing transactions (``billingTransactions`` and the REST list and CSV);
+    times are when a transaction was created, ``until`` exclusive."""
+
+    kind: TransactionKind | None = None
+    status: TransactionStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def values(self, organization_id: int) -> dict[str, Any]:
+        """``TRANSACTIONS``'s values for the organization's transactions that match."""
+        return {
+            "organization_id": organization_id,
+            "kind": self.kind,
+            "status": self.status,
+            "since": self.since,
+            "until": self.until,
+        }
+
+
+# A wallet's ledger entries, by ``EntryFilter``'s fields.
 ENTRIES = Keyset(
     lambda: select(entries_t),
     # By version: their order in the ledger, on its unique (wallet, version) index.
     (entries_t.c.version,),
-    {"wallet_id": equal(entries_t.c.wallet_id)},
+    {
+        "wallet_id": equal(entries_t.c.wallet_id),
+        "kind": equal(entries_t.c.kind),
+        "since": at_or_after(entries_t.c.created_at),
+        "until": before(entries_t.c.created_at),
+    },
 )
 # An organization's billing transactions: top-ups, refunds, adjustments, expiries.
 TRANSACTIONS = Keyset(
     lambda: select(billing_t),
     (billing_t.c.created_at, billing_t.c.id),
-    {"organization_id": equal(billing_t.c.organization_id)},
+    {
+        "organization_id": equal(billing_t.c.organization_id),
+        "kind": equal(billing_t.c.kind),
+        "status": equal(billing_t.c.status),
+        "since": at_or_after(billing_t.c.created_at),
+        "until": before(billing_t.c.created_at),
+    },
 )
 _version = Prebuilt(
     lambda _dialect, _lock: select(wallets.c.version).where(wallets.c.id == bindparam("id"))

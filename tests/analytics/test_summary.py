@@ -315,9 +315,9 @@ async def test_csv_export_totals_equal_the_summary(harness: Harness) -> None:
 
 
 async def test_csv_export_streams_past_one_page(harness: Harness, monkeypatch: Any) -> None:
-    from app.api.rest import me
+    from app.api.rest import exports
 
-    monkeypatch.setattr(me, "CSV_PAGE", 7)
+    monkeypatch.setattr(exports, "PAGE", 7)
     org = await harness.org("acme", grant_usd="10")
     key = await harness.key(org)
     await harness.usage(org, *(usage_event(key.id, f"r{i}") for i in range(30)))

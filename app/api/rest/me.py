@@ -1,5 +1,5 @@
-"""The seeds' management paths: ``/api/v1/me/account``, ``/usage`` (and ``/usage.csv``),
-``/billing/transactions``.
+"""The seeds' management paths: ``/api/v1/me/account``, ``/usage``,
+``/billing/transactions`` (their CSV downloads are in ``exports.py``).
 
 API keys see their own usage and their org's balance; dashboard roles see the org's.
 Lists are newest first with keyset cursors (opaque), never offsets.
@@ -7,18 +7,15 @@ Lists are newest first with keyset cursors (opaque), never offsets.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from app.api.rest import params
 from app.api.rest.gateway import amount_json
 from app.api.rest.http import JSONResponse, invalid
 from app.api.rest.principal import key_headers, require, runtime
@@ -27,11 +24,9 @@ from app.ledger.reads import TRANSACTIONS
 from app.ledger.state import keys_t, wallets
 from app.money import format_usd
 from app.orgs.service import orgs_t
-from app.pages import MAX_PAGE, CursorError, Keyset
+from app.pages import CursorError, Keyset
 from app.payments.ladder import percent
-from app.usage.reads import USAGE_LOG, UsageFilter, usage_page, usage_values
-
-DEFAULT_LIMIT = 20
+from app.usage.reads import USAGE_LOG, usage_values
 
 
 async def account(request: Request) -> Response:
@@ -81,26 +76,6 @@ async def account(request: Request) -> Response:
     return JSONResponse(body, headers=headers)
 
 
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise invalid(f"limit: must be an integer from 1 to {MAX_PAGE}")
-    return int(raw)
-
-
-def _time_param(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        at = datetime.fromisoformat(raw)
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise invalid(f"{name}: must be an ISO 8601 time with a time zone")
-    return at
-
-
 async def _paged(
     request: Request,
     keyset: Keyset,
@@ -109,7 +84,7 @@ async def _paged(
     headers: dict[str, str],
 ) -> JSONResponse:
     """One page of ``keyset`` matching ``values``, newest first, and the cursor to the next."""
-    limit = _limit(request)
+    limit = params.limit(request)
     cursor = request.query_params.get("cursor")
     try:
         page = await runtime(request).db.read(lambda conn: keyset.page(conn, values, limit, cursor))
@@ -121,100 +96,20 @@ async def _paged(
     return JSONResponse({"data": data, "next_cursor": next_cursor}, headers=headers)
 
 
-def _usage_filter(request: Request, api_key_id: int | None) -> UsageFilter:
-    return UsageFilter(
-        api_key_id=api_key_id,
-        model=request.query_params.get("model"),
-        request_id=request.query_params.get("request_id"),
-        since=_time_param(request, "since"),
-        until=_time_param(request, "until"),
-    )
-
-
 async def usage(request: Request) -> Response:
     principal = await require(request)
     headers = key_headers(request)
-    wanted = _usage_filter(request, principal.api_key_id)
+    wanted = params.usage_filter(request, principal.api_key_id)
     values = usage_values(principal.organization_id, wanted)
     return await _paged(request, USAGE_LOG, values, _usage_json, headers)
 
 
-CSV_COLUMNS = (
-    "request_id",
-    "api_key_id",
-    "model",
-    "action",
-    "status",
-    "prompt_tokens",
-    "completion_tokens",
-    "units",
-    "credits",
-    "usd",
-    "created_at",
-)
-# Rows per read transaction while streaming: each page is one short read.
-CSV_PAGE = 1000
-
-
-async def usage_csv(request: Request) -> Response:
-    """The usage log as CSV, newest first, with the filters of ``/usage``; streamed in
-    keyset pages so an export of any size holds one page in memory. Its credits sum to
-    ``usageSummary``'s total over the same range."""
-    rt = runtime(request)
-    principal = await require(request)
-    headers = key_headers(request)
-    wanted = _usage_filter(request, principal.api_key_id)
-
-    def line(values: tuple[Any, ...]) -> str:
-        buffer = io.StringIO()
-        csv.writer(buffer).writerow(values)
-        return buffer.getvalue()
-
-    async def rows() -> AsyncIterator[str]:
-        yield line(CSV_COLUMNS)
-        cursor: str | None = None
-        while True:
-            page = await rt.db.read(
-                partial(
-                    usage_page,
-                    organization_id=principal.organization_id,
-                    f=wanted,
-                    limit=CSV_PAGE,
-                    after=cursor,
-                )
-            )
-            yield "".join(line(_usage_csv(row)) for row in page.rows)
-            if not page.has_next:
-                return
-            last = page.rows[-1]
-            cursor = USAGE_LOG.cursor(last)
-
-    headers = headers | {"Content-Disposition": 'attachment; filename="usage.csv"'}
-    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)
-
-
-def _usage_csv(row: Any) -> tuple[Any, ...]:
-    return (
-        row.request_id,
-        to_global_id("ApiKey", row.api_key_id),
-        row.model,
-        row.action,
-        row.status,
-        row.prompt_tokens,
-        row.completion_tokens,
-        row.units,
-        row.cost,
-        format_usd(row.cost),
-        row.created_at.isoformat(),
-    )
-
-
 async def transactions(request: Request) -> Response:
     """Every wallet movement that was not an API request: top-ups (with their payment
-    status), refunds, adjustments, expiries."""
+    status), refunds, adjustments, expiries; filtered as ``billingTransactions``."""
     principal = await require(request)
     headers = key_headers(request)
-    values = {"organization_id": principal.organization_id}
+    values = params.transaction_filter(request).values(principal.organization_id)
     return await _paged(request, TRANSACTIONS, values, _transaction_json, headers)
 
 
