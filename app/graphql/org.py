@@ -161,7 +161,10 @@ class Wallet(Node):
         values = {"wallet_id": self._wallet_id, "above": None if include_spent else 0}
         return await page_connection(info, reads.LOTS, values, first, after, each(CreditLot.of))
 
-    @strawberry.field(description="The ledger, newest first.")
+    @strawberry.field(
+        description="The ledger, newest first. As CSV, with the same filter: GET "
+        "/api/v1/me/ledger.csv."
+    )
     async def entries(
         self,
         info: Info,
@@ -299,7 +302,8 @@ class Organization(Node):
 
     @strawberry.field(
         description="Top-ups, refunds, adjustments and expiries, newest first: every wallet "
-        "movement that is not an API call, with each top-up's payment status."
+        "movement that is not an API call, with each top-up's payment status. As CSV, with "
+        "the same filter: GET /api/v1/me/billing/transactions.csv."
     )
     async def billing_transactions(
         self,

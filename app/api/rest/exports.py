@@ -3,11 +3,13 @@ filters of its GraphQL list, for the same callers.
 
 An export streams newest first in keyset pages of ``PAGE`` rows, one short read each, so
 one of any size holds one page in memory. Cells are what the API shows: credits as
-integers, USD as its six-decimal strings, times in ISO 8601, global ids. Text that came
-from outside (a memo, a reference, a model, a request id, a decline reason) is
-neutralised for spreadsheets (OWASP's CSV injection): when it starts with ``= + - @``, a
-tab or a CR it gets a leading single quote. Figures never are: the server formats them
-from integers, so ``-0.500000`` stays the number it is.
+integers, USD as its six-decimal strings, times in ISO 8601, global ids.
+
+Every text cell is neutralised for spreadsheets (OWASP's CSV injection): when it starts
+with ``= + - @``, a tab or a CR it gets a leading single quote. Only text from outside
+(a memo, a reference, a model, a request id, a decline reason) can; ids, enums and
+times never do. Figures (``int`` and ``Figure`` cells) never are: the server formats
+them from integers, so ``-0.500000`` stays the number it is.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ async def usage_csv(request: Request) -> Response:
     """The usage log with the filters of ``/usage`` (an API key: its own calls). Its
     credits sum to ``usageSummary``'s total over the same range."""
     principal = await require(request)
-    params.only(request, params.USAGE)
+    params.only(request, params.USAGE_FILTERS)
     values = usage_values(
         principal.organization_id, params.usage_filter(request, principal.api_key_id)
     )
@@ -146,7 +148,7 @@ LEDGER_COLUMNS = (
 async def ledger_csv(request: Request) -> Response:
     """``Wallet.entries`` with its filter (``kind``, ``since``, ``until``)."""
     principal = await require(request)
-    params.only(request, params.ENTRIES)
+    params.only(request, params.ENTRY_FILTERS)
     wanted = params.entry_filter(request)
     organization_id = principal.organization_id
     wallet = await runtime(request).db.read(lambda conn: wallet_of(conn, organization_id))
@@ -186,7 +188,7 @@ async def transactions_csv(request: Request) -> Response:
     """``billingTransactions`` with its filter (``kind``, ``status``, ``since``, ``until``),
     the columns of ``/billing/transactions`` with each amount in two."""
     principal = await require(request)
-    params.only(request, params.TRANSACTIONS)
+    params.only(request, params.TRANSACTION_FILTERS)
     values = params.transaction_filter(request).values(principal.organization_id)
     return stream(
         request,

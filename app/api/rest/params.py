@@ -21,9 +21,9 @@ E = TypeVar("E", bound=StrEnum)
 
 DEFAULT_LIMIT = 20
 # Each list's filters: what its CSV accepts (the JSON lists also take limit and cursor).
-USAGE = ("model", "request_id", "since", "until")
-ENTRIES = ("kind", "since", "until")
-TRANSACTIONS = ("kind", "status", "since", "until")
+USAGE_FILTERS = ("model", "request_id", "since", "until")
+ENTRY_FILTERS = ("kind", "since", "until")
+TRANSACTION_FILTERS = ("kind", "status", "since", "until")
 
 
 def only(request: Request, names: tuple[str, ...]) -> None:
