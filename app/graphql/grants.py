@@ -7,6 +7,7 @@ from typing import Annotated
 
 import strawberry
 
+from app.auth import Role
 from app.grants import service
 from app.grants.jobs import Reason
 from app.graphql.context import ADMINS, Info
@@ -91,9 +92,10 @@ async def _given(info: Info, organization_id: int, posted: Posted) -> tuple[Ledg
 @strawberry.type
 class GrantMutations:
     @strawberry.mutation(
-        description="Give the organization credits (owners and admins), with a reason and "
-        "an optional expiry: a GRANT ledger entry and its lot, a GRANT billing transaction, "
-        "audited as wallet.grant."
+        description="Give the organization credits, with a reason and an optional expiry "
+        "(the platform's service token only: an organization's own people cannot give "
+        "themselves credits; they redeem promo codes): a GRANT ledger entry and its lot, "
+        "a GRANT billing transaction, audited as wallet.grant."
     )
     async def grant_credits(
         self,
@@ -102,7 +104,7 @@ class GrantMutations:
     ) -> GrantCreditsPayload:
         runtime = info.context.runtime
         try:
-            principal = caller(info, *ADMINS)
+            principal = caller(info, Role.SERVICE)
             amount = usd_amounts({"amountUsd": input.amount_usd}, allow_zero=False)["amountUsd"]
             assert amount is not None
             try:

@@ -1,4 +1,5 @@
-"""grantCredits: owners and admins give credits with a reason and an optional expiry, as
+"""grantCredits: the platform (its service token, never the organization's own people)
+gives credits with a reason and an optional expiry, as
 a GRANT entry and lot, a GRANT billing transaction and a wallet.grant audit record; bad
 input is a userError that changes nothing; the credits expire when told; verify balances."""
 
@@ -24,15 +25,16 @@ def clock() -> FrozenClock:
     return FrozenClock(T0)
 
 
-async def test_an_admin_grants_credits_that_expire_when_told(
+async def test_the_platform_grants_credits_that_expire_when_told(
     harness: Harness, clock: FrozenClock
 ) -> None:
     org = await harness.org("acme", grant_usd="1")
+    service = harness.token(org, Role.SERVICE)  # the platform's
     admin = harness.token(org, Role.ADMIN)
     expires = T0 + timedelta(days=30)
     given = await grant(
         harness,
-        admin,
+        service,
         amountUsd="25.5",
         reason="  Launch credit for the beta  ",
         expiresAt=expires.isoformat(),
@@ -42,7 +44,7 @@ async def test_an_admin_grants_credits_that_expire_when_told(
         "kind": "GRANT",
         "amount": {"credits": "25500000", "usd": "25.500000"},
         "balanceAfter": {"credits": "26500000"},
-        "reference": "grant:admin@test",
+        "reference": "grant:service@test",
         "memo": "Launch credit for the beta",
     }
     assert given["lot"] == {"remaining": {"credits": "25500000"}, "expiresAt": expires.isoformat()}
@@ -58,7 +60,7 @@ async def test_an_admin_grants_credits_that_expire_when_told(
     (logged, *_) = nodes(await audit(harness, admin))
     assert (logged["action"], logged["actor"], logged["before"], logged["after"]) == (
         "wallet.grant",
-        "admin@test",
+        "service@test",
         {"balance": 1_000_000},
         {
             "amount": 25_500_000,
@@ -75,9 +77,10 @@ async def test_an_admin_grants_credits_that_expire_when_told(
     assert await harness.books() == []
 
 
-async def test_an_owner_grants_credits_that_never_expire(harness: Harness) -> None:
+async def test_granted_credits_without_an_expiry_never_expire(harness: Harness) -> None:
     org = await harness.org("acme")
-    given = await grant(harness, harness.token(org, Role.OWNER), amountUsd="0.000001", reason="x")
+    service = harness.token(org, Role.SERVICE)  # the platform's
+    given = await grant(harness, service, amountUsd="0.000001", reason="x")
     assert given["userErrors"] == []
     assert given["lot"] == {"remaining": {"credits": "1"}, "expiresAt": None}
 
@@ -85,8 +88,9 @@ async def test_an_owner_grants_credits_that_never_expire(harness: Harness) -> No
 async def test_a_plan_credit_wallet_is_granted_plan_credits(harness: Harness) -> None:
     """amountUsd counts the organization's unit, as its balance does: 8bit-ai's plan credits."""
     org = await create_organization(harness.runtime, slug="agents", rate_card="8bit-ai")
+    service = harness.token(org, Role.SERVICE)  # the platform's
     owner = harness.token(org, Role.OWNER)
-    given = await grant(harness, owner, amountUsd="1000", reason="goodwill")
+    given = await grant(harness, service, amountUsd="1000", reason="goodwill")
     assert given["entry"]["amount"] == {"credits": "1000000000", "usd": "1000.000000"}
     body = await harness.graphql(
         "{ viewer { organization { spendCap { unit } wallet { balance { usd } } } } }", owner
@@ -126,10 +130,11 @@ async def test_bad_input_is_a_user_error_that_changes_nothing(
     harness: Harness, input: dict[str, str], expected: list[tuple[str, str]]
 ) -> None:
     org = await harness.org("acme", grant_usd="1")
+    service = harness.token(org, Role.SERVICE)  # the platform's
     admin = harness.token(org, Role.ADMIN)
     before = await wallet_state(harness, admin)
     logged = (await audit(harness, admin))["totalCount"]
-    given = await grant(harness, admin, **({"amountUsd": "5", "reason": "why"} | input))
+    given = await grant(harness, service, **({"amountUsd": "5", "reason": "why"} | input))
     assert codes(given) == expected
     assert (given["entry"], given["lot"]) == (None, None)
     assert await wallet_state(harness, admin) == before
@@ -138,24 +143,23 @@ async def test_bad_input_is_a_user_error_that_changes_nothing(
 
 async def test_an_amount_that_is_not_a_decimal_is_a_bad_user_input(harness: Harness) -> None:
     org = await harness.org("acme")
-    body = await harness.graphql(
-        GRANT, harness.token(org, Role.OWNER), input={"amountUsd": "1e3", "reason": "x"}
-    )
+    service = harness.token(org, Role.SERVICE)  # the platform's
+    body = await harness.graphql(GRANT, service, input={"amountUsd": "1e3", "reason": "x"})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 async def test_a_balance_past_64_bits_is_refused_not_a_fault(harness: Harness) -> None:
     org = await harness.org("acme")
-    owner = harness.token(org, Role.OWNER)
+    service = harness.token(org, Role.SERVICE)  # the platform's
     most = "9223372036854.775807"  # the largest amount a wallet's column holds
-    assert (await grant(harness, owner, amountUsd=most, reason="all"))["userErrors"] == []
-    again = await grant(harness, owner, amountUsd="0.000001", reason="one more")
+    assert (await grant(harness, service, amountUsd=most, reason="all"))["userErrors"] == []
+    again = await grant(harness, service, amountUsd="0.000001", reason="one more")
     assert codes(again) == [("amountUsd", "INVALID_AMOUNT")]
     assert await harness.books() == []
 
 
-@pytest.mark.parametrize("role", [Role.MEMBER, Role.VIEWER, Role.SERVICE])
-async def test_only_owners_and_admins_grant(harness: Harness, role: Role) -> None:
+@pytest.mark.parametrize("role", [Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER])
+async def test_only_the_platform_grants(harness: Harness, role: Role) -> None:
     org = await harness.org("acme")
     given = await grant(harness, harness.token(org, role), amountUsd="5", reason="me")
     assert codes(given) == [(None, "FORBIDDEN")]
