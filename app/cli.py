@@ -8,7 +8,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +25,15 @@ from app.db import Database
 from app.demo import DAYS, Demo
 from app.demo import seed as seed_demo
 from app.demo_traffic import Traffic
+from app.grants.promos import (
+    PromoCodeError,
+    PromoTerms,
+    create_promo,
+    describe,
+    end_promo,
+    normalize,
+    promo_codes,
+)
 from app.ids import to_global_id
 from app.ledger.verify import verify as verify_books
 from app.logs import AccessLog, log_config
@@ -479,3 +488,97 @@ def plan_assign(slug: str, code: str) -> None:
         return f"{slug} is on {change.plan.name} {when}"
 
     click.echo(asyncio.run(_with_runtime(Settings(), run)))
+
+
+@main.group()
+def promo() -> None:
+    """Promo codes: operators make them here; organizations redeem them (redeemPromoCode)."""
+
+
+def _moment(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "give an ISO 8601 time with a time zone, such as 2027-01-31T23:59:59Z",
+            param_hint=option,
+        ) from None
+
+
+@promo.command("create")
+@click.argument("code")
+@click.option(
+    "--amount-usd",
+    required=True,
+    help="What each redemption grants, in the unit (plan credits with --unit credit).",
+)
+@click.option(
+    "--unit",
+    type=click.Choice(["usd", "credit"]),
+    default="usd",
+    show_default=True,
+    help="The wallets it credits: USD ones, or plan-credit ones (8bit-ai).",
+)
+@click.option("--credits-expire-days", type=int, help="Its credits expire this many days after.")
+@click.option(
+    "--max-redemptions", type=int, help="By all organizations together (default: no limit)."
+)
+@click.option("--per-org", type=int, default=1, show_default=True, help="Per organization.")
+@click.option("--expires-at", help="No redemption from then on (ISO 8601, with a time zone).")
+def promo_create(
+    code: str,
+    amount_usd: str,
+    unit: str,
+    credits_expire_days: int | None,
+    max_redemptions: int | None,
+    per_org: int,
+    expires_at: str | None,
+) -> None:
+    """Make a promo code (stored upper-case: codes match whatever their case)."""
+    terms = PromoTerms(
+        _usd(amount_usd, "--amount-usd"),
+        unit,
+        credits_expire_days,
+        max_redemptions,
+        per_org,
+        _moment(expires_at, "--expires-at"),
+    )
+
+    async def run(rt: Runtime) -> str:
+        async with rt.db.write(None) as conn:
+            return await create_promo(conn, code, terms, actor="cli", now=rt.clock.now())
+
+    try:
+        made = asyncio.run(_with_runtime(Settings(), run))
+    except PromoCodeError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created promo code {made}")
+
+
+@promo.command("list")
+def promo_list() -> None:
+    """Every promo code, newest first, with its redemptions so far."""
+
+    async def run(rt: Runtime) -> list[str]:
+        async with rt.db.reader.connect() as conn:
+            rows = await promo_codes(conn)
+        return [describe(row, rt.clock.now()) for row in rows]
+
+    for line in asyncio.run(_with_runtime(Settings(), run)):
+        click.echo(line)
+
+
+@promo.command("end")
+@click.argument("code")
+def promo_end(code: str) -> None:
+    """Stop a code's redemptions now (a leaked code); the credits it granted stay."""
+
+    async def run(rt: Runtime) -> bool:
+        async with rt.db.write(None) as conn:
+            return await end_promo(conn, code, now=rt.clock.now())
+
+    if not asyncio.run(_with_runtime(Settings(), run)):
+        raise click.ClickException(f"no promo code {normalize(code)}")
+    click.echo(f"promo code {normalize(code)} can no longer be redeemed")

@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from app.alerts.tables import AlertDelivery, AlertDeliveryAttempt, AlertEvent, AlertRule
 from app.audit import AuditEvent
+from app.grants.tables import PromoCode, PromoRedemption
 from app.keys.tables import ApiKey, SpendMark
 from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
@@ -29,6 +30,8 @@ __all__ = [
     "Organization",
     "PlanPeriod",
     "PlanSubscription",
+    "PromoCode",
+    "PromoRedemption",
     "SpendMark",
     "StripeEvent",
     "UsageDaily",

@@ -43,7 +43,10 @@ class AuditEvent(Node):
     action: str = strawberry.field(
         description='What was done: "api_key.create", "api_key.caps", "api_key.rotate", '
         '"api_key.revoke", "api_key.reveal" (a secret was shown again), "organization.create", '
-        '"organization.spend_cap", "wallet.adjust" (a manual credit or debit), "plan.change" '
+        '"organization.spend_cap", "wallet.adjust" (an operator\'s credit or debit), '
+        '"wallet.grant" (an admin\'s grant: `amount`, `reason`, `expires_at`), "promo.redeem" '
+        "(a promo code's credits: its `code` and `number`, the code's nth redemption), "
+        '"plan.change" '
         "(a plan begun, a downgrade scheduled or canceled, a subscription ended: `plan` and "
         '`next_plan` codes, and `effective_at`), "top_up.create", "auto_reload.charge", '
         '"auto_scale.charge", "overage.charge" (a closed period\'s overage charged to the '

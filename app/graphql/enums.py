@@ -58,7 +58,9 @@ _register(
         "rate when the period closed; it brings the wallet back to zero.",
         "EXPIRY": "What was left of a lot when it expired.",
         "REFUND": "Credits clawed back when a top-up was refunded.",
-        "ADJUSTMENT": "A manual correction, with its reason in the memo.",
+        "ADJUSTMENT": "An operator's manual correction, with its reason in the memo.",
+        "GRANT": "Credits given, not bought: an admin's grant (its reason in the memo) or "
+        'a promo code\'s (reference "promo:<CODE>:<n>", memo "promo code <CODE>").',
         "REVERSAL": "An entry undone by a new one (nothing is ever edited).",
     },
 )
@@ -102,7 +104,9 @@ _register(
         "AUTO_RELOAD": "A top-up charged to the saved card when the balance fell under the "
         'auto-reload threshold, or by autoScale to unlock a tier (memo "autoScale").',
         "REFUND": "Part or all of a top-up's payment given back; its credits clawed back.",
-        "ADJUSTMENT": "A manual correction or grant, with its reason in the memo.",
+        "ADJUSTMENT": "An operator's manual correction, with its reason in the memo.",
+        "GRANT": "Credits given, not bought: an admin's grant or a promo code's (memo "
+        '"promo code <CODE>"); never a purchase, so never in purchasedLast28Days.',
         "EXPIRY": "Credits that expired unspent (one per organization per expiry sweep).",
         "PLAN_ALLOCATION": "A plan period's allocation, expiring at the period's end.",
         "TRIAL": "A plan's trial allowance for a new organization (ByteSpike Free's), "

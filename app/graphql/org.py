@@ -81,9 +81,13 @@ class LedgerEntry(Node):
     amount: Amount = strawberry.field(description="Positive adds credits, negative takes them.")
     balance_after: Amount = strawberry.field(description="The wallet's balance right after it.")
     reference: str = strawberry.field(
-        description='What caused it: "usage:<request id>", "lot:<id>", "adjustment", ...'
+        description='What caused it: "usage:<request id>", "lot:<id>", "adjustment:<actor>", '
+        '"grant:<actor>", "promo:<CODE>:<n>", ...'
     )
-    memo: str | None = strawberry.field(description="A person's reason, for adjustments.")
+    memo: str | None = strawberry.field(
+        description="A person's reason, for adjustments and grants; the promo code, for its "
+        "credits."
+    )
     created_at: datetime = strawberry.field(description="UTC.")
 
     @classmethod

@@ -58,6 +58,24 @@ class UserErrorCode(Enum):
     PAYMENTS_UNAVAILABLE = strawberry.enum_value(
         "PAYMENTS_UNAVAILABLE", description="This server takes no payments (none configured)."
     )
+    PROMO_CODE_ALREADY_REDEEMED = strawberry.enum_value(
+        "PROMO_CODE_ALREADY_REDEEMED",
+        description="Your organization has redeemed this promo code as many times as each "
+        "organization may (once, unless the code says more).",
+    )
+    PROMO_CODE_EXPIRED = strawberry.enum_value(
+        "PROMO_CODE_EXPIRED", description="The promo code can no longer be redeemed."
+    )
+    PROMO_CODE_EXHAUSTED = strawberry.enum_value(
+        "PROMO_CODE_EXHAUSTED",
+        description="The promo code has been redeemed as many times as it may, by all "
+        "organizations together.",
+    )
+    PROMO_CODE_NOT_APPLICABLE = strawberry.enum_value(
+        "PROMO_CODE_NOT_APPLICABLE",
+        description="The promo code grants another unit than your wallet counts: USD "
+        "credits to a plan-credit wallet (8bit-ai), or plan credits to a USD one.",
+    )
 
 
 @strawberry.type(description="An expected failure of a mutation; the mutation changed nothing.")

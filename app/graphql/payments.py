@@ -100,7 +100,7 @@ class TopUpQuote:
 
 @strawberry.type(
     description="A wallet movement that is not an API call: a top-up (by card or "
-    "auto-reload), a refund, an adjustment or an expiry."
+    "auto-reload), a refund, an adjustment, a grant or an expiry."
 )
 class BillingTransaction(Node):
     kind: TransactionKind = strawberry.field(description="What kind of movement.")
@@ -108,8 +108,8 @@ class BillingTransaction(Node):
         description="PENDING only for top-ups waiting on their payment."
     )
     amount: Amount = strawberry.field(
-        description="Top-ups: the USD charged. Refunds: the USD refunded. Adjustments and "
-        "expiries: the credits moved (negative when taken)."
+        description="Top-ups: the USD charged. Refunds: the USD refunded. Adjustments, "
+        "grants and expiries: the credits moved (negative when taken)."
     )
     credits_bought: Amount = strawberry.field(
         description="Top-ups: the credits the payment buys before its bonus (the amount in "

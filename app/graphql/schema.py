@@ -20,6 +20,7 @@ from app.graphql.alerts import AlertMutations
 from app.graphql.auto_scale import AutoScaleMutations
 from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
+from app.graphql.grants import GrantMutations
 from app.graphql.key_console import KeyConsoleMutations
 from app.graphql.key_mutations import KeyMutations
 from app.graphql.key_test import KeyTestMutations
@@ -121,6 +122,7 @@ class Mutation(
     SpendCapMutations,
     UsageMutations,
     PaymentMutations,
+    GrantMutations,
     AutoScaleMutations,
     PlanMutations,
     AlertMutations,

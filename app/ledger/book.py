@@ -29,6 +29,7 @@ from app.ledger.lots import Lot, consume, consumption_key, opening_remaining
 from app.ledger.state import (
     HoldState,
     KeyState,
+    PromoState,
     State,
     TopUpState,
     WalletState,
@@ -39,6 +40,8 @@ from app.ledger.state import (
     marks_t,
     periods_t,
     plan_subs_t,
+    promo_codes_t,
+    redemptions_t,
     usage_t,
     wallets,
 )
@@ -151,6 +154,7 @@ class Book:
         self._changes: dict[int, _Change] = {}
         self._audit: list[dict[str, Any]] = []
         self._transactions: list[dict[str, Any]] = []
+        self._redemptions: list[dict[str, Any]] = []
         self.events: list[Event] = []
         # Organizations whose balance a debit left under their auto-reload threshold.
         self.low_balance: set[int] = set()
@@ -327,6 +331,22 @@ class Book:
             | columns
         )
 
+    def redeem(self, promo: PromoState, organization_id: int, actor: str) -> int:
+        """Count one redemption of ``promo`` by the organization: its number, from 1."""
+        promo.redemptions += 1
+        promo.by_org[organization_id] = promo.by_org.get(organization_id, 0) + 1
+        promo.dirty = True
+        self._redemptions.append(
+            {
+                "promo_code_id": promo.id,
+                "organization_id": organization_id,
+                "number": promo.redemptions,
+                "actor": actor,
+                "created_at": self.now,
+            }
+        )
+        return promo.redemptions
+
     # -- write back --------------------------------------------------------------------
 
     def flush(self, conn: Connection) -> None:
@@ -407,6 +427,7 @@ class Book:
         if self._transactions:
             conn.execute(insert(billing_t), self._transactions)
         self._flush_plans(conn)
+        self._flush_promos(conn)
         marks = [
             {"api_key_id": k.id, "second": int(self.now.timestamp()), "cumulative": k.spent}
             for k in self.state.keys.values()
@@ -473,6 +494,18 @@ class Book:
                         rollover_lot_id=_lot_id(period.rollover_lot),
                     )
                 )
+
+    def _flush_promos(self, conn: Connection) -> None:
+        """Promo codes redeemed, and their redemptions (rare: plain statements)."""
+        for promo in self.state.promos.values():
+            if promo.dirty:
+                conn.execute(
+                    update(promo_codes_t)
+                    .where(promo_codes_t.c.id == promo.id)
+                    .values(redemptions=promo.redemptions)
+                )
+        if self._redemptions:
+            conn.execute(insert(redemptions_t), self._redemptions)
 
     def _update_rows(self, conn: Connection) -> None:
         state = self.state

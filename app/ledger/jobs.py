@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -52,13 +53,23 @@ class PostEntry:
         return Posted(wallet.balance, wallet.version)
 
 
+# The billing transaction that each kind of manual entry is recorded as.
+_RECORDED_AS = {
+    EntryKind.ADJUSTMENT: TransactionKind.ADJUSTMENT,
+    EntryKind.GRANT: TransactionKind.GRANT,
+}
+
+
 @dataclass(slots=True)
 class Adjust:
-    """A manual adjustment and its audit record in one transaction: the log can neither
-    miss a committed adjustment nor show one that was rolled back."""
+    """A manual entry (an operator's adjustment, a grant), its billing transaction and its
+    audit record (``action``, with ``details`` beside the amount) in one transaction: the
+    log can neither miss a committed entry nor show one that was rolled back."""
 
     entry: PostEntry
     actor: str
+    action: str = "wallet.adjust"
+    details: dict[str, Any] = field(default_factory=dict)
 
     def needs(self, needs: Needs) -> None:
         self.entry.needs(needs)
@@ -69,7 +80,7 @@ class Adjust:
         posted = self.entry.apply(book)
         book.record(
             organization_id,
-            TransactionKind.ADJUSTMENT,
+            _RECORDED_AS[self.entry.kind],
             self.entry.amount,
             actor=self.actor,
             memo=self.entry.memo,
@@ -78,7 +89,7 @@ class Adjust:
         book.audit(
             organization_id,
             self.actor,
-            "wallet.adjust",
+            self.action,
             f"organization:{organization_id}",
             before={"balance": before},
             after={
@@ -86,7 +97,8 @@ class Adjust:
                 "reason": self.entry.memo,
                 "expires_at": None if expires_at is None else expires_at.isoformat(),
                 "balance": posted.balance,
-            },
+            }
+            | self.details,
         )
         return posted
 

@@ -131,3 +131,16 @@ def entry_count(conn: Connection, wallet_id: int) -> int:
     """How many entries the wallet's ledger holds: its version, one per entry from 1
     (``creditgraph verify`` proves it), so counting them reads one row."""
     return int(_version.first(conn, {"id": wallet_id}).version)
+
+
+def entry_at(conn: Connection, organization_id: int, version: int) -> tuple[Any, Any | None]:
+    """The organization's ledger entry of ``version``, and the lot it opened (None if it
+    opened none)."""
+    entry = conn.execute(
+        select(entries_t)
+        .join(wallets, wallets.c.id == entries_t.c.wallet_id)
+        .where(wallets.c.organization_id == organization_id, entries_t.c.version == version)
+    ).one()
+    if entry.lot_id is None or entry.amount < 0:
+        return entry, None
+    return entry, conn.execute(select(lots_t).where(lots_t.c.id == entry.lot_id)).one()

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from app.db import Prebuilt, in_list, request_pairs, table
+from app.grants.tables import PromoCode, PromoRedemption
 from app.keys.tables import ApiKey, SpendMark
 from app.keys.windows import WINDOWS, Window, WindowMarks, window_start
 from app.ledger.lots import Lot, consumption_key
@@ -55,6 +56,8 @@ billing_t = table(BillingTransaction)
 accounts_t = table(BillingAccount)
 plan_subs_t = table(PlanSubscription)
 periods_t = table(PlanPeriod)
+promo_codes_t = table(PromoCode)
+redemptions_t = table(PromoRedemption)
 
 
 def purchases(since: datetime | BindParameter[datetime]) -> tuple[Any, list[ColumnElement[bool]]]:
@@ -221,6 +224,24 @@ class PlanState:
 
 
 @dataclass(slots=True)
+class PromoState:
+    """A promo code that a job redeems, locked, and its redemptions so far: in all, and
+    by each organization of the batch. The book counts the batch's own."""
+
+    id: int
+    code: str
+    amount: int
+    unit: str
+    credits_expire_days: int | None
+    max_redemptions: int | None
+    per_organization: int
+    expires_at: datetime | None
+    redemptions: int
+    by_org: dict[int, int] = field(default_factory=dict)
+    dirty: bool = False
+
+
+@dataclass(slots=True)
 class PriorUsage:
     """A usage record already billed for a request id: a replay returns it unchanged."""
 
@@ -283,6 +304,7 @@ class Needs:
     plan_limits: set[int] = field(default_factory=set)
     catalog: Catalog | None = None
     plans: set[int] = field(default_factory=set)  # organizations whose plan a job moves
+    promo_codes: set[str] = field(default_factory=set)  # normalized codes a job redeems
 
 
 @dataclass(slots=True)
@@ -295,6 +317,7 @@ class State:
     top_ups: dict[int, TopUpState] = field(default_factory=dict)
     plan_usage: dict[int, PlanUsage] = field(default_factory=dict)  # by organization id
     plans: dict[int, PlanState] = field(default_factory=dict)  # by organization id
+    promos: dict[str, PromoState] = field(default_factory=dict)  # by normalized code
     lock: bool = True
 
 
@@ -530,6 +553,8 @@ def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = Tr
                 row.failure_reason,
                 row.settled_at,
             )
+    if needs.promo_codes:
+        _load_promos(conn, needs, state)
     if needs.plans:
         _load_plans(conn, needs, state)
     _load_wallets(conn, needs, state)
@@ -574,6 +599,37 @@ def _load_wallets(conn: Connection, needs: Needs, state: State) -> None:
         for wallet in with_lots.values():
             assert wallet.lots is not None
             wallet.lots.sort(key=consumption_key)
+
+
+def _load_promos(conn: Connection, needs: Needs, state: State) -> None:
+    """The codes, locked (rare: plain statements). Under their locks no other transaction
+    redeems them, so the counts read next stay true until this one commits."""
+    codes = select(promo_codes_t).where(promo_codes_t.c.code.in_(sorted(needs.promo_codes)))
+    for row in conn.execute(_locked(codes.order_by(promo_codes_t.c.id), state.lock, promo_codes_t)):
+        state.promos[row.code] = PromoState(
+            row.id,
+            row.code,
+            row.amount,
+            row.unit,
+            row.credits_expire_days,
+            row.max_redemptions,
+            row.per_organization,
+            row.expires_at,
+            row.redemptions,
+        )
+    by_id = {promo.id: promo for promo in state.promos.values()}
+    if not by_id or not needs.orgs:
+        return
+    counts = (
+        select(redemptions_t.c.promo_code_id, redemptions_t.c.organization_id, func.count())
+        .where(
+            redemptions_t.c.promo_code_id.in_(sorted(by_id)),
+            redemptions_t.c.organization_id.in_(sorted(needs.orgs)),
+        )
+        .group_by(redemptions_t.c.promo_code_id, redemptions_t.c.organization_id)
+    )
+    for promo_code_id, organization_id, count in conn.execute(counts):
+        by_id[promo_code_id].by_org[organization_id] = count
 
 
 def _load_plans(conn: Connection, needs: Needs, state: State) -> None:

@@ -26,7 +26,10 @@ class EntryKind(StrEnum):
     OVERAGE = "overage"
     EXPIRY = "expiry"
     REFUND = "refund"
+    # An operator's correction (``creditgraph adjust``), either sign.
     ADJUSTMENT = "adjustment"
+    # Credits given, not bought: an admin's grant or a promo code's (``app.grants``).
+    GRANT = "grant"
     REVERSAL = "reversal"
 
 

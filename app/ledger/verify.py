@@ -3,7 +3,8 @@
 Balances, versions and lots are replayed from the ledger entries with the same lot
 rules the writer uses (``ledger.lots``); held amounts from the active holds; key spend,
 monthly spend and spend marks from the usage records; each top-up's credits and
-refunds from the entries that reference it. Every mismatch is reported.
+refunds from the entries that reference it; each promo code's redemptions from theirs.
+Every mismatch is reported.
 
 Usage rollups are checked too: hourly cells against the usage records, hourly
 breakdowns against the cells (and their tags against the records), daily rows against
@@ -16,7 +17,7 @@ checked (the rollups do not know the second of a call).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ from app.ledger.state import (
     lots_t,
     marks_t,
     month_of,
+    promo_codes_t,
+    redemptions_t,
     usage_t,
     wallets,
 )
@@ -85,6 +88,7 @@ async def verify(conn: AsyncConnection) -> list[str]:
     problems += await _verify_keys(conn, active["key"], pruned, kept_from)
     problems += await _verify_rollups(conn, kept_from)
     problems += await _verify_payments(conn)
+    problems += await _verify_promos(conn)
     return problems
 
 
@@ -122,6 +126,47 @@ async def _verify_payments(conn: AsyncConnection) -> list[str]:
                 f"{where}: refunded {row.refunded}, refunds sum to {refunded}; refund entries "
                 f"take {-moved[(reference, EntryKind.REFUND)]}, refunds record {-clawed}"
             )
+    return problems
+
+
+async def _verify_promos(conn: AsyncConnection) -> list[str]:
+    """Each promo code's counter is its redemptions, numbered from 1, within its limits,
+    and each redemption granted the code's amount in one entry (``promo:<code>:<n>``)."""
+    granted: dict[str, list[int]] = defaultdict(list)
+    for reference, amount in await conn.execute(
+        select(entries_t.c.reference, entries_t.c.amount).where(
+            entries_t.c.kind == EntryKind.GRANT, entries_t.c.reference.like("promo:%")
+        )
+    ):
+        granted[reference].append(int(amount))
+    redemptions: dict[int, list[Any]] = defaultdict(list)
+    for row in await conn.execute(select(redemptions_t)):
+        redemptions[row.promo_code_id].append(row)
+    problems: list[str] = []
+    for code in await conn.execute(select(promo_codes_t).order_by(promo_codes_t.c.id)):
+        where = f"promo code {code.code}"
+        rows = redemptions[code.id]
+        numbers = sorted(row.number for row in rows)
+        if code.redemptions != len(rows):
+            problems.append(f"{where}: counts {code.redemptions} redemptions, {len(rows)} recorded")
+        if numbers != list(range(1, len(rows) + 1)):
+            problems.append(f"{where}: its redemptions are not numbered 1 to {len(rows)}")
+        if code.max_redemptions is not None and len(rows) > code.max_redemptions:
+            problems.append(f"{where}: {len(rows)} redemptions, limited to {code.max_redemptions}")
+        for organization_id, count in sorted(Counter(r.organization_id for r in rows).items()):
+            if count > code.per_organization:
+                problems.append(
+                    f"{where}: organization {organization_id} redeemed it {count} times, "
+                    f"limited to {code.per_organization}"
+                )
+        for number in numbers:
+            reference = f"promo:{code.code}:{number}"
+            amounts = granted.pop(reference, [])
+            if amounts != [code.amount]:
+                problems.append(
+                    f"{where}: redemption {number} granted {amounts}, not {[code.amount]}"
+                )
+    problems += [f"grant entry {reference}: no such redemption" for reference in granted]
     return problems
 
 

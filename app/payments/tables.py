@@ -19,6 +19,7 @@ class TransactionKind(StrEnum):
     AUTO_RELOAD = "auto_reload"
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
+    GRANT = "grant"  # an admin's grant or a promo code's credits (``EntryKind.GRANT``)
     EXPIRY = "expiry"
     PLAN_ALLOCATION = "plan_allocation"
     TRIAL = "trial"  # a plan's trial allowance (``EntryKind.TRIAL``)

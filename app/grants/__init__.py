@@ -1,0 +1,1 @@
+"""Credits given, not bought: grants by an organization's admins, and promo codes."""
