@@ -334,7 +334,7 @@ async def test_outside_text_is_neutralised_and_nothing_else_changes(
 
 
 BAD_FILTERS = [
-    (LEDGER_CSV, {"kind": "grant"}, "kind: must be one of top_up, bonus, plan_allocation"),
+    (LEDGER_CSV, {"kind": "gift"}, "kind: must be one of top_up, bonus, plan_allocation"),
     (TRANSACTIONS_CSV, {"status": "paid"}, "status: must be one of pending, succeeded, failed"),
     (TRANSACTIONS_CSV, {"kind": "usage"}, "kind: must be one of top_up, auto_reload"),
     (LEDGER_CSV, {"since": "yesterday"}, "since: must be an ISO 8601 time with a time zone"),
