@@ -9,6 +9,7 @@ from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
 from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
 from app.plans.tables import PlanPeriod, PlanSubscription
+from app.statements.tables import Receipt
 from app.usage.rollups import UsageDaily, UsageDailyBy, UsageHourly, UsageHourlyBy
 from app.usage.tables import UsageRecord
 
@@ -29,6 +30,7 @@ __all__ = [
     "Organization",
     "PlanPeriod",
     "PlanSubscription",
+    "Receipt",
     "SpendMark",
     "StripeEvent",
     "UsageDaily",
