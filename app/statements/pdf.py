@@ -55,7 +55,7 @@ class _Document(FPDF):
                     line.cell(_text(cell))
         self.set_font(_FONT, size=10)
 
-    def bytes(self) -> bytes:
+    def render(self) -> bytes:
         return bytes(self.output())
 
 
@@ -86,7 +86,7 @@ def receipt_pdf(document: dict[str, Any]) -> bytes:
         pdf.row("Paid with", f"{card['brand'].title()} ending {card['last4']}")
     if document["provider_reference"] is not None:
         pdf.row("Payment reference", document["provider_reference"])
-    return pdf.bytes()
+    return pdf.render()
 
 
 _LINES = (
@@ -141,4 +141,4 @@ def statement_pdf(document: dict[str, Any]) -> bytes:
                 for r in document["receipts"]
             ],
         )
-    return pdf.bytes()
+    return pdf.render()

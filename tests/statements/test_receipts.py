@@ -15,6 +15,7 @@ from app.orgs.service import OrgRef
 from app.settings import Settings
 from tests.conftest import Harness, running_app
 from tests.payments import stripe_events
+from tests.payments import test_overage_billing as overage
 from tests.payments.conftest import StripeHarness, stripe_settings
 from tests.payments.stripe_standin import CHECKOUT_PAGE, StripeStandin
 from tests.payments.test_auto_reload import fake_top_up, idle, save_card, spend, update
@@ -229,3 +230,20 @@ async def test_a_paid_plan_invoice_gets_a_receipt_in_its_currency(
         assert second["description"] == "ByteSpike Pro: 2026-04-05 to 2026-05-05"
         assert second["tax"] is None
         assert await app.books() == []
+
+
+async def test_an_overage_charge_gets_a_receipt(
+    settings: Settings, stripe_standin: StripeStandin
+) -> None:
+    clock = FrozenClock(overage.START)
+    async with running_app(stripe_settings(settings, stripe_standin), clock) as app:
+        h = StripeHarness(app, stripe_standin)
+        org = await overage.starter_past_its_allocation(h, "pm_card_visa")
+        await overage.close_period(h, clock, org)
+        pack, charged = await receipts(app, org)
+        assert (pack["kind"], pack["total"]) == ("TOP_UP", _money("10.000000"))
+        assert charged["kind"] == "OVERAGE"
+        assert charged["description"] == "8bit-ai Starter: usage past the allocation"
+        assert charged["total"] == _money("10.000000")
+        assert charged["credits"]["usd"] == "500.000000"  # the plan credits it paid for
+        assert charged["paymentMethod"] == {"brand": "visa", "last4": "4242"}
