@@ -8,7 +8,7 @@ Chinese, say) print as "?", while the JSON keeps them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fpdf import FPDF
@@ -46,9 +46,11 @@ class _Document(FPDF):
         self.cell(0, 9, _text(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_font(_FONT, size=10)
 
-    def grid(self, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def grid(self, header: tuple[str, ...], rows: list[tuple[str, ...]], words: int) -> None:
+        """A table: its first ``words`` columns left-aligned, the figures after them right."""
         self.set_font(_FONT, size=9)
-        with self.table(text_align=("LEFT",) + ("RIGHT",) * (len(header) - 1)) as table:
+        align = ("LEFT",) * words + ("RIGHT",) * (len(header) - words)
+        with self.table(text_align=align) as table:
             for cells in (header, *rows):
                 line = table.row()
                 for cell in cells:
@@ -109,8 +111,8 @@ def statement_pdf(document: dict[str, Any]) -> bytes:
     organization = document["organization"]
     unit = document["unit"]
     pdf.row("Organization", f"{organization['name']} ({organization['slug']})")
-    end = datetime.fromisoformat(document["period_end"])
-    period = f"{start:%Y-%m-%d} to {end:%Y-%m-%d} (UTC)"
+    last_day = datetime.fromisoformat(document["period_end"]) - timedelta(days=1)
+    period = f"{start:%Y-%m-%d} to {last_day:%Y-%m-%d} (UTC)"
     pdf.row("Period", period if document["closed"] else f"{period}, still running")
     pdf.heading("Balance")
     pdf.row("Opening balance", _credits(document["opening_balance"], unit), bold=True)
@@ -126,6 +128,7 @@ def statement_pdf(document: dict[str, Any]) -> bytes:
                 (u["model"], u["action"], str(u["requests"]), _credits(u["amount"], unit))
                 for u in usage
             ],
+            words=2,
         )
     if document["receipts"]:
         pdf.heading("Receipts")
@@ -140,5 +143,6 @@ def statement_pdf(document: dict[str, Any]) -> bytes:
                 )
                 for r in document["receipts"]
             ],
+            words=3,
         )
     return pdf.render()
