@@ -31,6 +31,8 @@ class Role(StrEnum):
 
 # Roles a token may carry; API keys authenticate by their secret instead.
 TOKEN_ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER, Role.SERVICE)
+# The dashboards' roles: people, not the gateway and not API keys.
+PEOPLE = (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER)
 
 
 class AuthError(Exception):

@@ -367,7 +367,7 @@ def verify() -> None:
 
     async def run(rt: Runtime) -> list[str]:
         async with rt.db.reader.connect() as conn:
-            return await verify_books(conn)
+            return await verify_books(conn, rt.clock.now())
 
     problems = asyncio.run(_with_runtime(Settings(), run))
     if problems:
@@ -375,7 +375,10 @@ def verify() -> None:
             click.echo(f"MISMATCH {problem}")
         click.echo(f"{len(problems)} mismatch(es): the stored state does not match the ledger")
         sys.exit(1)
-    click.echo("ok: every balance, lot, hold and key counter matches the ledger")
+    click.echo(
+        "ok: every balance, lot, hold and key counter, receipt and closed month's "
+        "statement matches the ledger"
+    )
 
 
 @main.command()

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from app import console, signin
-from app.api.rest import exports, gateway, me
+from app.api.rest import documents, exports, gateway, me
 from app.api.rest.http import ApiError, JSONResponse, error_response
 from app.api.rest.principal import key_headers
 from app.api.rest.stripe_webhook import stripe_webhook
@@ -34,6 +34,7 @@ from app.ratelimit import RateLimiter
 from app.routing import App
 from app.runtime import Runtime
 from app.settings import Settings
+from app.statements import RECEIPTS_PATH, STATEMENTS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ def create_app(
         Route("/api/v1/me/billing/transactions", me.transactions),
         Route("/api/v1/me/billing/transactions.csv", exports.transactions_csv),
         Route("/api/v1/me/ledger.csv", exports.ledger_csv),
+        Route(f"{RECEIPTS_PATH}/{{name}}", documents.receipt),
+        Route(f"{STATEMENTS_PATH}/{{name}}", documents.statement),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route(signin.PATH, signin.exchange, methods=["POST"]),
     ]

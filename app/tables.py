@@ -10,6 +10,7 @@ from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
 from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
 from app.plans.tables import PlanPeriod, PlanSubscription
+from app.statements.tables import Receipt
 from app.usage.rollups import UsageDaily, UsageDailyBy, UsageHourly, UsageHourlyBy
 from app.usage.tables import UsageRecord
 
@@ -32,6 +33,7 @@ __all__ = [
     "PlanSubscription",
     "PromoCode",
     "PromoRedemption",
+    "Receipt",
     "SpendMark",
     "StripeEvent",
     "UsageDaily",

@@ -258,7 +258,7 @@ class Harness:
     async def books(self) -> list[str]:
         """Mismatches between stored counters and the ledger (``creditgraph verify``)."""
         async with self.runtime.db.reader.connect() as conn:
-            return await verify(conn)
+            return await verify(conn, self.runtime.clock.now())
 
     async def balance(self, org: OrgRef) -> tuple[int, int]:
         """The wallet's (balance, held) in credits."""

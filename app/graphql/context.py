@@ -13,6 +13,8 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
+# PEOPLE (the dashboards' roles) is the REST endpoints' too: defined beside the roles.
+from app.auth import PEOPLE as PEOPLE
 from app.auth import AuthError, Principal, Role
 from app.graphql.errors import Code, error
 from app.runtime import Runtime
@@ -23,8 +25,6 @@ V = TypeVar("V")
 # Roles that may change things; viewers and API keys only read.
 WRITERS = (Role.OWNER, Role.ADMIN, Role.MEMBER)
 ADMINS = (Role.OWNER, Role.ADMIN)
-# The dashboards' roles: people, not the gateway and not API keys.
-PEOPLE = (*WRITERS, Role.VIEWER)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from app.ledger.tables import EntryKind
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.plans.catalog import ConcurrencyCounts
 from app.pricing.book import ModelClass
+from app.statements.tables import ReceiptKind
 from app.usage.tables import UsageStatus
 
 
@@ -151,12 +152,29 @@ _register(
     },
 )
 
+_register(
+    ReceiptKind,
+    "ReceiptKind",
+    "What a receipt is for.",
+    {
+        "TOP_UP": "A top-up paid by card: the credits it bought and its bonus.",
+        "AUTO_RELOAD": "An automatic purchase charged to the saved card: auto-reload's, or "
+        "autoScale's.",
+        "PLAN_INVOICE": "A plan's period, paid by its Stripe invoice (in the plan's currency); "
+        "credits: the period's allocation.",
+        "OVERAGE": "A closed period's usage past its allocation, charged to the saved card "
+        "in whole cents; credits: the plan credits it paid for.",
+        "REFUND": "Money given back for a payment; credits: those clawed back (negative).",
+    },
+)
+
 __all__ = [
     "AlertKind",
     "ConcurrencyCounts",
     "EntryKind",
     "KeyStatus",
     "ModelClass",
+    "ReceiptKind",
     "Role",
     "TransactionKind",
     "TransactionStatus",

@@ -21,6 +21,7 @@ from app.graphql.keys import keys_by_id
 from app.graphql.org import CreditLot, LedgerEntry, Organization, wallet_node
 from app.graphql.payments import transaction_node
 from app.graphql.relay import Node
+from app.graphql.statements import receipt_node, statement_node
 from app.ids import parse_global_id
 from app.ledger import reads
 from app.ledger.book import entries_t
@@ -78,6 +79,8 @@ LOADERS: dict[str, Loader] = {
     "BillingTransaction": transaction_node,
     "AlertRule": rule_loader,
     "AlertEvent": event_loader,
+    "Receipt": receipt_node,  # people's roles only
+    "Statement": statement_node,
 }
 
 

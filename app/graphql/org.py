@@ -45,6 +45,7 @@ from app.graphql.relay import (
     require_zones,
     selects,
 )
+from app.graphql.statements import Receipt, Statement, receipt_page, statement_page
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
 from app.ids import to_global_id
 from app.ledger import reads
@@ -320,6 +321,25 @@ class Organization(Node):
         ] = None,
     ) -> Connection[BillingTransaction]:
         return await billing_transactions(info, self._org_id, filter, first, after)
+
+    @strawberry.field(
+        description="Receipts of payments and refunds, newest first. People's roles only: "
+        "for an API key or the service role it is null with a FORBIDDEN error."
+    )
+    async def receipts(
+        self, info: Info, first: First = 50, after: After = None
+    ) -> Connection[Receipt] | None:
+        return await receipt_page(info, self._org_id, first, after)
+
+    @strawberry.field(
+        description="Monthly statements (calendar months, UTC), newest first: the month "
+        "running, then every closed one back to the organization's first. People's roles "
+        "only, as receipts."
+    )
+    async def statements(
+        self, info: Info, first: First = 12, after: After = None
+    ) -> Connection[Statement] | None:
+        return await statement_page(info, self._org_id, first, after)
 
     @strawberry.field(description="The organization's plan; null: none (prepaid only).")
     async def subscription(self, info: Info) -> PlanSubscription | None:

@@ -21,7 +21,10 @@ from app.plans.catalog import Plan as CatalogPlan
 from app.plans.service import PlanError
 
 
-@strawberry.type(description="What a plan costs per period.")
+@strawberry.type(
+    description="An amount of money in a currency: what a plan costs per period, what a "
+    "receipt shows paid."
+)
 class Price:
     amount: Decimal = strawberry.field(description='In the currency, exact: "149.000000".')
     currency: str = strawberry.field(description='ISO 4217: "USD", "CNY".')

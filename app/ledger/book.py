@@ -47,6 +47,7 @@ from app.ledger.state import (
 )
 from app.ledger.tables import HoldStatus, LedgerEntry
 from app.pricing.book import ModelClass
+from app.statements import receipts
 from app.usage import rollups
 from app.usage.tables import UsageRow
 
@@ -155,6 +156,8 @@ class Book:
         self._audit: list[dict[str, Any]] = []
         self._transactions: list[dict[str, Any]] = []
         self._redemptions: list[dict[str, Any]] = []
+        # Receipts, each with the billing transaction (a row of ``_transactions``) it is for.
+        self._receipts: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         self.events: list[Event] = []
         # Organizations whose balance a debit left under their auto-reload threshold.
         self.low_balance: set[int] = set()
@@ -314,22 +317,35 @@ class Book:
 
     def record(
         self, organization_id: int, kind: str, amount: int, *, actor: str, **columns: Any
-    ) -> None:
+    ) -> dict[str, Any]:
         """A settled billing transaction (``app.payments.tables``) for money this
-        transaction moves: refunds, adjustments, expiry."""
-        self._transactions.append(
-            {
-                "organization_id": organization_id,
-                "kind": kind,
-                "status": "succeeded",
-                "amount": amount,
-                "credits": amount,
-                "actor": actor,
-                "created_at": self.now,
-                "settled_at": self.now,
-            }
-            | columns
-        )
+        transaction moves: refunds, adjustments, expiry. Its row, for ``receipt``."""
+        row = {
+            "organization_id": organization_id,
+            "kind": kind,
+            "status": "succeeded",
+            "amount": amount,
+            "credits": amount,
+            "actor": actor,
+            "created_at": self.now,
+            "settled_at": self.now,
+        } | columns
+        self._transactions.append(row)
+        return row
+
+    def receipt(
+        self,
+        organization_id: int,
+        kind: str,
+        *,
+        transaction: dict[str, Any] | None = None,
+        **columns: Any,
+    ) -> None:
+        """A receipt (``app.statements``) issued with this transaction's money: for an
+        existing billing transaction (``transaction_id`` among ``columns``), for one
+        ``record`` returned (``transaction``), or for none (a plan invoice)."""
+        row = {"organization_id": organization_id, "kind": kind, "issued_at": self.now} | columns
+        self._receipts.append((row, transaction))
 
     def redeem(self, promo: PromoState, organization_id: int, actor: str) -> int:
         """Count one redemption of ``promo`` by the organization: its number, from 1."""
@@ -424,8 +440,7 @@ class Book:
         )
         if self._audit:
             conn.execute(insert(audit_t), self._audit)
-        if self._transactions:
-            conn.execute(insert(billing_t), self._transactions)
+        self._flush_transactions(conn)
         self._flush_plans(conn)
         self._flush_promos(conn)
         marks = [
@@ -447,6 +462,21 @@ class Book:
                     self.now,
                 )
             )
+
+    def _flush_transactions(self, conn: Connection) -> None:
+        """Billing transactions in bulk, but those with a receipt one by one: the receipt
+        needs their id. Then the receipts, numbered."""
+        with_receipt = {id(t) for _, t in self._receipts if t is not None}
+        plain = [t for t in self._transactions if id(t) not in with_receipt]
+        if plain:
+            conn.execute(insert(billing_t), plain)
+        for row, transaction in self._receipts:
+            if transaction is not None:
+                row["transaction_id"] = conn.execute(
+                    insert(billing_t).values(transaction).returning(billing_t.c.id)
+                ).scalar_one()
+        if self._receipts:
+            receipts.issue(conn, [row for row, _ in self._receipts])
 
     def _flush_plans(self, conn: Connection) -> None:
         """Subscriptions and periods that renewals and plan changes moved (rare: plain

@@ -180,6 +180,7 @@ class TopUpState:
     bonus_lot_id: int | None
     failure_reason: str | None
     settled_at: datetime | None
+    provider: str | None = None  # "stripe", "fake": for its receipt
     # Lots opened in this transaction: their ids exist only once flushed.
     paid_lot: Lot | None = None
     bonus_lot: Lot | None = None
@@ -552,6 +553,7 @@ def load_state(conn: Connection, needs: Needs, now: datetime, *, lock: bool = Tr
                 row.bonus_lot_id,
                 row.failure_reason,
                 row.settled_at,
+                row.provider,
             )
     if needs.promo_codes:
         _load_promos(conn, needs, state)

@@ -61,7 +61,11 @@ class LedgerEntry(SQLModel, table=True):
     """An append-only movement of credits. Never updated, never deleted."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (UniqueConstraint("wallet_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("wallet_id", "version"),
+        # A statement's month of a wallet's entries, and its balance at a time.
+        Index("ix_ledger_entries_wallet_time", "wallet_id", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     wallet_id: int = Field(foreign_key="wallets.id")

@@ -3,8 +3,9 @@
 Balances, versions and lots are replayed from the ledger entries with the same lot
 rules the writer uses (``ledger.lots``); held amounts from the active holds; key spend,
 monthly spend and spend marks from the usage records; each top-up's credits and
-refunds from the entries that reference it; each promo code's redemptions from theirs.
-Every mismatch is reported.
+refunds from the entries that reference it; each promo code's redemptions from theirs;
+receipts and every closed month's statement (``app.statements.checks``). Every mismatch
+is reported.
 
 Usage rollups are checked too: hourly cells against the usage records, hourly
 breakdowns against the cells (and their tags against the records), daily rows against
@@ -41,6 +42,8 @@ from app.ledger.state import (
 from app.ledger.tables import EntryKind, HoldStatus
 from app.money import format_usd
 from app.payments.tables import PAYMENT_KINDS, TransactionKind, TransactionStatus
+from app.statements.checks import verify_receipts, verify_statements
+from app.statements.figures import Month
 from app.usage.rollups import (
     TAGS,
     WHOLE_ORG,
@@ -54,8 +57,10 @@ from app.usage.rollups import (
 )
 
 
-async def verify(conn: AsyncConnection) -> list[str]:
-    """Every inconsistency found, as readable lines; empty when the books balance."""
+async def verify(conn: AsyncConnection, now: datetime | None = None) -> list[str]:
+    """Every inconsistency found, as readable lines; empty when the books balance. The
+    statements checked are those of the months closed at ``now`` (by default, now)."""
+    closed_until = Month.of(now or datetime.now(UTC)).previous()
     problems: list[str] = []
     active = await _active_holds(conn)
     kept_from = await _kept_from(conn)
@@ -63,7 +68,9 @@ async def verify(conn: AsyncConnection) -> list[str]:
     usage = await _usage_by_org(conn, pruned)
     for wallet in (await conn.execute(select(wallets).order_by(wallets.c.id))).all():
         where = f"wallet {wallet.id} (organization {wallet.organization_id})"
-        problems += await _replay_wallet(conn, wallet, where)
+        closings: dict[int, int] = {}
+        problems += await _replay_wallet(conn, wallet, where, closings)
+        problems += await verify_statements(conn, wallet.organization_id, closings, closed_until)
         held = active["wallet"].get(wallet.id, 0)
         if wallet.held != held:
             problems.append(f"{where}: held {wallet.held}, active holds sum to {held}")
@@ -89,6 +96,7 @@ async def verify(conn: AsyncConnection) -> list[str]:
     problems += await _verify_rollups(conn, kept_from)
     problems += await _verify_payments(conn)
     problems += await _verify_promos(conn)
+    problems += await verify_receipts(conn)
     return problems
 
 
@@ -170,7 +178,11 @@ async def _verify_promos(conn: AsyncConnection) -> list[str]:
     return problems
 
 
-async def _replay_wallet(conn: AsyncConnection, wallet: Any, where: str) -> list[str]:
+async def _replay_wallet(
+    conn: AsyncConnection, wallet: Any, where: str, closings: dict[int, int]
+) -> list[str]:
+    """Replay the wallet's entries; ``closings`` gets the balance after each month's last
+    entry (by YYYYMM), which that month's statement must close at."""
     problems: list[str] = []
     stored = {
         row.id: row
@@ -216,6 +228,7 @@ async def _replay_wallet(conn: AsyncConnection, wallet: Any, where: str) -> list
                 f"replay gives {balance}"
             )
             balance = entry.balance_after
+        closings[month_of(entry.created_at)] = balance
     if wallet.balance != balance:
         problems.append(
             f"{where}: balance {format_usd(wallet.balance)} USD, "

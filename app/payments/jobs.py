@@ -14,7 +14,17 @@ from app.events import TopUpUpdated
 from app.ledger.book import Book
 from app.ledger.state import Needs, TopUpState
 from app.ledger.tables import EntryKind
+from app.payments.ladder import CREDITS_PER_CENT
+from app.payments.provider import Card
 from app.payments.tables import TransactionKind, TransactionStatus
+from app.statements.receipts import card_columns
+from app.statements.tables import ReceiptKind
+
+# What a receipt says each purchase was.
+_BOUGHT = {
+    TransactionKind.TOP_UP: "Credits: top-up",
+    TransactionKind.AUTO_RELOAD: "Credits: automatic top-up",
+}
 
 
 def _needs(needs: Needs, organization_id: int, top_up_id: int) -> None:
@@ -59,6 +69,9 @@ class SettleTopUp:
     # Purchased credits expire this long after purchase (the account's policy); None = never.
     expiry: timedelta | None
     actor: str
+    # For the receipt: the card charged and the tax within the amount, when known.
+    card: Card | None = None
+    tax_cents: int | None = None
 
     def needs(self, needs: Needs) -> None:
         _needs(needs, self.organization_id, self.top_up_id)
@@ -82,6 +95,20 @@ class SettleTopUp:
         top_up.failure_reason = None
         top_up.payment_intent_id = top_up.payment_intent_id or self.payment_intent_id
         _updated(book, top_up)
+        book.receipt(
+            self.organization_id,
+            ReceiptKind(top_up.kind),
+            transaction_id=top_up.id,
+            provider=top_up.provider,
+            provider_reference=top_up.payment_intent_id,
+            description=_BOUGHT[TransactionKind(top_up.kind)],
+            currency="USD",
+            amount=top_up.amount,
+            tax=None if self.tax_cents is None else self.tax_cents * CREDITS_PER_CENT,
+            credits=top_up.credits_bought,
+            bonus=top_up.bonus,
+            **card_columns(self.card),
+        )
         book.audit(
             self.organization_id,
             self.actor,
@@ -182,7 +209,7 @@ class ApplyRefund:
             taken = wanted
         top_up.refunded = total
         _updated(book, top_up)
-        book.record(
+        refund = book.record(
             self.organization_id,
             TransactionKind.REFUND,
             refunded,
@@ -191,6 +218,18 @@ class ApplyRefund:
             shortfall=owed - taken,
             top_up_id=top_up.id,
             memo=self.memo,
+        )
+        book.receipt(
+            self.organization_id,
+            ReceiptKind.REFUND,
+            transaction=refund,
+            refunded_transaction_id=top_up.id,
+            provider=top_up.provider,
+            provider_reference=top_up.payment_intent_id,
+            description="Refund",
+            currency="USD",
+            amount=refunded,
+            credits=-taken,
         )
         book.audit(
             self.organization_id,

@@ -23,11 +23,20 @@ ZERO_DECIMAL = frozenset(
 )
 
 
+def _per_minor_unit(currency: str) -> int:
+    return 1_000_000 if currency.upper() in ZERO_DECIMAL else 10_000
+
+
 def minor_units(micro: int, currency: str) -> int | None:
     """``micro`` millionths of ``currency`` in its minor unit, as a provider charges it;
     None when that is not a whole number of them."""
-    per = 1_000_000 if currency.upper() in ZERO_DECIMAL else 10_000
+    per = _per_minor_unit(currency)
     return None if micro % per else micro // per
+
+
+def from_minor_units(amount: int, currency: str) -> int:
+    """An amount in the minor unit of ``currency`` (as a provider reports it) in millionths."""
+    return amount * _per_minor_unit(currency)
 
 
 class PaymentError(Exception):
@@ -51,6 +60,14 @@ class Checkout:
 
 
 @dataclass(frozen=True, slots=True)
+class Card:
+    """The card a payment was made with, as receipts show it."""
+
+    brand: str  # "visa", "mastercard", as Stripe names them
+    last4: str
+
+
+@dataclass(frozen=True, slots=True)
 class Payment:
     """A payment as the provider sees it now."""
 
@@ -59,6 +76,10 @@ class Payment:
     # The card kept for off-session charges (auto-reload), when the payer agreed to it.
     payment_method_id: str | None = None
     failure_reason: str | None = None
+    # The card charged, when the provider says (its charge's payment_method_details).
+    card: Card | None = None
+    # The tax within the amount, in cents, when the provider computed one (Stripe Tax).
+    tax_cents: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +98,8 @@ class SubscriptionInvoice:
     period_end: datetime
     organization_id: int | None
     plan_code: str | None
+    # The tax within ``amount_paid`` (minor unit), when Stripe Tax computed one.
+    tax: int | None = None
 
 
 class PaymentProvider(Protocol):
@@ -183,7 +206,7 @@ class FakeProvider:
         payment_method_id: str,
         amount_cents: int,
     ) -> Payment:
-        return Payment("succeeded", f"pi_fake_{top_up_id}", payment_method_id)
+        return Payment("succeeded", f"pi_fake_{top_up_id}", payment_method_id, card=FAKE_CARD_SHOWN)
 
     async def refund(
         self, *, payment_intent_id: str, amount_cents: int, refunded_cents: int, key: str
@@ -193,7 +216,7 @@ class FakeProvider:
     async def payment(
         self, *, payment_intent_id: str | None, checkout_session_id: str | None
     ) -> Payment:
-        return Payment("succeeded", payment_intent_id, FAKE_CARD)
+        return Payment("succeeded", payment_intent_id, FAKE_CARD, card=FAKE_CARD_SHOWN)
 
     # The fake provider bills no subscriptions: with it a paid plan applies at once
     # (``settles_at_once``), so plans never ask it for one.
@@ -229,3 +252,5 @@ class FakeProvider:
 NO_SUBSCRIPTIONS = "the fake payment provider bills no subscriptions"
 # The card the fake provider "saves" with every payment, so auto-reload works locally.
 FAKE_CARD = "pm_fake_card"
+# How receipts show it: Stripe's test Visa.
+FAKE_CARD_SHOWN = Card("visa", "4242")

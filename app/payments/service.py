@@ -39,6 +39,8 @@ from app.payments.provider import (
 from app.payments.tables import PAYMENT_KINDS, BillingAccount, TransactionKind, TransactionStatus
 from app.plans.catalog import Plan
 from app.plans.service import Plans
+from app.statements.receipts import card_columns, issue
+from app.statements.tables import ReceiptKind
 
 log = logging.getLogger(__name__)
 # Who automatic purchases are by, on their billing rows and in the audit log.
@@ -309,7 +311,15 @@ class Payments:
             if payment.payment_method_id is not None:
                 await self._save_card(organization_id, payment.payment_method_id)
             expiry = await self._purchase_expiry(organization_id)
-            job = SettleTopUp(organization_id, top_up_id, payment.payment_intent_id, expiry, actor)
+            job = SettleTopUp(
+                organization_id,
+                top_up_id,
+                payment.payment_intent_id,
+                expiry,
+                actor,
+                payment.card,
+                payment.tax_cents,
+            )
             return bool(await self.writer.run(job))
         if payment.status == "failed":
             reason = payment.failure_reason or "the payment failed"
@@ -775,6 +785,8 @@ class Payments:
                         billing_t.c.id,
                         billing_t.c.organization_id,
                         billing_t.c.amount,
+                        billing_t.c.credits,
+                        billing_t.c.memo,
                         accounts_t.c.customer_id,
                         accounts_t.c.payment_method_id,
                     )
@@ -815,6 +827,9 @@ class Payments:
                         settled_at=now,
                     )
                 )
+                if updated.rowcount and payment.status == "succeeded":
+                    receipt = _overage_receipt(row, cents, provider.name, payment, now)
+                    await conn.run_sync(issue, [receipt])
                 if updated.rowcount:
                     await audit.record(
                         conn,
@@ -839,3 +854,22 @@ class Payments:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.provider is not None:
             await self.provider.close()
+
+
+def _overage_receipt(
+    row: Any, cents: int, provider: str, payment: Payment, at: datetime
+) -> dict[str, Any]:
+    """The receipt of a closed period's overage charged to the saved card: the whole
+    cents charged, for the plan credits the period used past its allocation."""
+    return {
+        "organization_id": row.organization_id,
+        "kind": ReceiptKind.OVERAGE,
+        "transaction_id": row.id,
+        "provider": provider,
+        "provider_reference": payment.payment_intent_id,
+        "description": row.memo or "Overage",
+        "currency": "USD",
+        "amount": cents * CREDITS_PER_CENT,
+        "credits": row.credits,
+        "issued_at": at,
+    } | card_columns(payment.card)

@@ -23,9 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import is_postgres, table
 from app.payments.ladder import CREDITS_PER_CENT
-from app.payments.provider import Payment, PaymentError
+from app.payments.provider import Card, Payment, PaymentError
 from app.payments.service import Payments
-from app.payments.stripe_provider import subscription_invoice
+from app.payments.stripe_provider import checkout_tax, subscription_invoice
 from app.payments.tables import StripeEvent
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,29 @@ async def _settle(payments: Payments, obj: dict[str, Any], cents: Any, card: str
         )
         return "amount mismatch"
     intent = obj["id"] if obj.get("object") == "payment_intent" else _id(obj.get("payment_intent"))
-    payment = Payment("succeeded", intent, card)
+    payment = Payment(
+        "succeeded",
+        intent,
+        card,
+        # A payment already credited has its receipt.
+        card=None if top_up.status == "succeeded" else await _card_charged(payments, intent),
+        tax_cents=checkout_tax(obj),
+    )
     await payments.apply(top_up.organization_id, top_up.top_up_id, payment, actor=ACTOR)
     return "succeeded"
+
+
+async def _card_charged(payments: Payments, intent: str | None) -> Card | None:
+    """The card a payment was charged to, for its receipt: events carry its charge only as
+    an id, so it is looked up; without an answer the receipt shows no card (the payment
+    stands all the same)."""
+    if intent is None or payments.provider is None:
+        return None
+    try:
+        found = await payments.provider.payment(payment_intent_id=intent, checkout_session_id=None)
+    except PaymentError:
+        return None
+    return found.card
 
 
 async def _fail(payments: Payments, obj: dict[str, Any], reason: str) -> str:

@@ -15,7 +15,14 @@ from typing import Any, Literal, Protocol, Self
 
 import stripe
 
-from app.payments.provider import Checkout, Interval, Payment, PaymentError, SubscriptionInvoice
+from app.payments.provider import (
+    Card,
+    Checkout,
+    Interval,
+    Payment,
+    PaymentError,
+    SubscriptionInvoice,
+)
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,39 @@ def _top_up_key(top_up_id: int) -> stripe.RequestOptions:
     return {"idempotency_key": f"creditgraph-top-up-{top_up_id}"}
 
 
+def card_of(charge: str | stripe.Charge | None) -> Card | None:
+    """The card a charge was made with (its ``payment_method_details.card``), when the
+    charge came expanded and was paid by card."""
+    if not isinstance(charge, stripe.Charge):
+        return None
+    # Absent keys of a Stripe object raise AttributeError: another method has no card.
+    card = getattr(getattr(charge, "payment_method_details", None), "card", None)
+    brand, last4 = getattr(card, "brand", None), getattr(card, "last4", None)
+    return Card(brand, last4) if isinstance(brand, str) and isinstance(last4, str) else None
+
+
+def invoice_tax(invoice: Mapping[str, Any]) -> int | None:
+    """The tax on an invoice (minor unit) when Stripe Tax computed one: ``total_taxes``
+    (API versions from 2025-03-31) or ``tax`` before them; None without tax lines."""
+    taxes = invoice.get("total_taxes")
+    if isinstance(taxes, list) and taxes:
+        amounts = [t.get("amount") for t in taxes if isinstance(t, Mapping)]
+        return sum(a for a in amounts if isinstance(a, int))
+    tax = invoice.get("tax")
+    return tax if isinstance(tax, int) else None
+
+
+def checkout_tax(session: Mapping[str, Any]) -> int | None:
+    """The tax on a Checkout Session (cents) when Stripe Tax computed it (``automatic_tax``
+    on); None otherwise, where its ``amount_tax`` of 0 says nothing."""
+    automatic = session.get("automatic_tax")
+    totals = session.get("total_details")
+    if not (isinstance(automatic, Mapping) and automatic.get("enabled") is True):
+        return None
+    tax = totals.get("amount_tax") if isinstance(totals, Mapping) else None
+    return tax if isinstance(tax, int) else None
+
+
 def subscription_invoice(invoice: Any) -> SubscriptionInvoice | None:
     """A subscription's invoice from its JSON (a webhook's, or the API's as a dict), in
     either API shape: ``parent.subscription_details`` (API versions from 2025-03-31) or
@@ -114,6 +154,7 @@ def subscription_invoice(invoice: Any) -> SubscriptionInvoice | None:
         if isinstance(organization, str) and organization.isdigit()
         else None,
         plan_code=plan_code if isinstance(plan_code, str) else None,
+        tax=invoice_tax(invoice),
     )
 
 
@@ -137,7 +178,8 @@ def _intent_payment(intent: stripe.PaymentIntent) -> Payment:
     """Where a PaymentIntent stands: its last attempt declined is failed, and anything
     not yet final (the payer still confirming, a bank debit settling) is pending."""
     if intent.status == "succeeded":
-        return Payment("succeeded", intent.id, _id(intent.payment_method))
+        card = card_of(intent.latest_charge)
+        return Payment("succeeded", intent.id, _id(intent.payment_method), card=card)
     if intent.status == "canceled":
         return Payment("failed", intent.id, None, "canceled")
     error = intent.last_payment_error
@@ -279,6 +321,8 @@ class StripeProvider:
                         "off_session": True,
                         "confirm": True,
                         "metadata": _metadata(top_up_id, organization_id),
+                        # The charge, for the receipt's card.
+                        "expand": ["latest_charge"],
                     },
                     _top_up_key(top_up_id),
                 )
@@ -318,19 +362,28 @@ class StripeProvider:
         if checkout_session_id is not None:
             with _provider_errors("look up a checkout"):
                 session = await self._client.v1.checkout.sessions.retrieve_async(
-                    checkout_session_id, {"expand": ["payment_intent"]}
+                    checkout_session_id,
+                    {"expand": ["payment_intent", "payment_intent.latest_charge"]},
                 )
             intent = session.payment_intent
             if session.status == "expired":
                 return Payment("failed", _id(intent), None, "checkout expired")
             if session.payment_status == "paid":
-                card = intent.payment_method if isinstance(intent, stripe.PaymentIntent) else None
-                return Payment("succeeded", _id(intent), _id(card))
+                paid = intent if isinstance(intent, stripe.PaymentIntent) else None
+                return Payment(
+                    "succeeded",
+                    _id(intent),
+                    None if paid is None else _id(paid.payment_method),
+                    card=None if paid is None else card_of(paid.latest_charge),
+                    tax_cents=checkout_tax(session.to_dict()),
+                )
             return Payment("pending", _id(intent))
         if payment_intent_id is None:
             raise ValueError("payment() needs a PaymentIntent or a Checkout Session id")
         with _provider_errors("look up a payment"):
-            found = await self._client.v1.payment_intents.retrieve_async(payment_intent_id)
+            found = await self._client.v1.payment_intents.retrieve_async(
+                payment_intent_id, {"expand": ["latest_charge"]}
+            )
         return _intent_payment(found)
 
     async def start_subscription(

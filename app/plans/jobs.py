@@ -22,9 +22,11 @@ from app.ledger.lots import Lot
 from app.ledger.state import Needs, Period, PlanState, WalletState
 from app.ledger.tables import EntryKind
 from app.money import CREDITS_PER_USD, div_round_half_up
+from app.payments.provider import SubscriptionInvoice, from_minor_units
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.plans.catalog import Plan
 from app.plans.tables import SubscriptionStatus
+from app.statements.tables import ReceiptKind
 
 PLAN_CHANGE = "plan.change"
 
@@ -67,6 +69,8 @@ class StartPeriod:
     next_plan_code: str | None = None
     # The Stripe subscription whose invoice paid for this period (provider "stripe").
     stripe_subscription_id: str | None = None
+    # That invoice: the period's receipt.
+    invoice: SubscriptionInvoice | None = None
 
     def needs(self, needs: Needs) -> None:
         needs.orgs.add(self.organization_id)
@@ -142,7 +146,32 @@ class StartPeriod:
             self.plan.code, start, self.end, self.plan.allocation, allocation, rollover
         )
         plan.dirty = True
+        if self.invoice is not None:
+            _invoice_receipt(book, self.organization_id, self.plan, self.invoice, self.provider)
         return True
+
+
+def _invoice_receipt(
+    book: Book,
+    organization_id: int,
+    plan: Plan,
+    invoice: SubscriptionInvoice,
+    provider: str | None,
+) -> None:
+    """The receipt of the invoice that paid for the period: its amount, in its currency."""
+    currency = invoice.currency.upper()
+    book.receipt(
+        organization_id,
+        ReceiptKind.PLAN_INVOICE,
+        provider=provider,
+        provider_reference=invoice.invoice_id,
+        description=f"{plan.name}: {invoice.period_start:%Y-%m-%d} to "
+        f"{invoice.period_end:%Y-%m-%d}",
+        currency=currency,
+        amount=from_minor_units(invoice.amount_paid, currency),
+        tax=None if invoice.tax is None else from_minor_units(invoice.tax, currency),
+        credits=plan.allocation,
+    )
 
 
 def _grant_trial(book: Book, wallet: WalletState, plan: Plan) -> None:

@@ -322,6 +322,7 @@ class Plans:
             provider=STRIPE,
             actor=STRIPE,
             stripe_subscription_id=invoice.subscription_id,
+            invoice=invoice,
         )
         if not await self.writer.run(job):
             return "already granted"

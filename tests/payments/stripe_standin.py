@@ -68,6 +68,18 @@ TEST_CARDS: dict[str, Outcome] = {
 }
 
 
+# The cards behind Stripe's test payment methods (brand, last four), as their charges'
+# ``payment_method_details.card`` show them; other methods are a Visa ending 4242.
+TEST_CARD_DETAILS: dict[str, tuple[str, str]] = {
+    "pm_card_visa": ("visa", "4242"),
+    "pm_card_mastercard": ("mastercard", "4444"),
+    "pm_card_amex": ("amex", "8431"),
+    "pm_card_chargeDeclined": ("visa", "0002"),
+    "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995"),
+    "pm_card_authenticationRequired": ("visa", "3184"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
     """One request as the stand-in received it; ``params`` are nested, values strings
@@ -135,6 +147,14 @@ def _amount(params: Obj, name: str, param: str | None = None) -> int:
 
 
 Handler = Callable[..., Obj]
+
+
+def _card_details(payment_method: str | None) -> Obj | None:
+    if payment_method is None:
+        return None
+    brand, last4 = TEST_CARD_DETAILS.get(payment_method, ("visa", "4242"))
+    card = {"brand": brand, "last4": last4, "exp_month": 12, "exp_year": 2030, "funding": "credit"}
+    return {"type": "card", "card": card}
 
 
 def period_end(start: int, interval: str, count: int) -> int:
@@ -412,10 +432,18 @@ class StripeStandin:
         return json.dumps({"error": {"type": "idempotency_error", "message": message}}).encode()
 
     def _expand(self, obj: Obj, fields: list[str]) -> Obj:
+        """``obj`` with ``fields`` expanded, dotted paths (``payment_intent.latest_charge``)
+        through the objects expanded before them."""
         expanded = copy.deepcopy(obj)
         for field in fields:
-            if isinstance(expanded.get(field), str) and expanded[field] in self.objects:
-                expanded[field] = copy.deepcopy(self.objects[expanded[field]])
+            *path, last = field.split(".")
+            node: Any = expanded
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and isinstance(node.get(last), str):
+                found = self.objects.get(node[last])
+                if found is not None:
+                    node[last] = copy.deepcopy(found)
         return expanded
 
     # -- endpoints ------------------------------------------------------------------------
@@ -561,6 +589,7 @@ class StripeStandin:
                 "paid": paid,
                 "payment_intent": intent["id"],
                 "payment_method": payment_method,
+                "payment_method_details": _card_details(payment_method),
                 "refunded": False,
                 "status": "succeeded" if paid else "failed",
             }

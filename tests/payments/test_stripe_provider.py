@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pytest
 import stripe
 
-from app.payments.provider import Checkout, Payment, PaymentError
+from app.payments.provider import Card, Checkout, Payment, PaymentError
 from app.payments.stripe_provider import NEEDS_AUTHENTICATION, UNREACHABLE, StripeProvider
 from app.settings import Settings
 from tests.payments import stripe_events as events
@@ -232,7 +232,8 @@ async def test_saved_card_charge_succeeds(
     payment = await _charge(provider, customer)
 
     [intent] = stripe_standin.objects_of("payment_intent")
-    assert payment == Payment("succeeded", intent["id"], "pm_card_visa")
+    # The card from the charge, expanded in the answer: what the receipt shows.
+    assert payment == Payment("succeeded", intent["id"], "pm_card_visa", card=Card("visa", "4242"))
     assert intent["status"] == "succeeded"
     [sent] = _posts(stripe_standin, "/v1/payment_intents")
     assert sent.idempotency_key == KEY
@@ -244,6 +245,7 @@ async def test_saved_card_charge_succeeds(
         "off_session": "true",
         "confirm": "true",
         "metadata": META,
+        "expand": ["latest_charge"],
     }
 
 
@@ -379,7 +381,8 @@ async def test_payment_intent_succeeded(
         stripe_standin.succeed_payment_intent(intent_id, "pm_card_mastercard")
 
     intent_id, found = await _intent_payment(provider, stripe_standin, pay)
-    assert found == Payment("succeeded", intent_id, "pm_card_mastercard")
+    card = Card("mastercard", "4444")  # its charge's, for the receipt
+    assert found == Payment("succeeded", intent_id, "pm_card_mastercard", card=card)
 
 
 async def test_payment_intent_declined(
@@ -433,7 +436,7 @@ async def test_paid_checkout_succeeded_with_its_card(
 
     _, found = await _session_payment(checkout_provider, pay)
     [intent] = stripe_standin.objects_of("payment_intent")
-    assert found == Payment("succeeded", intent["id"], "pm_card_amex")
+    assert found == Payment("succeeded", intent["id"], "pm_card_amex", card=Card("amex", "8431"))
     assert intent["metadata"] == META
     assert intent["setup_future_usage"] == "off_session"
 
