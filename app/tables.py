@@ -7,7 +7,7 @@ from app.audit import AuditEvent
 from app.keys.tables import ApiKey, SpendMark
 from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
-from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
+from app.payments.tables import BillingAccount, BillingTransaction, FakeCard, StripeEvent
 from app.plans.tables import PlanPeriod, PlanSubscription
 from app.usage.rollups import UsageDaily, UsageDailyBy, UsageHourly, UsageHourlyBy
 from app.usage.tables import UsageRecord
@@ -24,6 +24,7 @@ __all__ = [
     "BillingAccount",
     "BillingTransaction",
     "CreditLot",
+    "FakeCard",
     "Hold",
     "LedgerEntry",
     "Organization",

@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from app.graphql.alerts import AlertMutations
 from app.graphql.auto_scale import AutoScaleMutations
+from app.graphql.cards import PaymentMethodMutations
 from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
 from app.graphql.key_console import KeyConsoleMutations
@@ -121,6 +122,7 @@ class Mutation(
     SpendCapMutations,
     UsageMutations,
     PaymentMutations,
+    PaymentMethodMutations,
     AutoScaleMutations,
     PlanMutations,
     AlertMutations,
