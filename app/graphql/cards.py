@@ -102,13 +102,15 @@ class RemovePaymentMethodPayload:
     )
 
 
-def _refusal(exc: Exception) -> Refused:
-    """The userError of a card that cannot be chosen or removed."""
+# Why a card cannot be chosen or removed now.
+_CARD_ERRORS = (NoSuchCard, PaymentsUnavailable, PaymentError)
+
+
+def _refusal(exc: NoSuchCard | PaymentsUnavailable | PaymentError) -> Refused:
     if isinstance(exc, NoSuchCard):
         return refused(UserErrorCode.NOT_FOUND, str(exc), "paymentMethodId")
     if isinstance(exc, PaymentsUnavailable):
         return payments_unavailable()
-    assert isinstance(exc, PaymentError)
     return refused(UserErrorCode.PAYMENT_FAILED, exc.message)
 
 
@@ -137,7 +139,7 @@ class PaymentMethodMutations:
                     input.payment_method_id,
                     actor=principal.actor,
                 )
-            except (NoSuchCard, PaymentsUnavailable, PaymentError) as exc:
+            except _CARD_ERRORS as exc:
                 raise _refusal(exc) from None
         except Refused as refusal:
             return SetDefaultPaymentMethodPayload(user_errors=refusal.errors)
@@ -169,7 +171,7 @@ class PaymentMethodMutations:
                     input.payment_method_id,
                     actor=principal.actor,
                 )
-            except (NoSuchCard, PaymentsUnavailable, PaymentError) as exc:
+            except _CARD_ERRORS as exc:
                 raise _refusal(exc) from None
         except Refused as refusal:
             return RemovePaymentMethodPayload(user_errors=refusal.errors)

@@ -265,7 +265,11 @@ class FakeProvider:
         payment_method_id: str,
         amount_cents: int,
     ) -> Payment:
-        return Payment("succeeded", f"pi_fake_{top_up_id}", payment_method_id)
+        # As Stripe refuses a detached card: one removed (or never saved) is not charged.
+        card = await self.saved_card(customer_id=customer_id, payment_method_id=payment_method_id)
+        if card is not None:
+            return Payment("succeeded", f"pi_fake_{top_up_id}", payment_method_id)
+        return Payment("failed", None, None, "the saved card was removed")
 
     async def refund(
         self, *, payment_intent_id: str, amount_cents: int, refunded_cents: int, key: str
