@@ -22,7 +22,7 @@ from app.metrics import Metrics
 from app.migrate import pending, upgrade
 from app.oidc import Oidc
 from app.orgs.service import OrgDirectory
-from app.payments.config import payment_provider
+from app.payments.config import PaymentConfigError, payment_provider
 from app.payments.ladder import BonusLadder
 from app.payments.service import Payments
 from app.plans.catalog import Catalog
@@ -64,8 +64,12 @@ class Runtime:
         prices = PriceBook.load(settings.price_book_path)
         ladder = BonusLadder.load(settings.bonus_ladder_path)
         plans = Catalog.load(settings.plan_catalog_path)
-        provider = payment_provider(settings)  # refuses unsafe payment setups
         db = Database(settings)
+        try:
+            provider = payment_provider(settings, db)  # refuses unsafe payment setups
+        except PaymentConfigError:
+            await db.dispose()
+            raise
         if not settings.is_production:
             # The embedded default migrates itself; production runs `creditgraph migrate`.
             await upgrade(db.writer)

@@ -8,7 +8,7 @@ from app.grants.tables import PromoCode, PromoRedemption
 from app.keys.tables import ApiKey, SpendMark
 from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
 from app.orgs.tables import Organization
-from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
+from app.payments.tables import BillingAccount, BillingTransaction, FakeCard, StripeEvent
 from app.plans.tables import PlanPeriod, PlanSubscription
 from app.statements.tables import Receipt
 from app.usage.rollups import UsageDaily, UsageDailyBy, UsageHourly, UsageHourlyBy
@@ -26,6 +26,7 @@ __all__ = [
     "BillingAccount",
     "BillingTransaction",
     "CreditLot",
+    "FakeCard",
     "Hold",
     "LedgerEntry",
     "Organization",

@@ -51,7 +51,9 @@ class AuditEvent(Node):
         '`next_plan` codes, and `effective_at`), "top_up.create", "auto_reload.charge", '
         '"auto_scale.charge", "overage.charge" (a closed period\'s overage charged to the '
         'saved card), "top_up.succeeded", "top_up.failed", "top_up.refunded", '
-        '"auto_reload.update", "auto_scale.update", '
+        '"auto_reload.update", "auto_scale.update", "payment_method.default" (the card '
+        'automatic charges use chosen), "payment_method.remove" (a saved card removed; '
+        "`default`: whether it was that card), "
         '"alert_rule.create", "alert_rule.update", "alert_rule.delete".'
     )
     actor: str = strawberry.field(
@@ -63,7 +65,8 @@ class AuditEvent(Node):
     )
     target: str = strawberry.field(
         description='What was changed, as "<kind>:<database id>": "api_key:12", '
-        '"organization:3", "alert_rule:4", "top_up:5" (a BillingTransaction).'
+        '"organization:3", "alert_rule:4", "top_up:5" (a BillingTransaction), '
+        '"payment_method:pm_..." (a saved card, by the payment provider\'s ID).'
     )
     target_id: strawberry.ID | None = strawberry.field(
         description="The global ID of what was changed, for node(id:); null for a kind "
@@ -75,7 +78,7 @@ class AuditEvent(Node):
     )
     after: JSON | None = strawberry.field(
         description=f"The values after the change, {_VALUES} Null when nothing was "
-        "changed (a reveal)."
+        "changed (a reveal) or nothing is left (a deletion, a card removed)."
     )
     at: datetime = strawberry.field(description="When the change was made (UTC).")
 

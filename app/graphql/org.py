@@ -20,6 +20,7 @@ from app.graphql.analytics import (
 )
 from app.graphql.audit import AuditEvent, AuditFilter, audit_page
 from app.graphql.auto_scale import AutoScale, auto_scale_of
+from app.graphql.cards import PaymentMethod, payment_methods
 from app.graphql.context import Info
 from app.graphql.enums import EntryKind, Role
 from app.graphql.keys import ApiKey, api_key_page
@@ -370,6 +371,15 @@ class Organization(Node):
     @strawberry.field(description="Automatic top-ups when the balance runs low.")
     async def auto_reload(self, info: Info) -> AutoReload:
         return await auto_reload(info, self._org_id)
+
+    @strawberry.field(
+        description="The cards saved for the organization's payments, newest first, as the "
+        "payment provider has them now; isDefault marks the one auto-reload charges. Owners "
+        "and admins only: for other roles it is null with a FORBIDDEN error. Empty before "
+        "a first payment by card; UNAVAILABLE when the provider cannot be reached."
+    )
+    async def payment_methods(self, info: Info) -> list[PaymentMethod] | None:
+        return await payment_methods(info, self._org_id)
 
     @strawberry.field(
         description="autoScale: buying past the plan's open-model limits, by default or not."

@@ -175,8 +175,8 @@ class BillingTransaction(Node):
 
 @strawberry.type(
     description="Automatic top-ups: when a call leaves the balance under the threshold, "
-    "the saved card is charged the amount, one charge at a time, never past the monthly "
-    "maximum. A card is saved by a top-up paid by card."
+    "the default saved card (Organization.paymentMethods) is charged the amount, one "
+    "charge at a time, never past the monthly maximum."
 )
 class AutoReload:
     enabled: bool = strawberry.field(description="Whether it is on (off by default).")
@@ -198,11 +198,15 @@ class AutoReload:
         "this calendar month (UTC)."
     )
     card_saved: bool = strawberry.field(
-        description="Whether a card is saved to charge; without one nothing reloads."
+        description="Whether there is a card to charge (the default PaymentMethod, which "
+        "autoScale and overage billing charge too); without one nothing reloads. A top-up "
+        "paid by card saves one when there is none; setDefaultPaymentMethod chooses among "
+        "the saved cards, and removing the default leaves none."
     )
     failure_reason: str | None = strawberry.field(
         description="Why the last reload failed, when it did: reloading is paused until the "
-        "settings are saved again or a top-up saves a card. Null otherwise."
+        "settings are saved again, a top-up paid by card saves a card (it becomes the "
+        "default) or a card is chosen. Null otherwise."
     )
 
 
@@ -439,7 +443,7 @@ class UpdateAutoReloadPayload:
     )
 
 
-def _unavailable() -> Refused:
+def payments_unavailable() -> Refused:
     return refused(UserErrorCode.PAYMENTS_UNAVAILABLE, "payments are not configured on this server")
 
 
@@ -472,7 +476,7 @@ class PaymentMutations:
                     principal.organization_id, quote, principal.actor
                 )
             except PaymentsUnavailable:
-                raise _unavailable() from None
+                raise payments_unavailable() from None
             except PaymentError as exc:
                 raise refused(UserErrorCode.PAYMENT_FAILED, exc.message) from None
         except Refused as refusal:
@@ -526,7 +530,7 @@ class PaymentMutations:
             except RefundError as exc:
                 raise refused(UserErrorCode.INVALID_AMOUNT, str(exc), "amountUsd") from None
             except PaymentsUnavailable:
-                raise _unavailable() from None
+                raise payments_unavailable() from None
             except PaymentError as exc:
                 raise refused(UserErrorCode.PAYMENT_FAILED, exc.message) from None
         except Refused as refusal:

@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from app.graphql.alerts import AlertMutations
 from app.graphql.auto_scale import AutoScaleMutations
+from app.graphql.cards import PaymentMethodMutations
 from app.graphql.context import Info
 from app.graphql.errors import MaskFaults, RequestErrorCodes
 from app.graphql.grants import GrantMutations
@@ -123,6 +124,7 @@ class Mutation(
     UsageMutations,
     PaymentMutations,
     GrantMutations,
+    PaymentMethodMutations,
     AutoScaleMutations,
     PlanMutations,
     AlertMutations,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.db import Database
 from app.payments.provider import FakeProvider, PaymentProvider
 from app.payments.stripe_provider import StripeProvider
 from app.settings import Settings
@@ -11,9 +12,10 @@ class PaymentConfigError(ValueError):
     """Settings that would take money wrongly: the process refuses to start."""
 
 
-def payment_provider(settings: Settings) -> PaymentProvider | None:
+def payment_provider(settings: Settings, db: Database) -> PaymentProvider | None:
     """Stripe when its keys are set; else the fake one in development (the default
-    there, so the demo can top up); else none, and top-ups say payments are off."""
+    there, so the demo can top up), keeping its saved cards in ``db``; else none, and
+    top-ups say payments are off."""
     stripe_keys = settings.stripe_secret_key is not None
     if settings.payment_provider == "fake" or (
         settings.payment_provider is None and not stripe_keys and not settings.is_production
@@ -24,7 +26,7 @@ def payment_provider(settings: Settings) -> PaymentProvider | None:
             )
         if settings.is_production:
             raise PaymentConfigError("the fake payment provider is refused in production")
-        return FakeProvider()
+        return FakeProvider(db)
     if not stripe_keys:
         if settings.payment_provider == "stripe":
             raise PaymentConfigError("the Stripe provider needs CREDITGRAPH_STRIPE_SECRET_KEY")

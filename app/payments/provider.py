@@ -9,8 +9,13 @@ key derived from our own ids, so a retried request never charges twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal, Protocol
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import delete, func, insert, select
+
+from app.db import Database, table
+from app.payments.tables import FakeCard
 
 PaymentStatus = Literal["pending", "succeeded", "failed"]
 Interval = Literal["month", "week"]
@@ -83,6 +88,17 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedCard:
+    """A card saved at the provider for a customer's off-session charges."""
+
+    id: str  # the provider's: Stripe's "pm_..."
+    brand: str  # as the provider names it: "visa", "mastercard", "amex"
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionInvoice:
     """An invoice of a subscription at the provider, with what creditgraph put in the
     subscription's metadata (None when absent or malformed)."""
@@ -127,6 +143,19 @@ class PaymentProvider(Protocol):
         amount_cents: int,
     ) -> Payment:
         """Charge a saved card with nobody present (auto-reload); a decline is ``failed``."""
+        ...
+
+    async def saved_cards(self, *, customer_id: str) -> list[SavedCard]:
+        """The customer's saved cards, newest first."""
+        ...
+
+    async def saved_card(self, *, customer_id: str, payment_method_id: str) -> SavedCard | None:
+        """The customer's saved card ``payment_method_id``; None when there is no such card
+        or it is another customer's."""
+        ...
+
+    async def remove_card(self, *, payment_method_id: str) -> None:
+        """Detach a saved card from its customer: it can never be charged again."""
         ...
 
     async def refund(
@@ -179,15 +208,25 @@ class PaymentProvider(Protocol):
         ...
 
 
+fake_cards_t = table(FakeCard)
+# Stripe's test cards (brand, last four), which the fake provider's payers take in turn.
+FAKE_CARDS = (("visa", "4242"), ("mastercard", "4444"), ("amex", "0005"))
+
+
 class FakeProvider:
     """Payments that succeed at once, for local development and demos.
 
     Runtime refuses it in production and whenever Stripe keys are configured, so it can
-    never mint credits on a real deployment.
+    never mint credits on a real deployment. Each payment's payer enters another card,
+    which is saved in the database (``FakeCard``) as Stripe would keep it, so a process
+    sees the cards another saved (the demo seeds in one and serves in the next).
     """
 
     name = "fake"
     settles_at_once = True
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def create_customer(self, *, organization_id: int, name: str) -> str:
         return f"cus_fake_{organization_id}"
@@ -195,7 +234,50 @@ class FakeProvider:
     async def start_payment(
         self, *, top_up_id: int, organization_id: int, customer_id: str, amount_cents: int
     ) -> Checkout:
+        # The fake's own rows, which no cached answer reads: outside ``Database.write``.
+        async with self._db.writer.begin() as conn:
+            saved = await conn.scalar(
+                select(func.count()).where(fake_cards_t.c.customer_id == customer_id)
+            )
+            brand, last4 = FAKE_CARDS[(saved or 0) % len(FAKE_CARDS)]
+            await conn.execute(
+                insert(fake_cards_t).values(
+                    payment_method_id=_fake_card(top_up_id),
+                    customer_id=customer_id,
+                    brand=brand,
+                    last4=last4,
+                    exp_month=12,
+                    exp_year=datetime.now(UTC).year + 4,
+                )
+            )
         return Checkout(f"pi_fake_{top_up_id}", None, None, None)
+
+    async def saved_cards(self, *, customer_id: str) -> list[SavedCard]:
+        async with self._db.reader.connect() as conn:
+            rows = await conn.execute(
+                select(fake_cards_t)
+                .where(fake_cards_t.c.customer_id == customer_id)
+                .order_by(fake_cards_t.c.id.desc())
+            )
+            return [_saved(row) for row in rows]
+
+    async def saved_card(self, *, customer_id: str, payment_method_id: str) -> SavedCard | None:
+        async with self._db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(fake_cards_t).where(
+                        fake_cards_t.c.customer_id == customer_id,
+                        fake_cards_t.c.payment_method_id == payment_method_id,
+                    )
+                )
+            ).first()
+        return None if row is None else _saved(row)
+
+    async def remove_card(self, *, payment_method_id: str) -> None:
+        async with self._db.writer.begin() as conn:
+            await conn.execute(
+                delete(fake_cards_t).where(fake_cards_t.c.payment_method_id == payment_method_id)
+            )
 
     async def charge_saved(
         self,
@@ -206,7 +288,12 @@ class FakeProvider:
         payment_method_id: str,
         amount_cents: int,
     ) -> Payment:
-        return Payment("succeeded", f"pi_fake_{top_up_id}", payment_method_id, card=FAKE_CARD_SHOWN)
+        # As Stripe refuses a detached card: one removed (or never saved) is not charged.
+        card = await self.saved_card(customer_id=customer_id, payment_method_id=payment_method_id)
+        if card is not None:
+            shown = Card(card.brand, card.last4)
+            return Payment("succeeded", f"pi_fake_{top_up_id}", payment_method_id, card=shown)
+        return Payment("failed", None, None, "the saved card was removed")
 
     async def refund(
         self, *, payment_intent_id: str, amount_cents: int, refunded_cents: int, key: str
@@ -216,7 +303,19 @@ class FakeProvider:
     async def payment(
         self, *, payment_intent_id: str | None, checkout_session_id: str | None
     ) -> Payment:
-        return Payment("succeeded", payment_intent_id, FAKE_CARD, card=FAKE_CARD_SHOWN)
+        # The card its payer entered when it started (``start_payment``).
+        top_up_id = (payment_intent_id or "").removeprefix("pi_fake_")
+        card = _fake_card(top_up_id)
+        async with self._db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(fake_cards_t.c.brand, fake_cards_t.c.last4).where(
+                        fake_cards_t.c.payment_method_id == card
+                    )
+                )
+            ).first()
+        shown = None if row is None else Card(row.brand, row.last4)
+        return Payment("succeeded", payment_intent_id, card, card=shown)
 
     # The fake provider bills no subscriptions: with it a paid plan applies at once
     # (``settles_at_once``), so plans never ask it for one.
@@ -250,7 +349,11 @@ class FakeProvider:
 
 
 NO_SUBSCRIPTIONS = "the fake payment provider bills no subscriptions"
-# The card the fake provider "saves" with every payment, so auto-reload works locally.
-FAKE_CARD = "pm_fake_card"
-# How receipts show it: Stripe's test Visa.
-FAKE_CARD_SHOWN = Card("visa", "4242")
+
+
+def _fake_card(top_up_id: int | str) -> str:
+    return f"pm_fake_{top_up_id}"
+
+
+def _saved(row: Any) -> SavedCard:
+    return SavedCard(row.payment_method_id, row.brand, row.last4, row.exp_month, row.exp_year)

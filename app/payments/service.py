@@ -327,13 +327,19 @@ class Payments:
         return False
 
     async def _save_card(self, organization_id: int, payment_method_id: str) -> None:
-        """Keep the card a payment saved for off-session charges; a new card lifts the
-        pause a failed auto-reload left."""
+        """Make the card a payment saved the one automatic charges use when none is
+        chosen, or when they are paused after the chosen one was declined (paying with a
+        card is how a payer fixes that: it lifts the pause); a card chosen with
+        ``app.payments.cards`` otherwise stays."""
+        a = accounts_t.c
         async with self.db.write(organization_id) as conn:
             await ensure_account(conn, organization_id)
             await conn.execute(
                 update(accounts_t)
-                .where(accounts_t.c.organization_id == organization_id)
+                .where(
+                    a.organization_id == organization_id,
+                    a.payment_method_id.is_(None) | a.auto_reload_failure.is_not(None),
+                )
                 .values(payment_method_id=payment_method_id, auto_reload_failure=None)
             )
 
@@ -658,8 +664,8 @@ class Payments:
         if not settings.card_saved:
             raise AutoScaleError(
                 "auto_scale_unavailable",
-                "autoScale buys credits with the saved card and none is saved: a top-up "
-                "paid by card saves one",
+                "autoScale buys credits with auto-reload's card and none is saved for it: "
+                "choose a saved card (setDefaultPaymentMethod) or pay a top-up by card",
             )
         if settings.failure_reason is not None:
             raise AutoScaleError(

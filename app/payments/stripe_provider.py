@@ -21,6 +21,7 @@ from app.payments.provider import (
     Interval,
     Payment,
     PaymentError,
+    SavedCard,
     SubscriptionInvoice,
 )
 from app.settings import Settings
@@ -188,6 +189,14 @@ def _intent_payment(intent: stripe.PaymentIntent) -> Payment:
     return Payment("pending", intent.id)
 
 
+def _saved_card(method: stripe.PaymentMethod) -> SavedCard | None:
+    """A card PaymentMethod as a saved card; None for other types (a bank account)."""
+    card = method.card if method.type == "card" else None
+    if card is None:
+        return None
+    return SavedCard(method.id, card.brand, card.last4, card.exp_month, card.exp_year)
+
+
 class StripeProvider:
     """``PaymentProvider`` on Stripe: PaymentIntents for Elements, or hosted Checkout.
 
@@ -337,6 +346,29 @@ class StripeProvider:
         if intent.status == "requires_payment_method" and intent.last_payment_error is None:
             return Payment("failed", intent.id, None, DECLINED)
         return _intent_payment(intent)
+
+    async def saved_cards(self, *, customer_id: str) -> list[SavedCard]:
+        with _provider_errors("list saved cards"):
+            page = await self._client.v1.payment_methods.list_async(
+                {"customer": customer_id, "type": "card", "limit": 100}
+            )
+            methods = [method async for method in page.auto_paging_iter()]
+        return [card for method in methods if (card := _saved_card(method)) is not None]
+
+    async def saved_card(self, *, customer_id: str, payment_method_id: str) -> SavedCard | None:
+        with _provider_errors("look up a saved card"):
+            try:
+                method = await self._client.v1.payment_methods.retrieve_async(payment_method_id)
+            except stripe.InvalidRequestError as error:
+                if error.code == "resource_missing":
+                    return None
+                raise
+        # Detached ones have no customer, and another customer's are not ours to touch.
+        return _saved_card(method) if _id(method.customer) == customer_id else None
+
+    async def remove_card(self, *, payment_method_id: str) -> None:
+        with _provider_errors("remove a saved card"):
+            await self._client.v1.payment_methods.detach_async(payment_method_id)
 
     async def refund(
         self, *, payment_intent_id: str, amount_cents: int, refunded_cents: int, key: str

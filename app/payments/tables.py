@@ -1,4 +1,5 @@
-"""Billing transactions, each organization's billing account, and Stripe events seen."""
+"""Billing transactions, each organization's billing account, Stripe events seen, and
+the fake provider's saved cards."""
 
 from __future__ import annotations
 
@@ -99,7 +100,9 @@ class BillingAccount(SQLModel, table=True):
 
     organization_id: int = Field(primary_key=True, foreign_key="organizations.id")
     customer_id: str | None = Field(default=None, max_length=255)
-    # The card saved by the last payment whose payer agreed to off-session charges.
+    # The saved card auto-reload, autoScale and overage billing charge: a payment's card
+    # when none is chosen (or the chosen one was declined), else the one chosen
+    # (``app.payments.cards``). The provider keeps the list of saved cards.
     payment_method_id: str | None = Field(default=None, max_length=255)
     auto_reload_enabled: bool = Field(default=False)
     auto_reload_threshold: int = credits_field(default=3 * CREDITS_PER_USD)
@@ -127,3 +130,18 @@ class StripeEvent(SQLModel, table=True):
     type: str = Field(max_length=100)
     received_at: datetime = time_field()
     processed_at: datetime | None = time_field(default=None, nullable=True)
+
+
+class FakeCard(SQLModel, table=True):
+    """A card the fake provider of local development saved for a customer, as Stripe
+    keeps a customer's PaymentMethods; removing it deletes the row."""
+
+    __tablename__ = "fake_cards"
+
+    id: int | None = Field(default=None, primary_key=True)
+    payment_method_id: str = Field(unique=True, max_length=255)
+    customer_id: str = Field(index=True, max_length=255)
+    brand: str = Field(max_length=32)
+    last4: str = Field(max_length=4)
+    exp_month: int
+    exp_year: int

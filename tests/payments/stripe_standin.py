@@ -3,8 +3,10 @@
 
 Only what ``StripeProvider`` uses is there, behaving as Stripe documents it: form-encoded
 requests with ``a[b][0]=v`` keys, JSON objects back, idempotency keys honoured, declines as
-402 card errors. Test helpers play the payer's part (completing or failing a payment) and
-Stripe Billing's (a subscription's renewal invoice), and ``fail_next`` plays an outage.
+402 card errors, a payment made with ``setup_future_usage`` saving its card to the
+customer (listed, detached). Test helpers play the payer's part (completing or failing a
+payment) and Stripe Billing's (a subscription's renewal invoice), and ``fail_next`` plays
+an outage.
 """
 
 from __future__ import annotations
@@ -53,6 +55,22 @@ class Decline:
 
 # What confirming a PaymentIntent with a payment method leads to; any other succeeds.
 Outcome = Decline | Literal["processing", "requires_action"]
+
+# Stripe's test payment methods, as the cards they stand for: (brand, last four). Stripe
+# makes a new PaymentMethod of a test one each time it is used; here it keeps its id,
+# saved to the customer that paid with it last, so tests can name the card they charge.
+CARD_DETAILS: dict[str, tuple[str, str]] = {
+    "pm_card_visa": ("visa", "4242"),
+    "pm_card_visa_debit": ("visa", "5556"),
+    "pm_card_mastercard": ("mastercard", "4444"),
+    "pm_card_amex": ("amex", "0005"),
+    "pm_card_discover": ("discover", "1117"),
+    "pm_card_chargeDeclined": ("visa", "0002"),
+    "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995"),
+    "pm_card_authenticationRequired": ("visa", "3184"),
+}
+# When every card saved here expires.
+CARD_EXPIRY = (12, 2034)
 
 # Stripe's test payment methods that do not simply succeed.
 TEST_CARDS: dict[str, Outcome] = {
@@ -192,6 +210,8 @@ class StripeStandin:
         self._intent_data: dict[str, Obj] = {}
         # A subscription-mode Checkout Session's subscription_data and recurring price.
         self._subscription_data: dict[str, tuple[Obj, Obj]] = {}
+        # Saved cards' ids, in the order they were saved (to a customer) last.
+        self._saved_cards: list[str] = []
         self._routes: list[tuple[str, str, Handler]] = [
             ("POST", r"/v1/customers", self._create_customer),
             ("POST", r"/v1/payment_intents", self._create_payment_intent),
@@ -204,6 +224,13 @@ class StripeStandin:
             ("GET", r"/v1/subscriptions/(?P<subscription>[^/]+)", self._get("subscription")),
             ("POST", r"/v1/subscriptions/(?P<subscription>[^/]+)", self._update_subscription),
             ("DELETE", r"/v1/subscriptions/(?P<subscription>[^/]+)", self._cancel_subscription),
+            ("GET", r"/v1/payment_methods", self._list_payment_methods),
+            ("GET", r"/v1/payment_methods/(?P<payment_method>[^/]+)", self._get("payment_method")),
+            (
+                "POST",
+                r"/v1/payment_methods/(?P<payment_method>[^/]+)/detach",
+                self._detach_payment_method,
+            ),
         ]
         methods = ["GET", "POST", "DELETE"]
         self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
@@ -547,6 +574,13 @@ class StripeStandin:
         )
         if payment_method is None:
             return intent
+        saved = self.objects.get(payment_method)
+        if saved is not None and saved["object"] == "payment_method" and saved["customer"] is None:
+            raise _invalid(
+                "The provided PaymentMethod was previously used without being attached to a "
+                "Customer or was detached from a Customer, and may not be used again.",
+                param="payment_method",
+            )
         if not confirm:
             intent.update(status="requires_confirmation", payment_method=payment_method)
             return intent
@@ -599,6 +633,8 @@ class StripeStandin:
 
     def _settle(self, intent: Obj, payment_method: str) -> None:
         self._charge(intent, payment_method, paid=True)
+        if intent["customer"] is not None and intent["setup_future_usage"] is not None:
+            self._save_card(payment_method, intent["customer"])
         intent.update(
             status="succeeded",
             payment_method=payment_method,
@@ -606,6 +642,71 @@ class StripeStandin:
             last_payment_error=None,
             next_action=None,
         )
+
+    def _save_card(self, payment_method: str, customer: str) -> None:
+        """Attach the card a payment was made with to its customer, for later charges."""
+        brand, last4 = CARD_DETAILS.get(payment_method, CARD_DETAILS[CARD])
+        exp_month, exp_year = CARD_EXPIRY
+        self._add(
+            {
+                "id": payment_method,
+                "object": "payment_method",
+                "billing_details": {"address": None, "email": None, "name": None, "phone": None},
+                "card": {
+                    "brand": brand,
+                    "country": "US",
+                    "display_brand": brand,
+                    "exp_month": exp_month,
+                    "exp_year": exp_year,
+                    "funding": "credit",
+                    "last4": last4,
+                },
+                "created": int(time.time()),
+                "customer": customer,
+                "livemode": False,
+                "metadata": {},
+                "type": "card",
+            }
+        )
+        if payment_method in self._saved_cards:
+            self._saved_cards.remove(payment_method)
+        self._saved_cards.append(payment_method)
+
+    def _list_payment_methods(self, params: Obj) -> Obj:
+        """A customer's payment methods of one type, newest first, a page at a time."""
+        customer = self._customer_param(params)
+        limit = int(params.get("limit", "10"))
+        if not 1 <= limit <= 100:
+            raise _invalid("Invalid limit: must be between 1 and 100.", param="limit")
+        found = [
+            self.objects[pm]
+            for pm in reversed(self._saved_cards)
+            if self.objects[pm]["customer"] == customer
+            and params.get("type") in (None, self.objects[pm]["type"])
+        ]
+        after = params.get("starting_after")
+        if after is not None:
+            ids = [pm["id"] for pm in found]
+            if after not in ids:
+                raise _invalid(f"No such PaymentMethod: '{after}'", param="starting_after")
+            found = found[ids.index(after) + 1 :]
+        return {
+            "object": "list",
+            "data": found[:limit],
+            "has_more": len(found) > limit,
+            "url": "/v1/payment_methods",
+        }
+
+    def _detach_payment_method(self, params: Obj, payment_method: str) -> Obj:
+        found = self._get("payment_method")(params, payment_method=payment_method)
+        if found["customer"] is None:
+            raise _invalid(
+                "The payment method you provided is not attached to a customer so detachment "
+                "is impossible.",
+                code="payment_method_unexpected_state",
+            )
+        found["customer"] = None
+        return found
 
     def _decline(self, intent: Obj, decline: Decline, payment_method: str | None) -> Obj:
         charge = self._charge(intent, payment_method, paid=False)

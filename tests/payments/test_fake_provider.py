@@ -203,26 +203,33 @@ def _with(settings: Settings, **changes: Any) -> Settings:
     return Settings(**(settings.model_dump() | changes))
 
 
-def test_fake_is_the_development_default_and_refused_where_it_could_mint_credits(
+async def test_fake_is_the_development_default_and_refused_where_it_could_mint_credits(
     settings: Settings,
 ) -> None:
-    assert isinstance(payment_provider(settings), FakeProvider)
-    assert isinstance(payment_provider(_with(settings, payment_provider="fake")), FakeProvider)
+    db = Database(settings)  # where the fake provider keeps its cards
 
-    stripe_keys = {"stripe_secret_key": "sk_test_x", "stripe_webhook_secret": "whsec_x"}
-    with pytest.raises(PaymentConfigError, match="Stripe keys"):
-        payment_provider(_with(settings, payment_provider="fake", **stripe_keys))
-    with pytest.raises(PaymentConfigError, match="production"):
-        payment_provider(_with(settings, payment_provider="fake", environment="production"))
-    # Production without Stripe keys takes no payments rather than fake ones.
-    assert payment_provider(_with(settings, environment="production")) is None
+    def provider(**changes: Any) -> object:
+        return payment_provider(_with(settings, **changes), db)
 
-    with pytest.raises(PaymentConfigError, match="SECRET_KEY"):
-        payment_provider(_with(settings, payment_provider="stripe"))
-    for environment in ("development", "production"):
-        without_webhook = _with(settings, stripe_secret_key="sk_test_x", environment=environment)
-        with pytest.raises(PaymentConfigError, match="WEBHOOK_SECRET"):
-            payment_provider(without_webhook)
+    try:
+        assert isinstance(provider(), FakeProvider)
+        assert isinstance(provider(payment_provider="fake"), FakeProvider)
+
+        stripe_keys = {"stripe_secret_key": "sk_test_x", "stripe_webhook_secret": "whsec_x"}
+        with pytest.raises(PaymentConfigError, match="Stripe keys"):
+            provider(payment_provider="fake", **stripe_keys)
+        with pytest.raises(PaymentConfigError, match="production"):
+            provider(payment_provider="fake", environment="production")
+        # Production without Stripe keys takes no payments rather than fake ones.
+        assert provider(environment="production") is None
+
+        with pytest.raises(PaymentConfigError, match="SECRET_KEY"):
+            provider(payment_provider="stripe")
+        for environment in ("development", "production"):
+            with pytest.raises(PaymentConfigError, match="WEBHOOK_SECRET"):
+                provider(stripe_secret_key="sk_test_x", environment=environment)
+    finally:
+        await db.dispose()
 
 
 async def test_production_without_stripe_keys_takes_no_payments(
