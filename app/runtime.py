@@ -29,6 +29,8 @@ from app.plans.catalog import Catalog
 from app.plans.service import Plans
 from app.pricing.book import PriceBook
 from app.settings import Settings
+from app.webhooks.delivery import Webhooks
+from app.webhooks.signing import signing_vault
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Runtime:
     plans: Catalog
     subscriptions: Plans
     alerts: Alerts
+    webhooks: Webhooks
     metrics: Metrics
     _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -65,10 +68,11 @@ class Runtime:
         ladder = BonusLadder.load(settings.bonus_ladder_path)
         plans = Catalog.load(settings.plan_catalog_path)
         provider = payment_provider(settings)  # refuses unsafe payment setups
+        vault = signing_vault(settings)  # refuses production without a key encryption key
         db = Database(settings)
         if not settings.is_production:
             # The embedded default migrates itself; production runs `creditgraph migrate`.
-            await upgrade(db.writer)
+            await upgrade(db.writer, settings)
         elif await pending(db.writer):
             await db.dispose()
             raise ConfigurationError(
@@ -82,6 +86,9 @@ class Runtime:
             # Writes here and on the other instances, counted on both sides.
             db.changes.announce = bus.announce
             bus.on_changed = db.changes.count
+        webhooks = Webhooks(db, clock, settings, vault)
+        webhooks.watch()  # before anything writes: every queued delivery is seen
+        webhooks.on_attempted = metrics.webhook_attempted
         writer = Writer(db, bus, clock, settings.writer_batch_max)
         writer.on_committed = metrics.committed
         writer.start()
@@ -96,10 +103,9 @@ class Runtime:
             reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
         )
         writer.on_low_balance = payments.low_balance
-        alerts = Alerts(db, bus, clock, settings)
+        alerts = Alerts(db, bus, clock, vault)
         writer.on_balance_changed = alerts.changed
         payments.on_reload_failed = alerts.reload_failed_hook
-        alerts.on_attempted = metrics.webhook_attempted
         orgs, keys = OrgDirectory(db.reader), KeyDirectory(db.reader)
         runtime = cls(
             settings,
@@ -116,6 +122,7 @@ class Runtime:
             plans,
             subscriptions,
             alerts,
+            webhooks,
             metrics,
         )
         if settings.run_jobs:
@@ -149,7 +156,8 @@ class Runtime:
                 await self._jobs
         await self.payments.stop()  # charges in flight finish and are recorded
         await self.writer.stop()  # finishes every write already submitted
-        await self.alerts.stop()  # deliveries cut short are retried by the next start
+        await self.alerts.stop()
+        await self.webhooks.stop()  # deliveries cut short are taken up again by the jobs
         await self.bus.close()  # after the writer, which publishes its last commits
         await self.db.dispose()
 

@@ -2,7 +2,7 @@
 
 from sqlmodel import SQLModel
 
-from app.alerts.tables import AlertDelivery, AlertDeliveryAttempt, AlertEvent, AlertRule
+from app.alerts.tables import AlertEvent, AlertRule
 from app.audit import AuditEvent
 from app.keys.tables import ApiKey, SpendMark
 from app.ledger.tables import CreditLot, Hold, LedgerEntry, Wallet
@@ -11,12 +11,16 @@ from app.payments.tables import BillingAccount, BillingTransaction, StripeEvent
 from app.plans.tables import PlanPeriod, PlanSubscription
 from app.usage.rollups import UsageDaily, UsageDailyBy, UsageHourly, UsageHourlyBy
 from app.usage.tables import UsageRecord
+from app.webhooks.tables import (
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "AlertDelivery",
-    "AlertDeliveryAttempt",
     "AlertEvent",
     "AlertRule",
     "ApiKey",
@@ -37,5 +41,9 @@ __all__ = [
     "UsageHourlyBy",
     "UsageRecord",
     "Wallet",
+    "WebhookDelivery",
+    "WebhookDeliveryAttempt",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "metadata",
 ]

@@ -21,6 +21,8 @@ from app.graphql.keys import keys_by_id
 from app.graphql.org import CreditLot, LedgerEntry, Organization, wallet_node
 from app.graphql.payments import transaction_node
 from app.graphql.relay import Node
+from app.graphql.webhooks import delivery_loader, endpoint_loader
+from app.graphql.webhooks import event_loader as webhook_event_loader
 from app.ids import parse_global_id
 from app.ledger import reads
 from app.ledger.book import entries_t
@@ -78,6 +80,10 @@ LOADERS: dict[str, Loader] = {
     "BillingTransaction": transaction_node,
     "AlertRule": rule_loader,
     "AlertEvent": event_loader,
+    # owners and admins only
+    "WebhookEndpoint": endpoint_loader,
+    "WebhookDelivery": delivery_loader,
+    "WebhookEvent": webhook_event_loader,
 }
 
 

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from app.events import TopUpUpdated
+from app.ids import to_global_id
 from app.ledger.book import Book
 from app.ledger.state import Needs, TopUpState
 from app.ledger.tables import EntryKind
+from app.money import amount_json
 from app.payments.tables import TransactionKind, TransactionStatus
+from app.webhooks.tables import EventType
 
 
 def _needs(needs: Needs, organization_id: int, top_up_id: int) -> None:
@@ -28,6 +31,21 @@ def _top_up(book: Book, organization_id: int, top_up_id: int) -> TopUpState | No
     if top_up is None or top_up.organization_id != organization_id:
         return None
     return top_up
+
+
+def _notify(book: Book, top_up: TopUpState, outcome: str) -> None:
+    """``top_up.<outcome>``, or ``auto_reload.<outcome>`` for an automatic purchase (an
+    auto-reload's, or autoScale's)."""
+    kind = "auto_reload" if top_up.kind == TransactionKind.AUTO_RELOAD else "top_up"
+    data = {
+        "id": to_global_id("BillingTransaction", top_up.id),
+        "status": top_up.status,
+        "amountPaid": amount_json(top_up.amount),
+        "creditsBought": amount_json(top_up.credits_bought),
+        "bonus": amount_json(top_up.bonus),
+        "failureReason": top_up.failure_reason,
+    }
+    book.notify(top_up.organization_id, EventType(f"{kind}.{outcome}"), {"topUp": data})
 
 
 def _updated(book: Book, top_up: TopUpState) -> None:
@@ -82,6 +100,7 @@ class SettleTopUp:
         top_up.failure_reason = None
         top_up.payment_intent_id = top_up.payment_intent_id or self.payment_intent_id
         _updated(book, top_up)
+        _notify(book, top_up, "succeeded")
         book.audit(
             self.organization_id,
             self.actor,
@@ -112,6 +131,7 @@ class FailTopUp:
         top_up.status, top_up.settled_at = TransactionStatus.FAILED, book.now
         top_up.failure_reason = self.reason[:500]
         _updated(book, top_up)
+        _notify(book, top_up, "failed")
         book.audit(
             self.organization_id,
             self.actor,
@@ -191,6 +211,20 @@ class ApplyRefund:
             shortfall=owed - taken,
             top_up_id=top_up.id,
             memo=self.memo,
+        )
+        book.notify(
+            self.organization_id,
+            EventType.REFUND_CREATED,
+            {
+                "refund": {
+                    "topUpId": to_global_id("BillingTransaction", top_up.id),
+                    "amount": amount_json(refunded),
+                    "refundedTotal": amount_json(total),
+                    "clawedBack": amount_json(taken),
+                    "shortfall": amount_json(owed - taken),
+                    "reason": self.memo,
+                }
+            },
         )
         book.audit(
             self.organization_id,
