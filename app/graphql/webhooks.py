@@ -101,7 +101,8 @@ def deliveries_of(conn: DBConnection, rows: list[Any]) -> list[WebhookDelivery]:
     """The page's deliveries with their events and attempts, in two queries."""
     if not rows:
         return []
-    events = {r.id: r for r in _events_by_id.rows(conn, {"ids": list({row.event_id for row in rows})})}
+    event_ids = list({row.event_id for row in rows})
+    events = {r.id: r for r in _events_by_id.rows(conn, {"ids": event_ids})}
     attempts: dict[int, list[WebhookDeliveryAttempt]] = {row.id: [] for row in rows}
     for a in _attempts.rows(conn, {"ids": list(attempts)}):
         attempts[a.delivery_id].append(
