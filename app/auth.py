@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -76,18 +76,39 @@ def authorization(headers: Mapping[str, str]) -> str | None:
     return given
 
 
-def jwt_secret(settings: Settings) -> str:
-    """The configured secret; in development one is generated once and kept locally."""
-    if settings.jwt_secret:
-        return settings.jwt_secret
+def kept_secret(
+    settings: Settings,
+    configured: str | None,
+    *,
+    variable: str,
+    file: str,
+    make: Callable[[], str],
+    why: str = "",
+) -> str:
+    """``configured`` when set; else in development a secret made once by ``make`` and
+    kept in the state directory as ``file`` (readable by its owner only). Production
+    refuses to run without the ``variable`` that configures it."""
+    if configured:
+        return configured
     if settings.is_production:
-        raise ConfigurationError("CREDITGRAPH_JWT_SECRET must be set in production")
-    path = Path(settings.state_dir) / "jwt-secret"
+        raise ConfigurationError(f"{variable} must be set in production{why}")
+    path = Path(settings.state_dir) / file
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
+        path.write_text(make())
     return path.read_text().strip()
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The configured secret; in development one is generated once and kept locally."""
+    return kept_secret(
+        settings,
+        settings.jwt_secret,
+        variable="CREDITGRAPH_JWT_SECRET",
+        file="jwt-secret",
+        make=lambda: secrets.token_urlsafe(48),
+    )
 
 
 def issue_token(secret: str, *, org: str, role: Role, subject: str, ttl: timedelta) -> str:

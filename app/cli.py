@@ -286,9 +286,10 @@ def migrate() -> None:
     """Bring the database schema to the newest version (production runs this on deploy)."""
 
     async def run() -> None:
-        db = Database(Settings())
+        settings = Settings()
+        db = Database(settings)
         try:
-            await upgrade(db.writer)
+            await upgrade(db.writer, settings)
         finally:
             await db.dispose()
 

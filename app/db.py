@@ -338,6 +338,13 @@ class Database:
             return self._sync_writer.engine
         return self.writer.sync_engine
 
+    @property
+    def write_engines(self) -> tuple[Engine, ...]:
+        """Every engine writes commit on: ``transaction``'s and ``write``'s (on PostgreSQL
+        one engine serves both)."""
+        engines = (self.write_engine, self.writer.sync_engine)
+        return engines[:1] if engines[0] is engines[1] else engines
+
     async def dispose(self) -> None:
         for pool in (self._sync_writer, self._sync_readers):
             if pool is not None:

@@ -1,7 +1,7 @@
 """Periodic work, in order: begin plan periods that are due (before expiry, so unused
 allocation rolls over rather than expiring), expire lots, release holds whose usage
 never came, prune spend marks, prune raw usage past its retention (when set), reconcile
-payments whose webhook never came, and charge overage.
+payments whose webhook never came, deliver the webhooks that are due, and charge overage.
 
 Several instances on one PostgreSQL database each run the jobs on their own timer; a
 transaction-level advisory lock lets one sweep at a time, and the others skip their turn.
@@ -81,7 +81,7 @@ async def _sweep(runtime: Runtime) -> Swept:
         marks = await prune_spend_marks(conn, now)
     pruned = await prune_usage(runtime, now)
     reconciled = await runtime.payments.reconcile()
-    await runtime.alerts.deliver_due()  # webhook retries, and deliveries a restart cut short
+    await runtime.webhooks.deliver_due()  # deliveries a restart or another process left
     overage = await runtime.payments.bill_overages()
     return Swept(periods, lots, holds, marks, reconciled, overage, pruned)
 

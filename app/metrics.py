@@ -83,8 +83,9 @@ class Metrics:
         self.subscriptions.set_function(lambda: float(subscriber_count()))
         self.webhooks = Counter(
             "creditgraph_alert_webhook_attempts",
-            "Alert webhook delivery attempts, by the delivery's status after the attempt "
-            "(delivered, pending: will retry, failed: given up).",
+            "Webhook delivery attempts, alert rules' and event endpoints' (the name is "
+            "from when only alerts had webhooks), by the delivery's status after the "
+            "attempt (delivered, pending: will retry, failed: given up).",
             ["result"],
             registry=self.registry,
         )

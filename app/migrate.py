@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.settings import Settings
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -21,16 +23,24 @@ def alembic_config(url: str = "") -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Bring the database to the newest revision."""
+async def upgrade(engine: AsyncEngine, settings: Settings | None = None) -> None:
+    """Bring the database to the newest revision. Migrations that seal secrets take the
+    key from ``settings`` (``migration_settings``)."""
 
     def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
+        config.attributes["settings"] = settings
         command.upgrade(config, "head")
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+def migration_settings(config: Config) -> Settings:
+    """The settings ``upgrade`` was given, else the environment's (the ``alembic`` CLI)."""
+    settings = config.attributes.get("settings")
+    return settings if isinstance(settings, Settings) else Settings()
 
 
 async def pending(engine: AsyncEngine) -> bool:

@@ -63,6 +63,11 @@ def format_usd(credits: int) -> str:
     return f"{sign}{whole}.{fraction:06d}"
 
 
+def amount_json(credits: int) -> dict[str, str]:
+    """An amount as the REST API and webhook bodies show it: credits and USD, both strings."""
+    return {"credits": str(credits), "usd": format_usd(credits)}
+
+
 def format_usd_short(credits: int) -> str:
     """Credits as USD with two places, rounded down: for the envelope headers (``42.18``).
 

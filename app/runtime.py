@@ -29,6 +29,8 @@ from app.plans.catalog import Catalog
 from app.plans.service import Plans
 from app.pricing.book import PriceBook
 from app.settings import Settings
+from app.webhooks.delivery import Webhooks
+from app.webhooks.signing import signing_vault
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Runtime:
     plans: Catalog
     subscriptions: Plans
     alerts: Alerts
+    webhooks: Webhooks
     metrics: Metrics
     _jobs: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -64,6 +67,7 @@ class Runtime:
         prices = PriceBook.load(settings.price_book_path)
         ladder = BonusLadder.load(settings.bonus_ladder_path)
         plans = Catalog.load(settings.plan_catalog_path)
+        vault = signing_vault(settings)  # refuses production without a key encryption key
         db = Database(settings)
         try:
             provider = payment_provider(settings, db)  # refuses unsafe payment setups
@@ -72,7 +76,7 @@ class Runtime:
             raise
         if not settings.is_production:
             # The embedded default migrates itself; production runs `creditgraph migrate`.
-            await upgrade(db.writer)
+            await upgrade(db.writer, settings)
         elif await pending(db.writer):
             await db.dispose()
             raise ConfigurationError(
@@ -86,6 +90,9 @@ class Runtime:
             # Writes here and on the other instances, counted on both sides.
             db.changes.announce = bus.announce
             bus.on_changed = db.changes.count
+        webhooks = Webhooks(db, clock, settings, vault)
+        webhooks.watch()  # before anything writes: every queued delivery is seen
+        webhooks.on_attempted = metrics.webhook_attempted
         writer = Writer(db, bus, clock, settings.writer_batch_max)
         writer.on_committed = metrics.committed
         writer.start()
@@ -100,10 +107,9 @@ class Runtime:
             reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
         )
         writer.on_low_balance = payments.low_balance
-        alerts = Alerts(db, bus, clock, settings)
+        alerts = Alerts(db, bus, clock, vault)
         writer.on_balance_changed = alerts.changed
         payments.on_reload_failed = alerts.reload_failed_hook
-        alerts.on_attempted = metrics.webhook_attempted
         orgs, keys = OrgDirectory(db.reader), KeyDirectory(db.reader)
         runtime = cls(
             settings,
@@ -120,6 +126,7 @@ class Runtime:
             plans,
             subscriptions,
             alerts,
+            webhooks,
             metrics,
         )
         if settings.run_jobs:
@@ -153,7 +160,8 @@ class Runtime:
                 await self._jobs
         await self.payments.stop()  # charges in flight finish and are recorded
         await self.writer.stop()  # finishes every write already submitted
-        await self.alerts.stop()  # deliveries cut short are retried by the next start
+        await self.alerts.stop()
+        await self.webhooks.stop()  # deliveries cut short are taken up again by the jobs
         await self.bus.close()  # after the writer, which publishes its last commits
         await self.db.dispose()
 

@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     # Where a development JWT secret is kept when none is configured.
     state_dir: Path = Path(".creditgraph")
     jwt_secret: str | None = None
-    # A Fernet key; when set, API key secrets are also kept encrypted so owners can reveal them.
+    # A Fernet key: webhook signing secrets are sealed with it (required in production; in
+    # development one is generated into the state dir for them), and when it is set API
+    # key secrets are also kept encrypted so owners can reveal them.
     key_encryption_key: str | None = None
     # How new API key secrets start ("sk-byts" for ByteSpike's "sk-byts-..."); "sk-" first
     # because that is how a key is told from a JWT. Listings show it with the key's id.
@@ -88,7 +90,8 @@ class Settings(BaseSettings):
     # ledger stay, so summaries and `verify` still cover them. None: keep every record.
     usage_retention_days: int | None = Field(default=None, gt=0)
 
-    # Alert webhooks (app/alerts): loopback and private addresses are refused unless
+    # Every webhook, alert rules' and event endpoints' (app/webhooks; the names are from
+    # when only alerts had them): loopback and private addresses are refused unless
     # allowed (link-local and metadata addresses always are); failed deliveries are
     # retried after backoff * 2^(attempt - 1) seconds, up to max attempts in all.
     alert_webhook_allow_private: bool = False

@@ -2,7 +2,7 @@
 
 from sqlmodel import SQLModel
 
-from app.alerts.tables import AlertDelivery, AlertDeliveryAttempt, AlertEvent, AlertRule
+from app.alerts.tables import AlertEvent, AlertRule
 from app.audit import AuditEvent
 from app.grants.tables import PromoCode, PromoRedemption
 from app.keys.tables import ApiKey, SpendMark
@@ -13,12 +13,16 @@ from app.plans.tables import PlanPeriod, PlanSubscription
 from app.statements.tables import Receipt
 from app.usage.rollups import UsageDaily, UsageDailyBy, UsageHourly, UsageHourlyBy
 from app.usage.tables import UsageRecord
+from app.webhooks.tables import (
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "AlertDelivery",
-    "AlertDeliveryAttempt",
     "AlertEvent",
     "AlertRule",
     "ApiKey",
@@ -43,5 +47,9 @@ __all__ = [
     "UsageHourlyBy",
     "UsageRecord",
     "Wallet",
+    "WebhookDelivery",
+    "WebhookDeliveryAttempt",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "metadata",
 ]

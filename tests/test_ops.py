@@ -9,11 +9,12 @@ import json
 import logging
 import signal
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
-from app.clock import Clock
+from app.clock import FrozenClock
 from app.logs import AccessLog, JsonFormatter, log_config
 from app.main import create_app
 from app.settings import Settings
@@ -84,20 +85,23 @@ async def test_metrics_count_requests_ingestion_batches_and_subscriptions(
 
 async def test_metrics_count_webhook_attempts_by_result(
     settings: Settings,
-    clock: Clock,
     receiver: Receiver,  # noqa: F811
 ) -> None:
-    quick = {"alert_webhook_allow_private": True, "alert_webhook_backoff_seconds": 0.01}
+    quick = {"alert_webhook_allow_private": True, "alert_webhook_backoff_seconds": 1}
+    attempts = settings.alert_webhook_max_attempts
+    clock = FrozenClock(datetime(2026, 1, 10, 9, 30, tzinfo=UTC))
     async with running_app(settings.model_copy(update=quick), clock) as harness:
         org = await harness.org("acme", grant_usd="10")
         receiver.status = 500
         await _create(harness, org, kind="BALANCE_BELOW", threshold="5", webhookUrl=receiver.url)
         await _move(harness, org, "-7")  # fires; every attempt fails, up to the maximum
+        for n in range(attempts - 1):  # each retry when its backoff has passed
+            clock.advance(timedelta(seconds=2**n))
+            await harness.runtime.webhooks.settled()
         receiver.status = 200
         await _create(harness, org, kind="BALANCE_BELOW", threshold="2", webhookUrl=receiver.url)
         await _move(harness, org, "-2")  # the second rule fires; delivered at once
         samples = await harness.metrics()
-    attempts = settings.alert_webhook_max_attempts
     name = "creditgraph_alert_webhook_attempts_total"
     assert samples[(name, (("result", "pending"),))] == attempts - 1
     assert samples[(name, (("result", "failed"),))] == 1

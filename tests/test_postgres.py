@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.fernet import Fernet
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -172,7 +173,11 @@ async def test_production_waits_for_the_migrate_command(
     empty_postgres_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     production = settings.model_copy(
-        update={"database_url": empty_postgres_url, "environment": "production"}
+        update={
+            "database_url": empty_postgres_url,
+            "environment": "production",
+            "key_encryption_key": Fernet.generate_key().decode(),
+        }
     )
     engine = create_async_engine(empty_postgres_url)
     try:

@@ -7,62 +7,47 @@ organizations' balances changed, and their rules are evaluated in a background t
 (or overlapping evaluations) exactly one fires per crossing, and re-arms by the UPDATE
 firing -> armed when the condition no longer holds.
 
-Webhooks: each fired event with a URL gets a delivery row, committed with the event.
-Deliveries are attempted in the background with exponential backoff, every attempt
-logged; an instance claims a due delivery by moving its ``next_attempt_at`` ahead with
-a conditional UPDATE, so two instances do not send the same attempt.
+Webhooks: a firing rule with a URL records an ``alert.fired`` event and its delivery
+in the firing's transaction (``app.webhooks.outbox``), delivered by ``app.webhooks``
+once it commits; a BALANCE_BELOW firing also records ``balance.low`` for the event
+endpoints subscribed to it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-import httpx
 from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from app import audit
 from app.alerts.measure import holds, measure, message
-from app.alerts.tables import (
-    AlertKind,
-    DeliveryStatus,
-    RuleState,
-    alert_events_t,
-    attempts_t,
-    deliveries_t,
-    rules_t,
-)
-from app.alerts.urls import UnsafeUrl, check_resolved
+from app.alerts.tables import AlertKind, RuleState, alert_events_t, rules_t
 from app.clock import Clock
 from app.db import Database, Prebuilt
 from app.events import AlertFired, EventBus
 from app.ids import to_global_id
+from app.keys.service import KeyVault
 from app.ledger.state import keys_t
 from app.money import format_usd
-from app.settings import Settings
+from app.webhooks import outbox
+from app.webhooks.signing import new_secret, seal
+from app.webhooks.tables import ALERT_FIRED, EventType
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SIGNATURE_HEADER = "Creditgraph-Signature"
-# How long an instance holds a delivery it is attempting before another may take it.
-LEASE = timedelta(seconds=60)
 # The least time between two evaluations of one organization's rules: a busy gateway
 # commits its batches hundreds of times a second, each a reason to evaluate.
 EVALUATE_EVERY = 0.1
-DUE_BATCH = 100
 MAX_RULES = 100  # per organization
 
 
@@ -83,22 +68,6 @@ def rule_values(row: Any) -> dict[str, Any]:
         "webhookUrl": row.webhook_url,
         "enabled": row.enabled,
     }
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The signature header's value: ``t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True, slots=True)
-class Fired:
-    event: AlertFired
-    delivery_id: int | None
 
 
 def _rules_statement(_dialect: str, _lock: bool, *, of_kind: bool) -> Select[Any]:
@@ -124,11 +93,14 @@ def _active_rules(
     return list(conn.execute(_rules_of_kind(conn), params))
 
 
-def _store_event(conn: Connection, rule: Any, value: int | None, text: str, now: datetime) -> Fired:
+def _store_event(
+    conn: Connection, rule: Any, value: int | None, text: str, now: datetime
+) -> AlertFired:
+    organization_id = rule.organization_id
     event_id = conn.execute(
         insert(alert_events_t)
         .values(
-            organization_id=rule.organization_id,
+            organization_id=organization_id,
             rule_id=rule.id,
             message=text,
             value=value,
@@ -136,36 +108,25 @@ def _store_event(conn: Connection, rule: Any, value: int | None, text: str, now:
         )
         .returning(alert_events_t.c.id)
     ).scalar_one()
-    delivery_id = None
+    kind = AlertKind(rule.kind)
+    threshold = None if rule.threshold is None else format_usd(rule.threshold)
+    rule_id = to_global_id("AlertRule", rule.id)
     if rule.webhook_url:
         body = {
-            "type": "alert.fired",
+            "type": ALERT_FIRED,
             "id": to_global_id("AlertEvent", event_id),
-            "rule": {
-                "id": to_global_id("AlertRule", rule.id),
-                "kind": AlertKind(rule.kind).name,
-                "threshold": None if rule.threshold is None else format_usd(rule.threshold),
-            },
+            "rule": {"id": rule_id, "kind": kind.name, "threshold": threshold},
             "message": text,
             "value": None if value is None else format_usd(value),
             "firedAt": now.isoformat(),
         }
-        delivery_id = conn.execute(
-            insert(deliveries_t)
-            .values(
-                event_id=event_id,
-                rule_id=rule.id,
-                url=rule.webhook_url,
-                body=json.dumps(body, separators=(",", ":")),
-                status=DeliveryStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-            .returning(deliveries_t.c.id)
-        ).scalar_one()
-    event = AlertFired(rule.organization_id, event_id, rule.id, rule.kind, text, value, now)
-    return Fired(event, delivery_id)
+        encoded = json.dumps(body, separators=(",", ":"))
+        webhook_event = outbox.insert_event(conn, organization_id, ALERT_FIRED, encoded, now)
+        outbox.queue(conn, organization_id, webhook_event, now, alert_rule_id=rule.id)
+    if kind is AlertKind.BALANCE_BELOW and value is not None:
+        low = {"alertRuleId": rule_id, "balance": format_usd(value), "threshold": threshold}
+        outbox.record(conn, organization_id, EventType.BALANCE_LOW, low, now)
+    return AlertFired(organization_id, event_id, rule.id, rule.kind, text, value, now)
 
 
 def _transition(conn: Connection, rule_id: int, old: RuleState, new: RuleState) -> bool:
@@ -184,17 +145,14 @@ def _transition(conn: Connection, rule_id: int, old: RuleState, new: RuleState) 
 
 
 class Alerts:
-    def __init__(self, db: Database, bus: EventBus, clock: Clock, settings: Settings) -> None:
+    def __init__(self, db: Database, bus: EventBus, clock: Clock, vault: KeyVault) -> None:
         self.db = db
         self.bus = bus
         self.clock = clock
-        self.settings = settings
+        self.vault = vault  # seals webhook secrets (``app.webhooks.signing``)
         self._running: set[int] = set()
         self._again: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._http: httpx.AsyncClient | None = None
-        # Told the delivery's status after each attempt (``app.metrics``).
-        self.on_attempted: Callable[[str], None] | None = None
 
     # Reads share the APIs' readers; writes are their own, never the ledger writer's, so
     # alert work never queues in front of a debit.
@@ -264,7 +222,7 @@ class Alerts:
         if not to_fire and not to_arm:
             return []
 
-        def write(conn: Connection) -> list[Fired]:
+        def write(conn: Connection) -> list[AlertFired]:
             fired = []
             for rule in to_arm:
                 _transition(conn, rule.id, RuleState.FIRING, RuleState.ARMED)
@@ -282,7 +240,7 @@ class Alerts:
         failure (the reload's own claim makes one instance see each failure)."""
         now = self.clock.now()
 
-        def write(conn: Connection) -> list[Fired]:
+        def write(conn: Connection) -> list[AlertFired]:
             fired = []
             for rule in _active_rules(conn, organization_id, AlertKind.AUTO_RELOAD_FAILED):
                 text = message(AlertKind.AUTO_RELOAD_FAILED, None, None, reason or "")
@@ -302,141 +260,14 @@ class Alerts:
 
         self._spawn(run())
 
-    async def _announce(self, fired: list[Fired]) -> list[AlertFired]:
+    async def _announce(self, fired: list[AlertFired]) -> list[AlertFired]:
         if fired:
-            await self.bus.publish([f.event for f in fired])
-        for f in fired:
-            if f.delivery_id is not None:
-                self._spawn(self._deliver(f.delivery_id))
-        return [f.event for f in fired]
-
-    # -- delivery --------------------------------------------------------------------
-
-    def backoff(self, attempts: int) -> float:
-        """Seconds before the next attempt after ``attempts`` failed ones."""
-        return float(self.settings.alert_webhook_backoff_seconds * 2 ** (attempts - 1))
-
-    async def deliver_due(self) -> int:
-        """Attempt every delivery that is due (the periodic job: retries and restarts)."""
-        now = self.clock.now()
-        ids = await self._read(
-            lambda conn: list(
-                conn.scalars(
-                    select(deliveries_t.c.id)
-                    .where(
-                        deliveries_t.c.status == DeliveryStatus.PENDING.value,
-                        deliveries_t.c.next_attempt_at <= now,
-                    )
-                    .order_by(deliveries_t.c.next_attempt_at)
-                    .limit(DUE_BATCH)
-                )
-            )
-        )
-        for delivery_id in ids:
-            self._spawn(self._deliver(delivery_id))
-        return len(ids)
-
-    async def _deliver(self, delivery_id: int) -> None:
-        try:
-            delay = await self.attempt(delivery_id)
-            while delay is not None:
-                await asyncio.sleep(delay + 0.01)  # past the due time, so the claim holds
-                delay = await self.attempt(delivery_id)
-        except Exception:
-            log.exception("webhook delivery %d failed", delivery_id)
-
-    async def attempt(self, delivery_id: int) -> float | None:
-        """One attempt if the delivery is due and no one else holds it; the seconds until
-        the next attempt, or None when there is none to make (delivered, given up, held)."""
-        now = self.clock.now()
-
-        def claim(conn: Connection) -> Any:
-            claimed = conn.execute(
-                update(deliveries_t)
-                .where(
-                    deliveries_t.c.id == delivery_id,
-                    deliveries_t.c.status == DeliveryStatus.PENDING.value,
-                    deliveries_t.c.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=now + LEASE)
-            )
-            if claimed.rowcount != 1:
-                return None
-            return conn.execute(
-                select(deliveries_t, rules_t.c.webhook_secret)
-                .join(rules_t, rules_t.c.id == deliveries_t.c.rule_id)
-                .where(deliveries_t.c.id == delivery_id)
-            ).one()
-
-        row = await self._write(claim, None)  # a delivery's row names no organization
-        if row is None:
-            return None
-        status_code, error = await self._post(row.url, row.webhook_secret, row.body.encode())
-        attempt = row.attempts + 1
-        done = status_code is not None and 200 <= status_code < 300
-        given_up = not done and attempt >= self.settings.alert_webhook_max_attempts
-        delay = None if done or given_up else self.backoff(attempt)
-        finished = self.clock.now()
-        status = (
-            DeliveryStatus.DELIVERED
-            if done
-            else DeliveryStatus.FAILED
-            if given_up
-            else DeliveryStatus.PENDING
-        )
-
-        def record(conn: Connection) -> None:
-            conn.execute(
-                insert(attempts_t).values(
-                    delivery_id=delivery_id,
-                    attempt=attempt,
-                    status_code=status_code,
-                    error=None if error is None else error[:500],
-                    created_at=finished,
-                )
-            )
-            conn.execute(
-                update(deliveries_t)
-                .where(deliveries_t.c.id == delivery_id)
-                .values(
-                    attempts=attempt,
-                    status=status.value,
-                    next_attempt_at=finished + timedelta(seconds=delay or 0),
-                )
-            )
-
-        await self._write(record, None)
-        if self.on_attempted is not None:
-            self.on_attempted(status.value)
-        return delay
-
-    async def _post(self, url: str, secret: str, body: bytes) -> tuple[int | None, str | None]:
-        """POST the signed body: the response's status code, or why there was none."""
-        try:
-            await check_resolved(url, allow_private=self.settings.alert_webhook_allow_private)
-        except UnsafeUrl as exc:
-            return None, f"refused: {exc}"
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=self.settings.alert_webhook_timeout_seconds,
-                follow_redirects=False,
-                trust_env=False,
-            )
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "creditgraph-alerts",
-            SIGNATURE_HEADER: sign(secret, int(self.clock.now().timestamp()), body),
-        }
-        try:
-            response = await self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        error = None if response.is_success else f"HTTP {response.status_code}"
-        return response.status_code, error
+            await self.bus.publish(fired)
+        return fired
 
     async def settled(self) -> None:
-        """Wait until every evaluation and delivery started so far (and what they started
-        in turn) has finished."""
+        """Wait until every evaluation started so far (and what it started in turn) has
+        finished; the webhooks they queued are ``app.webhooks``' to deliver."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -444,9 +275,6 @@ class Alerts:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
     # -- rules -----------------------------------------------------------------------
 
@@ -489,7 +317,7 @@ class Alerts:
                         threshold=threshold,
                         api_key_id=api_key_id,
                         webhook_url=webhook_url,
-                        webhook_secret=secret,
+                        webhook_secret_encrypted=seal(self.vault, secret),
                         enabled=True,
                         state=RuleState.ARMED.value,
                         created_by=actor,

@@ -1,4 +1,4 @@
-"""Alert rules, the events they fired, and their webhook deliveries with every attempt.
+"""Alert rules and the events they fired; their webhooks are delivered by ``app.webhooks``.
 
 Thresholds and values are integers in millionths: credits (1,000,000 per USD) for the
 USD kinds, millionths of a percent for the percent kinds, so both read back exactly as
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from app.db import credits_field, table, time_field
@@ -29,12 +29,6 @@ class RuleState(StrEnum):
     FIRING = "firing"  # it fired and holds still: nothing more until it re-arms
 
 
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"  # every attempt failed
-
-
 class AlertRule(SQLModel, table=True):
     __tablename__ = "alert_rules"
     __table_args__ = (Index("ix_alert_rules_org", "organization_id", "deleted_at"),)
@@ -46,8 +40,9 @@ class AlertRule(SQLModel, table=True):
     threshold: int | None = credits_field(default=None, nullable=True)
     api_key_id: int | None = Field(default=None, foreign_key="api_keys.id")
     webhook_url: str | None = Field(default=None, max_length=2000)
-    # Signs webhook bodies (HMAC-SHA256); shown once, when the rule is created.
-    webhook_secret: str = Field(max_length=100)
+    # Signs webhook bodies (HMAC-SHA256); shown once, when the rule is created, and kept
+    # sealed (``app.webhooks.signing``).
+    webhook_secret_encrypted: str = Field(max_length=500)
     enabled: bool = Field(default=True)
     # Changed only by conditional UPDATEs (armed -> firing fires), so one instance fires.
     state: str = Field(default=RuleState.ARMED, max_length=16)
@@ -72,36 +67,5 @@ class AlertEvent(SQLModel, table=True):
     acknowledged_by: str | None = Field(default=None, max_length=200)
 
 
-class AlertDelivery(SQLModel, table=True):
-    """One event's webhook POST: the body is fixed when it fires; each try is an attempt."""
-
-    __tablename__ = "alert_deliveries"
-    __table_args__ = (Index("ix_alert_deliveries_due", "status", "next_attempt_at"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    event_id: int = Field(foreign_key="alert_events.id", unique=True)
-    rule_id: int = Field(foreign_key="alert_rules.id")
-    url: str = Field(max_length=2000)
-    body: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(default=DeliveryStatus.PENDING, max_length=16)
-    attempts: int = Field(default=0)
-    # When the next attempt is due; moved ahead while an instance holds the delivery.
-    next_attempt_at: datetime = time_field()
-    created_at: datetime = time_field()
-
-
-class AlertDeliveryAttempt(SQLModel, table=True):
-    __tablename__ = "alert_delivery_attempts"
-
-    id: int | None = Field(default=None, primary_key=True)
-    delivery_id: int = Field(foreign_key="alert_deliveries.id", index=True)
-    attempt: int
-    status_code: int | None = Field(default=None)
-    error: str | None = Field(default=None, max_length=500)
-    created_at: datetime = time_field()
-
-
 rules_t = table(AlertRule)
 alert_events_t = table(AlertEvent)
-deliveries_t = table(AlertDelivery)
-attempts_t = table(AlertDeliveryAttempt)

@@ -12,7 +12,6 @@ from sqlalchemy.engine import Connection as DBConnection
 from app.alerts.measure import MICRO
 from app.alerts.service import TooManyRules, UnknownRuleKey, rule_values
 from app.alerts.tables import RuleState, alert_events_t, rules_t
-from app.alerts.urls import UnsafeUrl, check_url
 from app.auth import Principal
 from app.db import Prebuilt, in_list
 from app.graphql.context import ADMINS, PEOPLE, Info
@@ -23,6 +22,7 @@ from app.graphql.scalars import Decimal
 from app.ids import parse_global_id, to_global_id
 from app.money import MoneyError, format_usd, parse_usd
 from app.pages import Keyset, equal
+from app.webhooks.urls import UnsafeUrl, check_url
 
 MAX_PERCENT = 1000 * MICRO
 

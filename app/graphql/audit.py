@@ -29,6 +29,7 @@ _TARGET_TYPES = {
     "organization": "Organization",
     "alert_rule": "AlertRule",
     "top_up": "BillingTransaction",  # a top-up or an auto-reload's charge
+    "webhook_endpoint": "WebhookEndpoint",
 }
 _TARGET_KINDS = {type_name: kind for kind, type_name in _TARGET_TYPES.items()}
 
@@ -54,7 +55,10 @@ class AuditEvent(Node):
         '"auto_reload.update", "auto_scale.update", "payment_method.default" (the card '
         'automatic charges use chosen), "payment_method.remove" (a saved card removed; '
         "`default`: whether it was that card), "
-        '"alert_rule.create", "alert_rule.update", "alert_rule.delete".'
+        '"alert_rule.create", "alert_rule.update", "alert_rule.delete", '
+        '"webhook_endpoint.create", "webhook_endpoint.update", "webhook_endpoint.delete", '
+        '"webhook_endpoint.test" (a test event sent), "webhook_endpoint.redeliver" (an '
+        "event sent again: `event_id`)."
     )
     actor: str = strawberry.field(
         description='Who did it: the token\'s subject, "api_key:<id>", "cli" for the '
@@ -66,7 +70,8 @@ class AuditEvent(Node):
     target: str = strawberry.field(
         description='What was changed, as "<kind>:<database id>": "api_key:12", '
         '"organization:3", "alert_rule:4", "top_up:5" (a BillingTransaction), '
-        '"payment_method:pm_..." (a saved card, by the payment provider\'s ID).'
+        '"payment_method:pm_..." (a saved card, by the payment provider\'s ID), '
+        '"webhook_endpoint:6".'
     )
     target_id: strawberry.ID | None = strawberry.field(
         description="The global ID of what was changed, for node(id:); null for a kind "
@@ -115,8 +120,8 @@ class AuditEventFilterInput:
     target_id: strawberry.ID | None = strawberry.field(
         default=None,
         description="Changes to one object, by its global ID (an ApiKey, an AlertRule, a "
-        "top-up's BillingTransaction or the Organization); an ID of another type is "
-        "BAD_USER_INPUT.",
+        "top-up's BillingTransaction, a WebhookEndpoint or the Organization); an ID of "
+        "another type is BAD_USER_INPUT.",
     )
 
 
@@ -132,7 +137,8 @@ def _target(global_id: strawberry.ID) -> str:
     if parsed is None or parsed[0] not in _TARGET_KINDS:
         raise error(
             Code.BAD_USER_INPUT,
-            "filter.targetId: not an API key, alert rule, billing transaction or organization ID",
+            "filter.targetId: not an API key, alert rule, billing transaction, webhook endpoint "
+            "or organization ID",
         )
     return f"{_TARGET_KINDS[parsed[0]]}:{parsed[1]}"
 

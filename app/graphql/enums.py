@@ -20,6 +20,7 @@ from app.plans.catalog import ConcurrencyCounts
 from app.pricing.book import ModelClass
 from app.statements.tables import ReceiptKind
 from app.usage.tables import UsageStatus
+from app.webhooks.tables import DeliveryStatus, EventType
 
 
 def _register(enum: type[Enum], name: str, description: str, values: dict[str, str]) -> None:
@@ -167,11 +168,48 @@ _register(
         "REFUND": "Money given back for a payment; credits: those clawed back (negative).",
     },
 )
+_register(
+    EventType,
+    "WebhookEventType",
+    "An event a webhook endpoint may subscribe to; the body's `type` is the value shown.",
+    {
+        "TOP_UP_SUCCEEDED": '"top_up.succeeded": a top-up was paid and its credits landed.',
+        "TOP_UP_FAILED": '"top_up.failed": a top-up\'s payment failed (with the reason).',
+        "REFUND_CREATED": '"refund.created": a payment was refunded, in part or whole, with '
+        "what was clawed back and the shortfall.",
+        "AUTO_RELOAD_SUCCEEDED": '"auto_reload.succeeded": an automatic purchase (auto-reload\'s '
+        "or autoScale's) was paid and its credits landed.",
+        "AUTO_RELOAD_FAILED": '"auto_reload.failed": an automatic purchase\'s charge failed; '
+        "automatic purchases pause until the settings or the card change.",
+        "BALANCE_LOW": '"balance.low": a BALANCE_BELOW alert rule fired (once per crossing).',
+        "PLAN_CHANGED": '"plan.changed": a plan began, a downgrade was scheduled or canceled, '
+        "or a subscription ended.",
+        "PERIOD_RENEWED": '"period.renewed": the plan began a new period with its allocation.',
+        "API_KEY_CREATED": '"api_key.created": an API key was created (never its secret).',
+        "API_KEY_REVOKED": '"api_key.revoked": an API key was revoked.',
+        "SPEND_CAP_REACHED": '"spend_cap.reached": this month\'s usage reached the monthly '
+        "spend cap; non-critical actions are refused until the month ends or the cap rises.",
+        "CREDITS_EXPIRED": '"credits.expired": credits expired (their lots\' expiry, or '
+        "a plan period's unused allocation).",
+    },
+)
+_register(
+    DeliveryStatus,
+    "WebhookDeliveryStatus",
+    "Where a webhook delivery stands.",
+    {
+        "PENDING": "Not delivered yet: the next attempt is due at nextAttemptAt.",
+        "DELIVERED": "The endpoint answered 2xx.",
+        "FAILED": "Given up: every attempt failed, or the endpoint was disabled or deleted.",
+    },
+)
 
 __all__ = [
     "AlertKind",
     "ConcurrencyCounts",
+    "DeliveryStatus",
     "EntryKind",
+    "EventType",
     "KeyStatus",
     "ModelClass",
     "ReceiptKind",

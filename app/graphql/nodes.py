@@ -22,6 +22,8 @@ from app.graphql.org import CreditLot, LedgerEntry, Organization, wallet_node
 from app.graphql.payments import transaction_node
 from app.graphql.relay import Node
 from app.graphql.statements import receipt_node, statement_node
+from app.graphql.webhooks import delivery_loader, endpoint_loader
+from app.graphql.webhooks import event_loader as webhook_event_loader
 from app.ids import parse_global_id
 from app.ledger import reads
 from app.ledger.book import entries_t
@@ -81,6 +83,10 @@ LOADERS: dict[str, Loader] = {
     "AlertEvent": event_loader,
     "Receipt": receipt_node,  # people's roles only
     "Statement": statement_node,
+    # owners and admins only
+    "WebhookEndpoint": endpoint_loader,
+    "WebhookDelivery": delivery_loader,
+    "WebhookEvent": webhook_event_loader,
 }
 
 

@@ -48,6 +48,7 @@ from app.graphql.relay import (
 )
 from app.graphql.statements import Receipt, Statement, receipt_page, statement_page
 from app.graphql.usage import UsageFilterInput, UsageRecord, usage_page
+from app.graphql.webhooks import WebhookEndpoint, webhook_endpoints
 from app.ids import to_global_id
 from app.ledger import reads
 from app.ledger.state import month_of, next_month
@@ -399,6 +400,14 @@ class Organization(Node):
         filter: AuditFilter = None,
     ) -> Connection[AuditEvent] | None:
         return await audit_page(info, self._org_id, filter, first, after)
+
+    @strawberry.field(
+        description="Webhook endpoints subscribed to the organization's events, oldest first "
+        "(deleted ones are not listed), each with its deliveries. Owners and admins only: "
+        "for other roles it is null with a FORBIDDEN error."
+    )
+    async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint] | None:
+        return await webhook_endpoints(info, self._org_id)
 
 
 @strawberry.type(description="Who is calling, and in which organization.")

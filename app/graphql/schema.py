@@ -41,6 +41,7 @@ from app.graphql.scalars import SCALARS, Decimal
 from app.graphql.spend_cap import SpendCapMutations
 from app.graphql.subscriptions import Subscription, WebSocketOnly
 from app.graphql.usage import UsageMutations
+from app.graphql.webhooks import WebhookMutations
 
 # Dashboards' deepest contract operation nests 8 levels; a little room beyond that.
 MAX_DEPTH = 12
@@ -128,6 +129,7 @@ class Mutation(
     AutoScaleMutations,
     PlanMutations,
     AlertMutations,
+    WebhookMutations,
 ):
     # One mixin per domain: each adds its mutations by being listed as a base.
     pass

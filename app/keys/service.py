@@ -22,7 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import audit
 from app.db import table
+from app.ids import to_global_id
 from app.keys.tables import ApiKey
+from app.webhooks import outbox
+from app.webhooks.tables import EventType
 
 keys_t = table(ApiKey)
 
@@ -117,6 +120,8 @@ async def create_key(
     }
     key_id = await conn.scalar(insert(keys_t).values(**values).returning(keys_t.c.id))
     assert key_id is not None
+    created = {"apiKey": _event_key(key_id, name, prefix, group) | {"owner": owner}}
+    await outbox.record_async(conn, organization_id, EventType.API_KEY_CREATED, created, now)
     await _audit(
         conn,
         "api_key.create",
@@ -178,6 +183,8 @@ async def revoke_key(
     if row.revoked_at is not None:
         return
     await conn.execute(update(keys_t).where(keys_t.c.id == key_id).values(revoked_at=now))
+    revoked = {"apiKey": _event_key(key_id, row.name, row.prefix, row.group)}
+    await outbox.record_async(conn, organization_id, EventType.API_KEY_REVOKED, revoked, now)
     await _audit(
         conn,
         "api_key.revoke",
@@ -237,6 +244,11 @@ async def reveal_key(
         now=now,
     )
     return vault.open(row.secret_encrypted)
+
+
+def _event_key(key_id: int, name: str, prefix: str, group: str) -> dict[str, Any]:
+    """A key as webhook events show it: never its secret."""
+    return {"id": to_global_id("ApiKey", key_id), "name": name, "prefix": prefix, "group": group}
 
 
 async def _audit(

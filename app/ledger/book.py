@@ -46,10 +46,13 @@ from app.ledger.state import (
     wallets,
 )
 from app.ledger.tables import HoldStatus, LedgerEntry
+from app.money import amount_json
 from app.pricing.book import ModelClass
 from app.statements import receipts
 from app.usage import rollups
 from app.usage.tables import UsageRow
+from app.webhooks import outbox
+from app.webhooks.tables import EventType
 
 entries_t = table(LedgerEntry)
 
@@ -158,6 +161,7 @@ class Book:
         self._redemptions: list[dict[str, Any]] = []
         # Receipts, each with the billing transaction (a row of ``_transactions``) it is for.
         self._receipts: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        self._notices: list[tuple[int, str, dict[str, Any]]] = []
         self.events: list[Event] = []
         # Organizations whose balance a debit left under their auto-reload threshold.
         self.low_balance: set[int] = set()
@@ -279,6 +283,9 @@ class Book:
             key.billed = True
             wallet.month_spent += cost
             self.post(wallet, "usage", -cost, f"usage:{usage.request_id}")
+            cap = wallet.spend_cap
+            if cap is not None and wallet.month_spent - cost < cap <= wallet.month_spent:
+                self._cap_reached(wallet, cap)
         self.events.append(
             UsageRecorded(
                 wallet.organization_id,
@@ -291,6 +298,23 @@ class Book:
                 self.now,
             )
         )
+
+    def _cap_reached(self, wallet: WalletState, cap: int) -> None:
+        """This bill took the month's spend to the cap: once a month (a lowered cap that
+        is already passed is not reached by any bill)."""
+        self.notify(
+            wallet.organization_id,
+            EventType.SPEND_CAP_REACHED,
+            {
+                "month": f"{self.now:%Y-%m}",
+                "monthlyLimit": amount_json(cap),
+                "monthSpent": amount_json(wallet.month_spent),
+            },
+        )
+
+    def notify(self, organization_id: int, type_: str, data: dict[str, Any]) -> None:
+        """A webhook event (``app.webhooks.outbox``) that commits with this transaction."""
+        self._notices.append((organization_id, type_, data))
 
     def audit(
         self,
@@ -441,6 +465,8 @@ class Book:
         if self._audit:
             conn.execute(insert(audit_t), self._audit)
         self._flush_transactions(conn)
+        for organization_id, type_, data in self._notices:
+            outbox.record(conn, organization_id, type_, data, self.now)
         self._flush_plans(conn)
         self._flush_promos(conn)
         marks = [

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.ledger.book import Book
 from app.ledger.state import Needs, holds_t, lots_t, wallets
 from app.ledger.tables import EntryKind, HoldStatus
+from app.money import amount_json
 from app.payments.tables import TransactionKind
+from app.webhooks.tables import EventType
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,15 @@ class ExpireLots:
                     expired += 1
             if total:
                 book.record(organization_id, TransactionKind.EXPIRY, -total, actor="expiry")
+                credits_expired(book, organization_id, total, "lot_expiry")
         return expired
+
+
+def credits_expired(book: Book, organization_id: int, amount: int, reason: str) -> None:
+    """The ``credits.expired`` webhook event: ``amount`` credits expired, because their
+    lots reached their expiry ("lot_expiry") or a plan period closed ("plan_period")."""
+    data = {"amount": amount_json(amount), "reason": reason}
+    book.notify(organization_id, EventType.CREDITS_EXPIRED, data)
 
 
 @dataclass(slots=True)

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from app.events import TopUpUpdated
+from app.ids import to_global_id
 from app.ledger.book import Book
 from app.ledger.state import Needs, TopUpState
 from app.ledger.tables import EntryKind
+from app.money import amount_json
 from app.payments.ladder import CREDITS_PER_CENT
 from app.payments.provider import Card
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.statements.receipts import card_columns
 from app.statements.tables import ReceiptKind
+from app.webhooks.tables import EventType
 
 # What a receipt says each purchase was.
 _BOUGHT = {
@@ -38,6 +41,21 @@ def _top_up(book: Book, organization_id: int, top_up_id: int) -> TopUpState | No
     if top_up is None or top_up.organization_id != organization_id:
         return None
     return top_up
+
+
+def _notify(book: Book, top_up: TopUpState, outcome: str) -> None:
+    """``top_up.<outcome>``, or ``auto_reload.<outcome>`` for an automatic purchase (an
+    auto-reload's, or autoScale's)."""
+    kind = "auto_reload" if top_up.kind == TransactionKind.AUTO_RELOAD else "top_up"
+    data = {
+        "id": to_global_id("BillingTransaction", top_up.id),
+        "status": top_up.status,
+        "amountPaid": amount_json(top_up.amount),
+        "creditsBought": amount_json(top_up.credits_bought),
+        "bonus": amount_json(top_up.bonus),
+        "failureReason": top_up.failure_reason,
+    }
+    book.notify(top_up.organization_id, EventType(f"{kind}.{outcome}"), {"topUp": data})
 
 
 def _updated(book: Book, top_up: TopUpState) -> None:
@@ -109,6 +127,7 @@ class SettleTopUp:
             bonus=top_up.bonus,
             **card_columns(self.card),
         )
+        _notify(book, top_up, "succeeded")
         book.audit(
             self.organization_id,
             self.actor,
@@ -139,6 +158,7 @@ class FailTopUp:
         top_up.status, top_up.settled_at = TransactionStatus.FAILED, book.now
         top_up.failure_reason = self.reason[:500]
         _updated(book, top_up)
+        _notify(book, top_up, "failed")
         book.audit(
             self.organization_id,
             self.actor,
@@ -230,6 +250,20 @@ class ApplyRefund:
             currency="USD",
             amount=refunded,
             credits=-taken,
+        )
+        book.notify(
+            self.organization_id,
+            EventType.REFUND_CREATED,
+            {
+                "refund": {
+                    "topUpId": to_global_id("BillingTransaction", top_up.id),
+                    "amount": amount_json(refunded),
+                    "refundedTotal": amount_json(total),
+                    "clawedBack": amount_json(taken),
+                    "shortfall": amount_json(owed - taken),
+                    "reason": self.memo,
+                }
+            },
         )
         book.audit(
             self.organization_id,

@@ -18,15 +18,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.ledger.book import Book
+from app.ledger.jobs import credits_expired
 from app.ledger.lots import Lot
 from app.ledger.state import Needs, Period, PlanState, WalletState
 from app.ledger.tables import EntryKind
-from app.money import CREDITS_PER_USD, div_round_half_up
+from app.money import CREDITS_PER_USD, amount_json, div_round_half_up
 from app.payments.provider import SubscriptionInvoice, from_minor_units
 from app.payments.tables import TransactionKind, TransactionStatus
 from app.plans.catalog import Plan
 from app.plans.tables import SubscriptionStatus
 from app.statements.tables import ReceiptKind
+from app.webhooks.tables import EventType
 
 PLAN_CHANGE = "plan.change"
 
@@ -39,6 +41,19 @@ def plan_change(
     return {
         "before": {"plan": before[0], "next_plan": before[1]},
         "after": {"plan": after[0], "next_plan": after[1], "effective_at": effective.isoformat()},
+    }
+
+
+def plan_changed(
+    before: tuple[str | None, str | None], after: tuple[str | None, str | None], effective: datetime
+) -> dict[str, Any]:
+    """The ``plan.changed`` webhook event's data, from the values ``plan_change`` takes."""
+    return {
+        "plan": after[0],
+        "nextPlan": after[1],
+        "previousPlan": before[0],
+        "previousNextPlan": before[1],
+        "effectiveAt": effective.isoformat(),
     }
 
 
@@ -88,14 +103,26 @@ class StartPeriod:
         was: tuple[str | None, str | None] = (None, None)
         if plan is not None and plan.status == SubscriptionStatus.ACTIVE:
             was = (plan.plan_code, plan.next_plan_code)
+        becomes = (self.plan.code, self.next_plan_code)
         if was[0] != self.plan.code:
             book.audit(
                 self.organization_id,
                 self.actor,
                 PLAN_CHANGE,
                 f"organization:{self.organization_id}",
-                **plan_change(was, (self.plan.code, self.next_plan_code), start),
+                **plan_change(was, becomes, start),
             )
+            book.notify(
+                self.organization_id, EventType.PLAN_CHANGED, plan_changed(was, becomes, start)
+            )
+        else:
+            renewed = {
+                "plan": self.plan.code,
+                "periodStart": start.isoformat(),
+                "periodEnd": self.end.isoformat(),
+                "allocation": amount_json(self.plan.allocation),
+            }
+            book.notify(self.organization_id, EventType.PERIOD_RENEWED, renewed)
         wallet = book.state.wallets[self.organization_id]
         reference = f"plan:{self.plan.code}:{start:%Y-%m-%dT%H:%M:%SZ}"
         rollover: Lot | None = None
@@ -205,6 +232,7 @@ def _close(
             book.post(wallet, EntryKind.EXPIRY, -lot.remaining, f"lot:{lot.id}", lot=lot)
     if expired:
         book.record(wallet.organization_id, TransactionKind.EXPIRY, -expired, actor="plan")
+        credits_expired(book, wallet.organization_id, expired, "plan_period")
     rate = closing.overage_usd_per_credit
     if rate is not None and wallet.balance < 0:
         used = -wallet.balance

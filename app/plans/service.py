@@ -62,9 +62,11 @@ from app.payments.provider import (
     minor_units,
 )
 from app.plans.catalog import Catalog, Period, Plan
-from app.plans.jobs import PLAN_CHANGE, StartPeriod, plan_change
+from app.plans.jobs import PLAN_CHANGE, StartPeriod, plan_change, plan_changed
 from app.plans.tables import SubscriptionStatus
 from app.pricing.book import PriceBook
+from app.webhooks import outbox
+from app.webhooks.tables import EventType
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +378,7 @@ class Plans:
                 .values(status=SubscriptionStatus.CANCELED, next_plan_code=None, updated_at=now)
             )
             if ended.rowcount:
+                was = (row.plan_code, row.next_plan_code)
                 await audit.record(
                     conn,
                     organization_id=row.organization_id,
@@ -383,7 +386,11 @@ class Plans:
                     action=PLAN_CHANGE,
                     target=f"organization:{row.organization_id}",
                     at=now,
-                    **plan_change((row.plan_code, row.next_plan_code), (None, None), now),
+                    **plan_change(was, (None, None), now),
+                )
+                changed = plan_changed(was, (None, None), now)
+                await outbox.record_async(
+                    conn, row.organization_id, EventType.PLAN_CHANGED, changed, now
                 )
         return "ended"
 
@@ -406,6 +413,7 @@ class Plans:
             )
             if row.next_plan_code == code:
                 return  # the same downgrade chosen again: nothing changed
+            was, becomes = (row.plan_code, row.next_plan_code), (row.plan_code, code)
             await audit.record(
                 conn,
                 organization_id=organization_id,
@@ -413,10 +421,10 @@ class Plans:
                 action=PLAN_CHANGE,
                 target=f"organization:{organization_id}",
                 at=now,
-                **plan_change(
-                    (row.plan_code, row.next_plan_code), (row.plan_code, code), effective
-                ),
+                **plan_change(was, becomes, effective),
             )
+            changed = plan_changed(was, becomes, effective)
+            await outbox.record_async(conn, organization_id, EventType.PLAN_CHANGED, changed, now)
 
     async def renew_due(self) -> int:
         """Begin the next period of every subscription whose period has ended (as many

@@ -15,9 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from app import maintenance
-from app.alerts.service import SIGNATURE_HEADER
-from app.alerts.tables import attempts_t, deliveries_t
-from app.alerts.urls import UnsafeUrl, check_url
 from app.auth import Principal, Role
 from app.clock import FrozenClock
 from app.graphql.context import Context
@@ -29,6 +26,9 @@ from app.operations import adjust, create_organization
 from app.orgs.service import OrgRef
 from app.payments.provider import Payment
 from app.settings import Settings
+from app.webhooks.signing import SIGNATURE_HEADER
+from app.webhooks.tables import attempts_t, deliveries_t
+from app.webhooks.urls import UnsafeUrl, check_url
 from tests.alerts.conftest import Receiver
 from tests.conftest import Harness, running_app
 from tests.payments.test_auto_reload import fake_top_up, idle, spend, update
@@ -75,9 +75,11 @@ async def _create(harness: Harness, org: OrgRef, role: Role = Role.OWNER, **inpu
 
 
 async def _move(harness: Harness, org: OrgRef, usd: str) -> None:
-    """Change the balance by ``usd`` and wait for the alerts it triggers."""
+    """Change the balance by ``usd`` and wait for the alerts it triggers and the first
+    attempt of their webhooks."""
     await adjust(harness.runtime, org.id, parse_usd(usd, allow_negative=True), "t", actor="test")
     await harness.runtime.alerts.settled()
+    await harness.runtime.webhooks.settled()
 
 
 async def _alerts(harness: Harness, org: OrgRef) -> Any:
@@ -165,29 +167,43 @@ async def test_webhook_is_signed_and_delivered(harness: Harness, receiver: Recei
 
 
 async def test_a_failing_receiver_is_retried_with_backoff_and_logged(
-    harness: Harness, receiver: Receiver
+    settings: Settings, receiver: Receiver
 ) -> None:
+    """Through the webhooks' delivery mechanism, on a frozen clock: each retry waits
+    for its backoff."""
+    clock = FrozenClock(datetime(2026, 1, 10, 9, 30, tzinfo=UTC))
     receiver.status = 500
-    org = await harness.org("acme", grant_usd="10")
-    await _create(harness, org, kind="DAILY_SPEND_ABOVE", threshold="0", webhookUrl=receiver.url)
-    await _create(harness, org, kind="BALANCE_BELOW", threshold="5", webhookUrl=receiver.url)
-    await _move(harness, org, "-7")  # no usage: only the balance rule fires
-    assert len(receiver.requests) == 3  # alert_webhook_max_attempts
-    async with harness.runtime.db.reader.connect() as conn:
-        delivery = (await conn.execute(select(deliveries_t))).one()
-        attempts = (await conn.execute(select(attempts_t).order_by(attempts_t.c.id))).all()
-    assert (delivery.status, delivery.attempts) == ("failed", 3)
-    assert [(a.attempt, a.status_code, a.error) for a in attempts] == [
-        (1, 500, "HTTP 500"),
-        (2, 500, "HTTP 500"),
-        (3, 500, "HTTP 500"),
-    ]
-    gaps = [(b.created_at - a.created_at).total_seconds() for a, b in pairwise(attempts)]
-    assert gaps[0] >= 0.05  # backoff: 0.05 s, then doubled
-    assert gaps[1] >= 0.1
-    # A receiver that recovers: nothing more is sent for a delivery given up.
-    receiver.status = 200
-    assert await harness.runtime.alerts.deliver_due() == 0
+    async with running_app(settings, clock) as harness:
+        org = await harness.org("acme", grant_usd="10")
+        await _create(
+            harness, org, kind="DAILY_SPEND_ABOVE", threshold="0", webhookUrl=receiver.url
+        )
+        await _create(harness, org, kind="BALANCE_BELOW", threshold="5", webhookUrl=receiver.url)
+        await _move(harness, org, "-7")  # no usage: only the balance rule fires
+        assert len(receiver.requests) == 1
+        for backoff in (0.05, 0.1):  # alert_webhook_backoff_seconds, then doubled
+            clock.advance(timedelta(seconds=backoff / 2))
+            await harness.runtime.webhooks.settled()
+            before = len(receiver.requests)
+            clock.advance(timedelta(seconds=backoff / 2))
+            await harness.runtime.webhooks.settled()
+            assert len(receiver.requests) == before + 1
+        assert len(receiver.requests) == 3  # alert_webhook_max_attempts
+        async with harness.runtime.db.reader.connect() as conn:
+            delivery = (await conn.execute(select(deliveries_t))).one()
+            attempts = (await conn.execute(select(attempts_t).order_by(attempts_t.c.id))).all()
+        assert (delivery.status, delivery.attempts) == ("failed", 3)
+        assert [(a.attempt, a.status_code, a.error) for a in attempts] == [
+            (1, 500, "HTTP 500"),
+            (2, 500, "HTTP 500"),
+            (3, 500, "HTTP 500"),
+        ]
+        gaps = [(b.created_at - a.created_at).total_seconds() for a, b in pairwise(attempts)]
+        assert gaps == [0.05, 0.1]
+        # A receiver that recovers: nothing more is sent for a delivery given up.
+        receiver.status = 200
+        clock.advance(timedelta(hours=1))
+        assert await harness.runtime.webhooks.deliver_due() == 0
 
 
 @pytest.mark.parametrize(
@@ -364,6 +380,7 @@ async def test_a_failed_auto_reload_fires(
     await spend(harness, org, key.id, "2.50")  # under the 3 USD threshold: a reload starts
     await idle(harness)
     await harness.runtime.alerts.settled()
+    await harness.runtime.webhooks.settled()
     (event,) = [e["node"] for e in (await _alerts(harness, org))["alertEvents"]["edges"]]
     assert event["rule"]["kind"] == "AUTO_RELOAD_FAILED"
     assert event["message"] == "An auto-reload failed: your card was declined"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests import servers
 from tests.conftest import PG_URL_VARIABLE, REDIS_URL_VARIABLE
@@ -39,6 +40,7 @@ def env(postgres_url: str, tmp_path: Path) -> dict[str, str]:
         CREDITGRAPH_REDIS_CHANNEL_PREFIX=f"test-{uuid.uuid4().hex}:",
         # As in production: migrated before the instances start, not by each of them.
         CREDITGRAPH_ENVIRONMENT="production",
+        CREDITGRAPH_KEY_ENCRYPTION_KEY=Fernet.generate_key().decode(),
     )
 
 

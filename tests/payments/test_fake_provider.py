@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from app.auth import Role
 from app.clock import Clock
@@ -235,7 +236,8 @@ async def test_fake_is_the_development_default_and_refused_where_it_could_mint_c
 async def test_production_without_stripe_keys_takes_no_payments(
     settings: Settings, clock: Clock
 ) -> None:
-    production = _with(settings, environment="production")
+    key = Fernet.generate_key().decode()
+    production = _with(settings, environment="production", key_encryption_key=key)
     # Production does not migrate at start-up: `creditgraph migrate` does, as here.
     db = Database(production)
     try:

@@ -16,13 +16,12 @@ from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api.rest.gateway import amount_json
 from app.api.rest.http import ApiError, JSONResponse
 from app.api.rest.principal import require, runtime
 from app.auth import PEOPLE
 from app.ids import from_global_id, to_global_id
 from app.ledger.state import orgs_t
-from app.money import format_usd
+from app.money import amount_json, format_usd
 from app.statements import FORMATS
 from app.statements.figures import Figures, Line, Month, closed, figures, first_month
 from app.statements.pdf import receipt_pdf, statement_pdf

@@ -16,13 +16,9 @@ from app.gateway import auto_scale
 from app.gateway.authorize import AuthorizeJob, HoldEstimate
 from app.ids import to_global_id
 from app.keys.access import envelope_of
-from app.money import MoneyError, format_usd, parse_usd
+from app.money import MoneyError, amount_json, parse_usd
 from app.usage.ingest import UsageJob, UsageOutcome
 from app.usage.wire import parse_event
-
-
-def amount_json(credits: int) -> dict[str, str]:
-    return {"credits": str(credits), "usd": format_usd(credits)}
 
 
 async def authorize(request: Request) -> Response:

@@ -16,13 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api.rest import params
-from app.api.rest.gateway import amount_json
 from app.api.rest.http import JSONResponse, invalid
 from app.api.rest.principal import key_headers, require, runtime
 from app.ids import to_global_id
 from app.ledger.reads import TRANSACTIONS
 from app.ledger.state import keys_t, wallets
-from app.money import format_usd
+from app.money import amount_json, format_usd
 from app.orgs.service import orgs_t
 from app.pages import CursorError, Keyset
 from app.payments.ladder import percent

@@ -1,11 +1,11 @@
-"""Webhook URLs: http or https to a public address.
+"""Webhook URLs, alert rules' and event endpoints' alike: http or https to a public address.
 
 Link-local addresses (169.254.0.0/16, fe80::/10) and cloud metadata endpoints are
 always refused: they are how a webhook reads a server's credentials. Loopback, private
 and other non-public addresses are refused unless ``alert_webhook_allow_private`` is
 set (a receiver on the same host or network, and tests). A host name is checked as
-written when the rule is saved, and again by every address it resolves to right
-before each delivery, so a name that later points inward is refused then.
+written when the rule or endpoint is saved, and again by every address it resolves to
+right before each delivery, so a name that later points inward is refused then.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeUrl(ValueError):
-    """A URL alerts may not be delivered to; the message says why."""
+    """A URL webhooks may not be delivered to; the message says why."""
 
 
 def _check_address(address: IPAddress, *, allow_private: bool) -> None:
@@ -58,7 +58,7 @@ def _host(url: str) -> tuple[str, int]:
 
 
 def check_url(url: str, *, allow_private: bool) -> None:
-    """Raise UnsafeUrl unless ``url`` may receive alerts, judged as written."""
+    """Raise UnsafeUrl unless ``url`` may receive webhooks, judged as written."""
     host, _port = _host(url)
     if host in METADATA_HOSTS:
         raise UnsafeUrl("cloud metadata addresses are refused")
