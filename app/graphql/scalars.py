@@ -7,12 +7,16 @@ from collections.abc import Callable
 from typing import NewType
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types.scalar import ScalarDefinition
 
 from app.money import MAX_CREDITS
 
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _DECIMAL = re.compile(r"-?[0-9]{1,16}(\.[0-9]{1,18})?")
+# The parsers raise GraphQLError, not ValueError: graphql-core reports a GraphQLError as
+# the client's mistake wherever the value is written, where a ValueError in an inline
+# literal would reach the client as a masked internal error.
 
 
 def _integer(name: str) -> Callable[[object], int]:
@@ -20,10 +24,10 @@ def _integer(name: str) -> Callable[[object], int]:
 
     def parse(value: object) -> int:
         if not isinstance(value, str) or not _INTEGER.fullmatch(value):
-            raise ValueError(f'{name} must be a string of an integer, such as "2500000"')
+            raise GraphQLError(f'{name} must be a string of an integer, such as "2500000"')
         number = int(value)
         if abs(number) > MAX_CREDITS:
-            raise ValueError(f"{name} is out of range")
+            raise GraphQLError(f"{name} is out of range")
         return number
 
     return parse
@@ -31,7 +35,7 @@ def _integer(name: str) -> Callable[[object], int]:
 
 def _parse_decimal(value: object) -> str:
     if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
-        raise ValueError('Decimal must be a string of a decimal number, such as "99.99"')
+        raise GraphQLError('Decimal must be a string of a decimal number, such as "99.99"')
     return value
 
 

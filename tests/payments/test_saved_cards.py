@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 from app.auth import Role
 from app.clock import Clock
 from app.db import Database
@@ -300,7 +302,12 @@ async def test_the_fake_provider_saves_lists_and_removes_cards_the_same(
 
 
 async def test_without_payments_there_are_no_cards(settings: Settings, clock: Clock) -> None:
-    production = Settings(**(settings.model_dump() | {"environment": "production"}))
+    production = Settings(
+        **(
+            settings.model_dump()
+            | {"environment": "production", "key_encryption_key": Fernet.generate_key().decode()}
+        )
+    )
     db = Database(production)  # production migrates with `creditgraph migrate`, as here
     try:
         await upgrade(db.writer)
