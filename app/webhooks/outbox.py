@@ -126,7 +126,11 @@ def watch(engines: Iterable[Engine], deliver: Callable[[Queued], None]) -> None:
     """Hand ``deliver`` the deliveries each committed transaction on ``engines`` queued."""
 
     def rolled_back(conn: Connection) -> None:
-        conn.info.pop(_QUEUED, None)
+        # An invalidated connection (lost, or cancelled mid-statement) has no info to
+        # read; what it queued may still be handed over, and is harmless: the worker
+        # claims each delivery by its row, which a rolled-back one does not have.
+        if not conn.invalidated:
+            conn.info.pop(_QUEUED, None)
 
     def checked_in(_dbapi: Any, record: Any) -> None:
         info: MutableMapping[str, Any] | None = None if record is None else record.info
