@@ -33,6 +33,8 @@ class Role(StrEnum):
 TOKEN_ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER, Role.SERVICE)
 # The dashboards' roles: people, not the gateway and not API keys.
 PEOPLE = (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER)
+# The ledger lists every key's calls: not for an API key, which sees only its own.
+LEDGER_READERS = (*PEOPLE, Role.SERVICE)
 
 
 class AuthError(Exception):

@@ -41,7 +41,8 @@ _register(
         "MEMBER": "Reads the organization; creates keys and manages the keys it owns.",
         "VIEWER": "Reads the organization; changes nothing.",
         "SERVICE": "The gateway: authorizes and records usage.",
-        "API_KEY": "Signed in with an API key secret: sees only its own key and the balance.",
+        "API_KEY": "Signed in with an API key secret: sees its own key and calls, the "
+        "balance and the billing history (not the ledger, which lists every key's calls).",
     },
 )
 _register(

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from app.auth import Principal
+from app.auth import LEDGER_READERS, Principal
 from app.graphql.alerts import event_loader, rule_loader
 from app.graphql.audit import audit_event_node
 from app.graphql.context import Info
@@ -57,6 +57,8 @@ def _owned(conn: Connection, t: Any, organization_id: int, row_id: int) -> Any:
 
 
 def _entry(conn: Connection, caller: Principal, row_id: int, _now: datetime) -> Node | None:
+    if caller.role not in LEDGER_READERS:
+        return None
     row = _owned(conn, entries_t, caller.organization_id, row_id)
     return None if row is None else LedgerEntry.of(row)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from app.auth import LEDGER_READERS
 from app.graphql.alerts import AlertEvent, AlertRule, alert_events, alert_rules
 from app.graphql.analytics import (
     Granularity,
@@ -169,8 +170,8 @@ class Wallet(Node):
         return await page_connection(info, reads.LOTS, values, first, after, each(CreditLot.of))
 
     @strawberry.field(
-        description="The ledger, newest first. As CSV, with the same filter: GET "
-        "/api/v1/me/ledger.csv."
+        description="The ledger, newest first (not for an API key: FORBIDDEN, since it "
+        "lists every key's calls). As CSV, with the same filter: GET /api/v1/me/ledger.csv."
     )
     async def entries(
         self,
@@ -181,6 +182,7 @@ class Wallet(Node):
             LedgerEntryFilter | None, strawberry.argument(description="Null: every entry.")
         ] = None,
     ) -> Connection[LedgerEntry]:
+        info.context.caller(*LEDGER_READERS)
         wallet_id = self._wallet_id
         wanted = (filter or LedgerEntryFilter()).wanted()
         # Unfiltered, the count is the wallet's version: one row read, not the ledger.

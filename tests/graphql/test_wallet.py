@@ -195,3 +195,31 @@ async def test_an_api_key_reads_until_it_is_revoked(harness: Harness) -> None:
     body = await harness.graphql(VIEWER, headers=headers)
     assert codes(body) == ["UNAUTHENTICATED"]
     assert body["errors"][0]["message"] == "the API key is revoked"
+
+
+async def test_an_api_key_sees_the_balance_but_not_the_ledger(harness: Harness) -> None:
+    """The ledger lists every key's calls (``usage:<request id>``); a key sees its own."""
+    org = await harness.org("acme", grant_usd="1")
+    key, other = await harness.key(org), await harness.key(org)
+    await harness.usage(org, usage_event(other.id, "theirs"))
+    owner = harness.token(org, Role.OWNER)
+    entries = (
+        "{ viewer { organization { wallet { entries(first: 5) { edges { node { id } } } } } } }"
+    )
+    body = await harness.graphql(entries, headers=owner)
+    ids = [
+        e["node"]["id"]
+        for e in body["data"]["viewer"]["organization"]["wallet"]["entries"]["edges"]
+    ]
+    assert len(ids) == 2
+
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    body = await harness.graphql(entries, headers=headers)
+    assert codes(body) == ["FORBIDDEN"]
+    node = "query ($id: ID!) { node(id: $id) { id } }"
+    for entry_id in ids:
+        assert (await harness.graphql(node, headers=owner, id=entry_id))["data"]["node"]
+        assert (await harness.graphql(node, headers=headers, id=entry_id))["data"]["node"] is None
+    balance = "{ viewer { organization { wallet { balance { credits } } } } }"
+    body = await harness.graphql(balance, headers=headers)
+    assert body["data"]["viewer"]["organization"]["wallet"]["balance"]["credits"] == "994000"

@@ -25,6 +25,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.api.rest import params
 from app.api.rest.principal import key_headers, require, runtime
+from app.auth import LEDGER_READERS
 from app.ids import to_global_id
 from app.ledger.reads import ENTRIES, TRANSACTIONS, wallet_of
 from app.money import format_usd
@@ -146,8 +147,9 @@ LEDGER_COLUMNS = (
 
 
 async def ledger_csv(request: Request) -> Response:
-    """``Wallet.entries`` with its filter (``kind``, ``since``, ``until``)."""
-    principal = await require(request)
+    """``Wallet.entries`` with its filter (``kind``, ``since``, ``until``); not for an API
+    key, as there."""
+    principal = await require(request, *LEDGER_READERS)
     params.only(request, params.ENTRY_FILTERS)
     wanted = params.entry_filter(request)
     organization_id = principal.organization_id
