@@ -37,7 +37,7 @@ from app.webhooks.tables import (
     endpoints_t,
     events_t,
 )
-from app.webhooks.urls import UnsafeUrl, check_resolved
+from app.webhooks.urls import UnsafeUrl, resolved_address
 
 log = logging.getLogger(__name__)
 
@@ -229,9 +229,15 @@ class Webhooks:
     async def _post(self, url: str, secret: str, body: bytes) -> tuple[int | None, str | None]:
         """POST the signed body: the response's status code, or why there was none."""
         try:
-            await check_resolved(url, allow_private=self.settings.alert_webhook_allow_private)
+            address = await resolved_address(
+                url, allow_private=self.settings.alert_webhook_allow_private
+            )
         except UnsafeUrl as exc:
             return None, f"refused: {exc}"
+        # Sent to the address checked, naming the host in Host and TLS's SNI (so the
+        # certificate is still verified against it).
+        target = httpx.URL(url)
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=self.settings.alert_webhook_timeout_seconds,
@@ -240,11 +246,14 @@ class Webhooks:
             )
         headers = {
             "Content-Type": "application/json",
+            "Host": target.netloc.decode("ascii"),
             "User-Agent": "creditgraph-webhooks",
             SIGNATURE_HEADER: sign(secret, int(self.clock.now().timestamp()), body),
         }
         try:
-            response = await self._http.post(url, content=body, headers=headers)
+            response = await self._http.post(
+                target.copy_with(host=address), content=body, headers=headers, extensions=extensions
+            )
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"
         error = None if response.is_success else f"HTTP {response.status_code}"

@@ -5,7 +5,8 @@ always refused: they are how a webhook reads a server's credentials. Loopback, p
 and other non-public addresses are refused unless ``alert_webhook_allow_private`` is
 set (a receiver on the same host or network, and tests). A host name is checked as
 written when the rule or endpoint is saved, and again by every address it resolves to
-right before each delivery, so a name that later points inward is refused then.
+right before each delivery, so a name that later points inward is refused then; the
+delivery connects to the address checked, not to a second lookup's.
 """
 
 from __future__ import annotations
@@ -72,13 +73,18 @@ def check_url(url: str, *, allow_private: bool) -> None:
     _check_address(address, allow_private=allow_private)
 
 
-async def check_resolved(url: str, *, allow_private: bool) -> None:
-    """``check_url``, then every address the host resolves to now."""
+async def resolved_address(url: str, *, allow_private: bool) -> str:
+    """``check_url``, then every address the host resolves to now: the first of them, which
+    the delivery connects to, so a name cannot resolve elsewhere between the check and the
+    connection (DNS rebinding)."""
     check_url(url, allow_private=allow_private)
     host, port = _host(url)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise UnsafeUrl(f"{host} does not resolve: {exc}") from None
+    if not infos:
+        raise UnsafeUrl(f"{host} does not resolve")
     for info in infos:
         _check_address(ipaddress.ip_address(info[4][0]), allow_private=allow_private)
+    return str(infos[0][4][0])

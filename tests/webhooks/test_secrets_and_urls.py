@@ -4,8 +4,12 @@ saving and again at each delivery."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import stat
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
@@ -139,3 +143,32 @@ async def test_private_addresses_need_the_setting_when_saved_and_when_sent(
     assert attempt["statusCode"] is None
     assert attempt["error"].startswith("refused: 127.0.0.1 is not a public address")
     assert receiver.requests == []
+
+
+async def test_a_delivery_connects_to_the_address_it_checked(
+    app: Harness, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves to the receiver when checked, elsewhere after; the
+    body still goes to the address checked, naming the host in Host."""
+    port = urlsplit(receiver.url).port
+    lookups: list[str] = []
+    real = asyncio.BaseEventLoop.getaddrinfo
+
+    async def rebinding(self: asyncio.BaseEventLoop, host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "hooks.rebind.test":
+            return await real(self, host, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "192.0.2.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", rebinding)
+    org = await app.org("acme")
+    saved = await create(app, org, f"http://hooks.rebind.test:{port}/hook", ["PLAN_CHANGED"])
+    await mutate(app, org, "SendTestWebhookEvent", endpointId=saved["webhookEndpoint"]["id"])
+    await app.runtime.webhooks.settled()
+
+    (delivery,) = deliveries((await endpoints(app, org))[0])
+    assert delivery["status"] == "DELIVERED", delivery
+    assert lookups == ["hooks.rebind.test"]
+    (received,) = receiver.requests
+    assert received.headers["host"] == f"hooks.rebind.test:{port}"
