@@ -55,7 +55,9 @@ async def create_endpoint(creditgraph: Creditgraph, url: str) -> dict[str, Any]:
 
 
 async def test_an_endpoint_shows_its_secret_once_and_gets_a_signed_test_event(
-    dashboard: Page, creditgraph: Creditgraph, receiver: Receiver
+    dashboard: Page,
+    creditgraph: Creditgraph,
+    receiver: Receiver,  # noqa: F811 - the fixture
 ) -> None:
     panel = dashboard.get_by_test_id("webhooks")
     await panel.get_by_test_id("webhook-url").fill(receiver.url)
@@ -106,7 +108,10 @@ async def test_an_endpoint_shows_its_secret_once_and_gets_a_signed_test_event(
 
 
 async def test_a_failed_attempt_shows_and_redeliver_sends_the_event_again(
-    page: Page, site: str, creditgraph: Creditgraph, receiver: Receiver
+    page: Page,
+    site: str,
+    creditgraph: Creditgraph,
+    receiver: Receiver,  # noqa: F811 - the fixture
 ) -> None:
     receiver.status = 500
     await create_endpoint(creditgraph, receiver.url)
@@ -140,7 +145,10 @@ async def test_a_failed_attempt_shows_and_redeliver_sends_the_event_again(
 
 
 async def test_an_endpoint_is_disabled_enabled_and_deleted(
-    page: Page, site: str, creditgraph: Creditgraph, receiver: Receiver
+    page: Page,
+    site: str,
+    creditgraph: Creditgraph,
+    receiver: Receiver,  # noqa: F811 - the fixture
 ) -> None:
     await create_endpoint(creditgraph, receiver.url)
     await page.goto(creditgraph.dashboard_url(site))
