@@ -13,10 +13,12 @@ import { Breakdowns } from "./panels/Breakdowns";
 import { Ledger } from "./panels/Ledger";
 import { Overview } from "./panels/Overview";
 import { Plan } from "./panels/Plan";
+import { PromoCode } from "./panels/PromoCode";
 import { Spend } from "./panels/Spend";
 import { SpendCap } from "./panels/SpendCap";
 import { TopUp } from "./panels/TopUp";
 import { Usage } from "./panels/Usage";
+import { Webhooks } from "./panels/Webhooks";
 
 export function App({ config }: { config: Config }) {
   const [viewer] = useQuery({ query: ViewerDocument });
@@ -40,12 +42,14 @@ export function App({ config }: { config: Config }) {
       <main>
         <Overview liveBalance={pushed?.balance.usd ?? null} />
         <TopUp stripePublishableKey={config.stripePublishableKey} />
+        <PromoCode />
         <BillingHistory />
         <Plan />
         <AutoReload />
         <AutoScale />
         <SpendCap />
         <ApiKeys />
+        <Webhooks />
         <Spend />
         <Breakdowns />
         <Usage config={config} />

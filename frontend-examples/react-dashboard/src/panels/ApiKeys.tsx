@@ -13,6 +13,7 @@ import {
 } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatInUnit, inputInUnit, unitName } from "../money";
+import { SecretDialog } from "../secret";
 import { countdown, useNow } from "../time";
 import { useRole, useUnit } from "../viewer";
 import { KeyTest } from "./KeyTest";
@@ -69,27 +70,13 @@ export function ApiKeys() {
       </table>
       {keys && <p className="muted">{keys.totalCount === 1 ? "1 key" : `${keys.totalCount} keys`}</p>}
       {secret && (
-        <div className="dialog-backdrop">
-          <div role="dialog" aria-modal="true" aria-labelledby="secret-title" data-testid="key-secret-dialog">
-            <h3 id="secret-title">Secret of “{secret.name}”</h3>
-            <p>
-              {secret.revealed
-                ? "Revealed again: this is recorded in the audit log."
-                : "Copy it now: it is shown once and cannot be shown again."}
-            </p>
-            <code className="secret" data-testid="key-secret">
-              {secret.value}
-            </code>
-            <div className="actions">
-              <button type="button" onClick={() => void navigator.clipboard?.writeText(secret.value)}>
-                Copy
-              </button>
-              <button type="button" data-testid="key-secret-close" onClick={() => setSecret(null)}>
-                I have saved it
-              </button>
-            </div>
-          </div>
-        </div>
+        <SecretDialog
+          testid="key-secret"
+          title={`Secret of “${secret.name}”`}
+          secret={secret.value}
+          revealed={secret.revealed}
+          onClose={() => setSecret(null)}
+        />
       )}
     </section>
   );
