@@ -55,8 +55,9 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
-    report = request.node.stash.get(REPORTS, {}).get("call")
-    return report is None or report.failed
+    """The test or a fixture after this one failed (a skipped setup, such as PostgreSQL's
+    without its server, is not a failure)."""
+    return any(report.failed for report in request.node.stash.get(REPORTS, {}).values())
 
 
 # -- the dashboards' builds -------------------------------------------------------------
