@@ -43,7 +43,7 @@ export function App({ config }: { config: Config }) {
         <Overview liveBalance={pushed?.balance.usd ?? null} />
         <TopUp stripePublishableKey={config.stripePublishableKey} />
         <PromoCode />
-        <BillingHistory />
+        <BillingHistory config={config} />
         <Plan />
         <AutoReload />
         <AutoScale />
@@ -53,7 +53,7 @@ export function App({ config }: { config: Config }) {
         <Spend />
         <Breakdowns />
         <Usage config={config} />
-        <Ledger />
+        <Ledger config={config} />
         <Alerts />
       </main>
     </LiveTick.Provider>
