@@ -14,8 +14,10 @@ import { Ledger } from "./panels/Ledger";
 import { Overview } from "./panels/Overview";
 import { Plan } from "./panels/Plan";
 import { PromoCode } from "./panels/PromoCode";
+import { Receipts } from "./panels/Receipts";
 import { Spend } from "./panels/Spend";
 import { SpendCap } from "./panels/SpendCap";
+import { Statements } from "./panels/Statements";
 import { TopUp } from "./panels/TopUp";
 import { Usage } from "./panels/Usage";
 import { Webhooks } from "./panels/Webhooks";
@@ -44,6 +46,8 @@ export function App({ config }: { config: Config }) {
         <TopUp stripePublishableKey={config.stripePublishableKey} />
         <PromoCode />
         <BillingHistory config={config} />
+        <Receipts config={config} />
+        <Statements config={config} />
         <Plan />
         <AutoReload />
         <AutoScale />
