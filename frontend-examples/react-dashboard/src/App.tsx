@@ -15,6 +15,7 @@ import { Overview } from "./panels/Overview";
 import { Plan } from "./panels/Plan";
 import { PromoCode } from "./panels/PromoCode";
 import { Receipts } from "./panels/Receipts";
+import { SavedCards } from "./panels/SavedCards";
 import { Spend } from "./panels/Spend";
 import { SpendCap } from "./panels/SpendCap";
 import { Statements } from "./panels/Statements";
@@ -50,6 +51,7 @@ export function App({ config }: { config: Config }) {
         <Statements config={config} />
         <Plan />
         <AutoReload />
+        <SavedCards />
         <AutoScale />
         <SpendCap />
         <ApiKeys />
