@@ -14,8 +14,11 @@ import { Ledger } from "./panels/Ledger";
 import { Overview } from "./panels/Overview";
 import { Plan } from "./panels/Plan";
 import { PromoCode } from "./panels/PromoCode";
+import { Receipts } from "./panels/Receipts";
+import { SavedCards } from "./panels/SavedCards";
 import { Spend } from "./panels/Spend";
 import { SpendCap } from "./panels/SpendCap";
+import { Statements } from "./panels/Statements";
 import { TopUp } from "./panels/TopUp";
 import { Usage } from "./panels/Usage";
 import { Webhooks } from "./panels/Webhooks";
@@ -43,9 +46,12 @@ export function App({ config }: { config: Config }) {
         <Overview liveBalance={pushed?.balance.usd ?? null} />
         <TopUp stripePublishableKey={config.stripePublishableKey} />
         <PromoCode />
-        <BillingHistory />
+        <BillingHistory config={config} />
+        <Receipts config={config} />
+        <Statements config={config} />
         <Plan />
         <AutoReload />
+        <SavedCards />
         <AutoScale />
         <SpendCap />
         <ApiKeys />
@@ -53,7 +59,7 @@ export function App({ config }: { config: Config }) {
         <Spend />
         <Breakdowns />
         <Usage config={config} />
-        <Ledger />
+        <Ledger config={config} />
         <Alerts />
       </main>
     </LiveTick.Provider>

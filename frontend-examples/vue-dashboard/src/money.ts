@@ -55,9 +55,14 @@ export function unitName(unit: string | null): string {
   return unit === null || unit === "usd" ? "USD" : "plan credits";
 }
 
+/** Money paid in its currency (a Price: a plan's, a receipt's total): USD as `formatUsd`,
+ * another currency's Decimal trimmed and named ("88 CNY"). */
+export function formatMoney(price: { amount: string; currency: string }): string {
+  return price.currency === "USD" ? formatUsd(price.amount) : `${trimDecimal(price.amount)} ${price.currency}`;
+}
+
 /** A plan's price per period; null is priced by contract. */
 export function formatPrice(price: { amount: string; currency: string } | null | undefined, period: string): string {
   if (!price) return "by contract";
-  const amount = price.currency === "USD" ? formatUsd(price.amount) : `${trimDecimal(price.amount)} ${price.currency}`;
-  return `${amount} / ${period}`;
+  return `${formatMoney(price)} / ${period}`;
 }

@@ -1,6 +1,8 @@
 import { useState, type FormEvent } from "react";
 import { useMutation, useQuery } from "urql";
 
+import type { Config } from "../config";
+import { DownloadButton } from "../download";
 import { Problems } from "../errors";
 import { BillingTransactionsDocument, RefundTopUpDocument, type BillingTransactionsQuery } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
@@ -18,8 +20,8 @@ const PAID_IN_USD = new Set<Transaction["kind"]>(["TOP_UP", "AUTO_RELOAD", "REFU
 const CONTEXT = { additionalTypenames: ["BillingTransaction"] };
 
 /** Top-ups (with their payment status), refunds, adjustments and expiries, newest first;
- * admins refund a succeeded top-up from its row. */
-export function BillingHistory() {
+ * admins refund a succeeded top-up from its row. The whole of it downloadable as CSV. */
+export function BillingHistory({ config }: { config: Config }) {
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const [result, reexecute] = useQuery({
     query: BillingTransactionsDocument,
@@ -32,6 +34,14 @@ export function BillingHistory() {
   return (
     <section>
       <h2>Billing history</h2>
+      <DownloadButton
+        config={config}
+        path="/api/v1/me/billing/transactions.csv"
+        filename="billing-transactions.csv"
+        testId="billing-csv"
+      >
+        Download CSV
+      </DownloadButton>
       {result.error && <p className="error">{result.error.message}</p>}
       <table data-testid="billing-history">
         <thead>

@@ -1,6 +1,8 @@
 import { useState } from "react";
 import { useQuery } from "urql";
 
+import type { Config } from "../config";
+import { DownloadButton } from "../download";
 import { LedgerDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatInUnit } from "../money";
@@ -9,8 +11,9 @@ import { useUnit } from "../viewer";
 
 const PAGE = 25;
 
-/** The append-only ledger, newest first: every entry with the balance after it. */
-export function Ledger() {
+/** The append-only ledger, newest first: every entry with the balance after it; the whole
+ * of it downloadable as CSV. */
+export function Ledger({ config }: { config: Config }) {
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const [result, reexecute] = useQuery({
     query: LedgerDocument,
@@ -22,6 +25,9 @@ export function Ledger() {
   return (
     <section>
       <h2>Ledger</h2>
+      <DownloadButton config={config} path="/api/v1/me/ledger.csv" filename="ledger.csv" testId="ledger-csv">
+        Download CSV
+      </DownloadButton>
       {result.error && <p className="error">{result.error.message}</p>}
       <table data-testid="ledger">
         <thead>

@@ -2,7 +2,7 @@ import { useState } from "react";
 import { useQuery } from "urql";
 
 import type { Config } from "../config";
-import { downloadUsageCsv } from "../csv";
+import { DownloadButton } from "../download";
 import { ApiKeysDocument, UsageDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
 import { formatInUnit } from "../money";
@@ -104,27 +104,13 @@ export function Usage({ config }: { config: Config }) {
 
 /** The CSV export: every call, or the model filter's (the export has no key filter). */
 function UsageCsv({ config, model, everyKey }: { config: Config; model: string; everyKey: boolean }) {
-  const [problem, setProblem] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const download = async () => {
-    setBusy(true);
-    setProblem(null);
-    try {
-      await downloadUsageCsv(config, model);
-    } catch (error) {
-      setProblem(error instanceof Error ? error.message : String(error));
-    } finally {
-      setBusy(false);
-    }
-  };
   return (
     <>
       {" "}
-      <button type="button" data-testid="usage-csv" disabled={busy} onClick={() => void download()}>
+      <DownloadButton config={config} path="/api/v1/me/usage.csv" filename="usage.csv" params={{ model }} testId="usage-csv">
         Download CSV{model ? ` (${model})` : ""}
-      </button>
+      </DownloadButton>
       {everyKey && <span className="muted"> of every key&apos;s calls</span>}
-      {problem && <p className="error" role="alert">{problem}</p>}
     </>
   );
 }
