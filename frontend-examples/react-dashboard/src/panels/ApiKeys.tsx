@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { useMutation, useQuery } from "urql";
 
+import { count } from "../count";
 import { Problems } from "../errors";
 import {
   ApiKeysDocument,
@@ -68,7 +69,7 @@ export function ApiKeys() {
           ))}
         </tbody>
       </table>
-      {keys && <p className="muted">{keys.totalCount === 1 ? "1 key" : `${keys.totalCount} keys`}</p>}
+      {keys && <p className="muted">{count(keys.totalCount, "key")}</p>}
       {secret && (
         <SecretDialog
           testid="key-secret"

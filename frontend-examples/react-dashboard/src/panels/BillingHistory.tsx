@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { useMutation, useQuery } from "urql";
 
 import type { Config } from "../config";
+import { count } from "../count";
 import { DownloadButton } from "../download";
 import { Problems } from "../errors";
 import { BillingTransactionsDocument, RefundTopUpDocument, type BillingTransactionsQuery } from "../gql/graphql";
@@ -60,7 +61,7 @@ export function BillingHistory({ config }: { config: Config }) {
         </tbody>
       </table>
       <Pager cursors={cursors} setCursors={setCursors} pageInfo={page?.pageInfo} labels={["Newer", "Older"]}>
-        {page && `${page.totalCount} transactions`}
+        {page && count(page.totalCount, "transaction")}
       </Pager>
     </section>
   );

@@ -2,6 +2,7 @@ import { useState } from "react";
 import { useQuery } from "urql";
 
 import type { Config } from "../config";
+import { count } from "../count";
 import { DownloadButton } from "../download";
 import { LedgerDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
@@ -52,7 +53,7 @@ export function Ledger({ config }: { config: Config }) {
         </tbody>
       </table>
       <Pager cursors={cursors} setCursors={setCursors} pageInfo={entries?.pageInfo} labels={["Newer", "Older"]}>
-        {entries && `${entries.totalCount} entries`}
+        {entries && count(entries.totalCount, "entry", "entries")}
       </Pager>
     </section>
   );

@@ -2,6 +2,7 @@ import { useState } from "react";
 import { useQuery } from "urql";
 
 import type { Config } from "../config";
+import { count } from "../count";
 import { DownloadButton } from "../download";
 import { ReceiptsDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
@@ -75,7 +76,7 @@ export function Receipts({ config }: { config: Config }) {
         </tbody>
       </table>
       <Pager cursors={cursors} setCursors={setCursors} pageInfo={page?.pageInfo} labels={["Newer", "Older"]} testId="receipts">
-        {page && (page.totalCount === 1 ? "1 receipt" : `${page.totalCount} receipts`)}
+        {page && count(page.totalCount, "receipt")}
       </Pager>
     </section>
   );

@@ -2,6 +2,7 @@ import { useState } from "react";
 import { useQuery } from "urql";
 
 import type { Config } from "../config";
+import { count } from "../count";
 import { DownloadButton } from "../download";
 import { StatementsDocument, type StatementsQuery } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
@@ -57,7 +58,7 @@ export function Statements({ config }: { config: Config }) {
         </tbody>
       </table>
       <Pager cursors={cursors} setCursors={setCursors} pageInfo={page?.pageInfo} labels={["Newer", "Older"]} testId="statements">
-        {page && (page.totalCount === 1 ? "1 month" : `${page.totalCount} months`)}
+        {page && count(page.totalCount, "month")}
       </Pager>
     </section>
   );

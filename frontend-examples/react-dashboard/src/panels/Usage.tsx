@@ -2,6 +2,7 @@ import { useState } from "react";
 import { useQuery } from "urql";
 
 import type { Config } from "../config";
+import { count } from "../count";
 import { DownloadButton } from "../download";
 import { ApiKeysDocument, UsageDocument } from "../gql/graphql";
 import { useRefetchOnTick } from "../live";
@@ -96,7 +97,7 @@ export function Usage({ config }: { config: Config }) {
         testId="usage"
       >
         page {cursors.length}
-        {usage && ` of ${Math.max(1, Math.ceil(usage.totalCount / PAGE))} (${usage.totalCount} calls)`}
+        {usage && ` of ${Math.max(1, Math.ceil(usage.totalCount / PAGE))} (${count(usage.totalCount, "call")})`}
       </Pager>
     </section>
   );

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { useMutation, useQuery } from "urql";
 
+import { count } from "../count";
 import { Problems } from "../errors";
 import {
   CreateWebhookEndpointDocument,
@@ -203,7 +204,7 @@ function EndpointRow({ endpoint, onChanged }: { endpoint: Endpoint; onChanged: (
         </tbody>
       </table>
       <p className="muted">
-        {endpoint.deliveries.totalCount === 1 ? "1 delivery" : `${endpoint.deliveries.totalCount} deliveries`}, latest first
+        {count(endpoint.deliveries.totalCount, "delivery", "deliveries")}, latest first
       </p>
     </div>
   );
