@@ -6,13 +6,15 @@ from typing import Any
 
 # The largest integer a JSON client (JavaScript) reads exactly.
 MAX_JSON_INT = 2**53 - 1
+# The longest text field (names, ids, models) a JSON body may give.
+MAX_TEXT = 200
 
 
 class FieldError(ValueError):
     """A field that is missing or malformed; the message names it."""
 
 
-def text(raw: dict[str, Any], name: str, *, max_length: int = 200) -> str:
+def text(raw: dict[str, Any], name: str, *, max_length: int = MAX_TEXT) -> str:
     value = raw.get(name)
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         raise FieldError(f"{name}: must be a string of 1 to {max_length} characters")

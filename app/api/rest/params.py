@@ -55,14 +55,15 @@ def time(request: Request, name: str) -> datetime | None:
 
 
 def choice(request: Request, name: str, values: type[E]) -> E | None:
-    """One of ``values``, given as the REST API shows it (``top_up``; any case)."""
+    """One of ``values``, as the REST API shows it (``top_up``) or as GraphQL names it
+    (``TOP_UP``): the two spellings the OpenAPI document lists."""
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    try:
-        return values(raw.lower())
-    except ValueError:
-        raise invalid(f"{name}: must be one of {', '.join(values)}") from None
+    for value in values:
+        if raw in (value, value.upper()):
+            return value
+    raise invalid(f"{name}: must be one of {', '.join(values)}")
 
 
 def usage_filter(request: Request, api_key_id: int | None) -> UsageFilter:
