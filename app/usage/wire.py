@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.fields import FieldError, count, text
+from app.fields import FieldError, count, text, utc
 from app.ids import from_global_id
 from app.money import MoneyError, parse_usd
 from app.pricing.book import Metered, PricingError
@@ -68,6 +68,8 @@ def _time(value: object) -> datetime | None:
         raise FieldError("occurred_at: must be an ISO 8601 time with a time zone") from None
     if at.tzinfo is None:
         raise FieldError("occurred_at: must carry a time zone (such as Z)")
+    if utc(at) is None:
+        raise FieldError("occurred_at: must be in years 1 to 9999 in UTC")
     return at
 
 
