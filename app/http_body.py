@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from starlette.requests import ClientDisconnect, Request
 
+from app.fields import digits
+
 
 class BodyTooLarge(Exception):
     """The body is (or says it is) larger than the limit; none of it is kept."""
@@ -15,7 +17,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     read, else as it arrives. (Starlette's ``Request.stream`` costs an async generator
     per request; the gateway's calls are small and many.)"""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+    if declared is not None and (not digits(declared) or int(declared) > max_bytes):
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0

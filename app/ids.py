@@ -6,6 +6,8 @@ import base64
 import binascii
 from functools import lru_cache
 
+from app.fields import digits
+
 
 def to_global_id(type_name: str, id_: int) -> str:
     return base64.b64encode(f"{type_name}:{id_}".encode()).decode()
@@ -21,12 +23,14 @@ def parse_global_id(value: object) -> tuple[str, int] | None:
 @lru_cache(maxsize=4096)
 def _parse(value: str) -> tuple[str, int] | None:
     # Kept: a gateway sends the same few key ids with every event.
+    if not value.isascii():  # base64 is; b64decode raises for anything else
+        return None
     try:
         decoded = base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
     kind, _, raw = decoded.partition(":")
-    if not raw.isdigit() or len(raw) > 18:
+    if not digits(raw) or len(raw) > 18:
         return None
     return kind, int(raw)
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from app import console, signin
-from app.api.rest import documents, exports, gateway, me
+from app.api.rest import documents, exports, gateway, me, openapi
 from app.api.rest.http import ApiError, JSONResponse, error_response
 from app.api.rest.principal import key_headers
 from app.api.rest.stripe_webhook import stripe_webhook
@@ -119,10 +119,11 @@ def create_app(
         Route("/api/v1/me/billing/transactions", me.transactions),
         Route("/api/v1/me/billing/transactions.csv", exports.transactions_csv),
         Route("/api/v1/me/ledger.csv", exports.ledger_csv),
-        Route(f"{RECEIPTS_PATH}/{{name}}", documents.receipt),
-        Route(f"{STATEMENTS_PATH}/{{name}}", documents.statement),
+        Route(f"{RECEIPTS_PATH}/{{id}}.{{format}}", documents.receipt),
+        Route(f"{STATEMENTS_PATH}/{{month}}.{{format}}", documents.statement),
         Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route(signin.PATH, signin.exchange, methods=["POST"]),
+        Route(openapi.PATH, openapi.serve),
     ]
     if settings.console:
         routes += [Route("/", console.to_console), Mount(console.PREFIX, console.Console(settings))]
@@ -150,4 +151,5 @@ def create_app(
         },
     )
     app.state.sign_in = sign_in
+    app.state.openapi = openapi.render(settings)
     return app

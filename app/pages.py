@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db import Prebuilt
+from app.fields import utc
 
 MAX_PAGE = 100
 
@@ -39,12 +40,23 @@ def decode_cursor(raw: str, kinds: tuple[type, ...]) -> tuple[Any, ...]:
         parts = base64.urlsafe_b64decode(raw.encode()).decode().split("|")
         if len(parts) != len(kinds):
             raise ValueError(raw)
-        return tuple(
-            datetime.fromisoformat(part) if kind is datetime else int(part)
-            for part, kind in zip(parts, kinds, strict=True)
-        )
+        return tuple(_part(part, kind) for part, kind in zip(parts, kinds, strict=True))
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise CursorError("not a cursor this API returned") from None
+
+
+def _part(part: str, kind: type) -> Any:
+    """A cursor's time (with its zone, as encoded) or id (a 64-bit column's); ValueError
+    for anything else, which the database would refuse as a 5xx."""
+    if kind is datetime:
+        at = utc(datetime.fromisoformat(part))
+        if at is None:
+            raise ValueError(part)
+        return at
+    value = int(part)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(part)
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import is_postgres, table
+from app.fields import digits, has_nul
 from app.payments.ladder import CREDITS_PER_CENT
 from app.payments.provider import Card, Payment, PaymentError
 from app.payments.service import Payments
@@ -50,6 +51,8 @@ def verified_event(payload: bytes, signature: str | None, secret: str, tolerance
         raise InvalidEvent("the body is not a Stripe event") from None
     if not isinstance(event["id"], str) or not isinstance(event["type"], str):
         raise InvalidEvent("the body is not a Stripe event")
+    if has_nul(event):  # Stripe sends none; the database could not store it
+        raise InvalidEvent("the body is not a Stripe event: it holds a NUL character")
     return event
 
 
@@ -151,7 +154,9 @@ async def _settle(payments: Payments, obj: dict[str, Any], cents: Any, card: str
             "Stripe %s paid %r, not top-up %d's amount", obj.get("id"), cents, top_up.top_up_id
         )
         return "amount mismatch"
-    intent = obj["id"] if obj.get("object") == "payment_intent" else _id(obj.get("payment_intent"))
+    intent = _id(
+        obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
+    )
     payment = Payment(
         "succeeded",
         intent,
@@ -190,7 +195,7 @@ async def _top_up(payments: Payments, obj: dict[str, Any]) -> Any:
     """The top-up an object pays for: by the id we put in its metadata, else by its own."""
     metadata = obj.get("metadata") or {}
     raw_id = metadata.get("creditgraph_top_up_id") if isinstance(metadata, dict) else None
-    if isinstance(raw_id, str) and raw_id.isdigit():
+    if isinstance(raw_id, str) and digits(raw_id):
         top_up = await payments.find(top_up_id=int(raw_id))
         if top_up is not None:
             return top_up

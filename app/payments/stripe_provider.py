@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, Self
 
 import stripe
 
+from app.fields import digits
 from app.payments.provider import (
     Card,
     Checkout,
@@ -107,6 +108,17 @@ def checkout_tax(session: Mapping[str, Any]) -> int | None:
     return tax if isinstance(tax, int) else None
 
 
+def _unix_time(value: object) -> datetime | None:
+    """A Unix time as Stripe sends one; None for anything else, a time past year 9999
+    included (``fromtimestamp`` raises for it)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def subscription_invoice(invoice: Any) -> SubscriptionInvoice | None:
     """A subscription's invoice from its JSON (a webhook's, or the API's as a dict), in
     either API shape: ``parent.subscription_details`` (API versions from 2025-03-31) or
@@ -131,12 +143,13 @@ def subscription_invoice(invoice: Any) -> SubscriptionInvoice | None:
     start = period.get("start") if isinstance(period, Mapping) else None
     end = period.get("end") if isinstance(period, Mapping) else None
     fields = (invoice.get("id"), invoice.get("status"), invoice.get("currency"))
+    period_start, period_end = _unix_time(start), _unix_time(end)
     if not (
         isinstance(subscription, str)
         and all(isinstance(field, str) for field in fields)
         and isinstance(invoice.get("amount_paid"), int)
-        and isinstance(start, int)
-        and isinstance(end, int)
+        and period_start is not None
+        and period_end is not None
     ):
         return None
     metadata = metadata if isinstance(metadata, Mapping) else {}
@@ -149,10 +162,10 @@ def subscription_invoice(invoice: Any) -> SubscriptionInvoice | None:
         billing_reason=str(invoice.get("billing_reason")),
         amount_paid=invoice["amount_paid"],
         currency=invoice["currency"],
-        period_start=datetime.fromtimestamp(start, UTC),
-        period_end=datetime.fromtimestamp(end, UTC),
+        period_start=period_start,
+        period_end=period_end,
         organization_id=int(organization)
-        if isinstance(organization, str) and organization.isdigit()
+        if isinstance(organization, str) and digits(organization)
         else None,
         plan_code=plan_code if isinstance(plan_code, str) else None,
         tax=invoice_tax(invoice),

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from app.fields import digits
 from app.ledger.book import entries_t
 from app.ledger.state import month_of, next_month, orgs_t, wallets
 from app.ledger.tables import EntryKind
@@ -80,9 +81,9 @@ class Month:
     def parse(cls, text: str) -> Month | None:
         """``"2026-11"``, or None for anything else."""
         year, dash, month = text.partition("-")
-        if not (dash and len(year) == 4 and len(month) == 2 and year.isdigit()):
+        if not (dash and len(year) == 4 and len(month) == 2 and digits(year)):
             return None
-        if not month.isdigit() or not 1 <= int(month) <= 12 or int(year) < 1970:
+        if not digits(month) or not 1 <= int(month) <= 12 or int(year) < 1970:
             return None
         return cls(int(year), int(month))
 

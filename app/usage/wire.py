@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.fields import FieldError, count, text
+from app.fields import FieldError, count, text, utc
 from app.ids import from_global_id
 from app.money import MoneyError, parse_usd
 from app.pricing.book import Metered, PricingError
@@ -12,6 +12,8 @@ from app.usage.ingest import UsageEvent
 from app.usage.tables import UsageStatus
 
 MAX_TAGS = 20
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 200
 
 
 def parse_event(raw: object) -> UsageEvent:
@@ -66,6 +68,8 @@ def _time(value: object) -> datetime | None:
         raise FieldError("occurred_at: must be an ISO 8601 time with a time zone") from None
     if at.tzinfo is None:
         raise FieldError("occurred_at: must carry a time zone (such as Z)")
+    if utc(at) is None:
+        raise FieldError("occurred_at: must be in years 1 to 9999 in UTC")
     return at
 
 
@@ -75,6 +79,9 @@ def _tags(value: object) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > MAX_TAGS:
         raise FieldError(f"tags: must be an object of at most {MAX_TAGS} strings")
     for key, tag in value.items():
-        if not isinstance(tag, str) or len(key) > 64 or len(tag) > 200:
-            raise FieldError("tags: keys up to 64 and values up to 200 characters, strings")
+        if not isinstance(tag, str) or len(key) > MAX_TAG_KEY or len(tag) > MAX_TAG_VALUE:
+            raise FieldError(
+                f"tags: keys up to {MAX_TAG_KEY} and values up to {MAX_TAG_VALUE} characters, "
+                "strings"
+            )
     return dict(value)

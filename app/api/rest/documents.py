@@ -28,12 +28,12 @@ from app.statements.pdf import receipt_pdf, statement_pdf
 from app.statements.receipts import receipt_row
 
 
-def _name(request: Request) -> tuple[str, str]:
+def _name(request: Request, name: str) -> tuple[str, str]:
     """The path's ``<name>.<format>``."""
-    name, dot, fmt = request.path_params["name"].rpartition(".")
-    if not dot or fmt not in FORMATS:
+    fmt = request.path_params["format"]
+    if fmt not in FORMATS:
         raise ApiError(404, "ask for .pdf or .json", code="not_found")
-    return name, fmt
+    return request.path_params[name], fmt
 
 
 def _organization(conn: Connection, organization_id: int) -> Any:
@@ -63,7 +63,7 @@ def _org_json(organization_id: int, org: Any) -> dict[str, Any]:
 async def receipt(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request, *PEOPLE)
-    name, fmt = _name(request)
+    name, fmt = _name(request, "id")
     receipt_id = from_global_id(name, "Receipt")
     organization_id = principal.organization_id
 
@@ -111,7 +111,7 @@ def receipt_document(row: Any, organization: dict[str, Any], unit: str) -> dict[
 async def statement(request: Request) -> Response:
     rt = runtime(request)
     principal = await require(request, *PEOPLE)
-    name, fmt = _name(request)
+    name, fmt = _name(request, "month")
     month = Month.parse(name)
     organization_id = principal.organization_id
     now = rt.clock.now()

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import http_body
+from app.fields import has_nul
 
 
 class JSONResponse(Response):
@@ -74,4 +75,6 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         raise ApiError(400, "the request body is not valid JSON", code="malformed_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="malformed_json")
+    if b"\\u0000" in body and has_nul(data):  # JSON can only write one so
+        raise invalid("the request body holds a NUL character (\\u0000), which no field takes")
     return data

@@ -11,6 +11,7 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from app.api.rest.http import invalid
+from app.fields import digits, utc
 from app.ledger.reads import EntryFilter, TransactionFilter
 from app.ledger.tables import EntryKind
 from app.pages import MAX_PAGE
@@ -36,7 +37,7 @@ def only(request: Request, names: tuple[str, ...]) -> None:
 
 def limit(request: Request) -> int:
     raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not digits(raw) or not 1 <= int(raw) <= MAX_PAGE:
         raise invalid(f"limit: must be an integer from 1 to {MAX_PAGE}")
     return int(raw)
 
@@ -46,30 +47,40 @@ def time(request: Request, name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        at = datetime.fromisoformat(raw)
+        at = utc(datetime.fromisoformat(raw))
     except ValueError:
         at = None
-    if at is None or at.tzinfo is None:
-        raise invalid(f"{name}: must be an ISO 8601 time with a time zone")
+    if at is None:
+        raise invalid(f"{name}: must be an ISO 8601 time with a time zone, in years 1 to 9999")
     return at
 
 
 def choice(request: Request, name: str, values: type[E]) -> E | None:
-    """One of ``values``, given as the REST API shows it (``top_up``; any case)."""
+    """One of ``values``, as the REST API shows it (``top_up``) or as GraphQL names it
+    (``TOP_UP``): the two spellings the OpenAPI document lists."""
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    try:
-        return values(raw.lower())
-    except ValueError:
-        raise invalid(f"{name}: must be one of {', '.join(values)}") from None
+    for value in values:
+        if raw in (value, value.upper()):
+            return value
+    raise invalid(f"{name}: must be one of {', '.join(values)}")
+
+
+def text(request: Request, name: str) -> str | None:
+    """A free-text filter; NUL, which no stored text holds and PostgreSQL refuses to
+    compare with, is a 400."""
+    raw = request.query_params.get(name)
+    if raw is not None and "\x00" in raw:
+        raise invalid(f"{name}: must not contain NUL characters")
+    return raw
 
 
 def usage_filter(request: Request, api_key_id: int | None) -> UsageFilter:
     return UsageFilter(
         api_key_id=api_key_id,
-        model=request.query_params.get("model"),
-        request_id=request.query_params.get("request_id"),
+        model=text(request, "model"),
+        request_id=text(request, "request_id"),
         since=time(request, "since"),
         until=time(request, "until"),
     )
