@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api.rest import params
-from app.auth import PEOPLE, TOKEN_ROLES, Role
+from app.auth import LEDGER_READERS, PEOPLE, TOKEN_ROLES, Role
 from app.fields import MAX_JSON_INT, MAX_TEXT
 from app.ledger.tables import EntryKind
 from app.money import CREDITS_PER_USD, MAX_CREDITS
@@ -431,6 +431,7 @@ def parameters(*names: str) -> list[dict[str, Any]]:
 ANYONE = [{"bearer": list(TOKEN_ROLES)}, {"apiKey": []}, {"apiKeyHeader": []}]
 PEOPLE_ONLY = [{"bearer": list(PEOPLE)}]
 SERVICE = [{"bearer": [Role.SERVICE.value]}]
+LEDGER = [{"bearer": list(LEDGER_READERS)}]  # not API keys: it lists every key's calls
 
 
 def _body(schema: Schema, description: str) -> dict[str, Any]:
@@ -563,12 +564,12 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "operationId": "export_ledger",
                 "summary": "The wallet's ledger as CSV, streamed newest first.",
                 "tags": ["exports"],
-                "security": ANYONE,
+                "security": LEDGER,
                 "parameters": [
                     QUERY["entry_kind"] if name == "kind" else QUERY[name]
                     for name in params.ENTRY_FILTERS
                 ],
-                "responses": csv_ok("The rows.") | errors(400, 401),
+                "responses": csv_ok("The rows.") | errors(400, 401, 403),
             }
         },
         f"{RECEIPTS_PATH}/{{id}}.{{format}}": _document_path("receipt", "id", GLOBAL_ID),
