@@ -41,6 +41,7 @@ from app.graphql.http import (
     response_media_type,
 )
 from app.graphql.ide import graphiql_html
+from app.graphql.limits import check_variables
 from app.graphql.prepared import admitted_request
 from app.graphql.response_cache import Answer, ResponseCache
 from app.graphql.schema import DOCUMENTS
@@ -65,6 +66,21 @@ async def authenticate(
 
 def _media_type(request: Request | WebSocket) -> str:
     return response_media_type(request.headers.get("accept"))
+
+
+def _timed_out(request: Request, seconds: float) -> Response:
+    """The answer to a query stopped at its deadline: an execution's error, so 200 with
+    ``data`` null in either media type (the GraphQL over HTTP spec: a request error is
+    4xx, a response with data, null included, 2xx)."""
+    message = (
+        f"the query ran longer than {seconds:g} s and was stopped: ask for less "
+        "(smaller pages, fewer fields) or retry later"
+    )
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": Code.TIMEOUT.value}}],
+    }
+    return Response(orjson.dumps(body), media_type=_media_type(request))
 
 
 def _failed_before_execution(result: ExecutionResult) -> bool:
@@ -117,11 +133,21 @@ class GraphQLView(GraphQL[Context, None]):
                 check_content_type(request.headers.get("content-type"))
                 body = await read_body(request, runtime.settings.max_body_bytes)
             envelope = await self._authenticate(request, runtime)
-            response = None if body is None else await self._run_admitted(request, body)
-            if response is None:
-                if body is not None:
-                    request = HTTPRequest(scope, replay(body, receive))
-                response = await self._run(request)
+            # Lifted for a mutation once Strawberry knows it is one (``limits.Limits``).
+            request.state.deadline = deadline = asyncio.timeout(
+                runtime.settings.graphql_timeout_seconds
+            )
+            try:
+                async with deadline:
+                    response = None if body is None else await self._run_admitted(request, body)
+                    if response is None:
+                        if body is not None:
+                            request = HTTPRequest(scope, replay(body, receive))
+                        response = await self._run(request)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # not ours
+                response = _timed_out(request, runtime.settings.graphql_timeout_seconds)
         except RequestError as exc:
             response = error_response(exc, _media_type(request))
         if envelope:  # every answer to an API key carries it, errors included
@@ -167,6 +193,9 @@ class GraphQLView(GraphQL[Context, None]):
         admitted = admitted_request(DOCUMENTS, data)
         if admitted is None:
             return None
+        runtime = cast(Runtime, request.app.state.runtime)
+        if check_variables(admitted.variables, runtime.settings) is not None:
+            return None  # the full path refuses them (``limits.Limits``)
         context = await self._context(request, None)
         principal, answers = context.principal, self.answers
         if answers is None or principal is None or not admitted.prepared.cacheable:
@@ -303,6 +332,7 @@ class GraphQLView(GraphQL[Context, None]):
         if isinstance(request, Request):  # authenticated by ``__call__``
             context.principal = request.state.principal
             context.auth_error = request.state.auth_error
+            context.deadline = request.state.deadline
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
