@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     graphql_max_input_depth: int = Field(default=10, gt=0)
     # How long a query over HTTP may run before it is stopped (mutations run to the end).
     graphql_timeout_seconds: float = Field(default=15.0, gt=0)
+    # WebSockets at /graphql open at once per caller (per process), and operations each.
+    graphql_ws_connections_per_caller: int = Field(default=20, gt=0)
+    graphql_ws_subscriptions_per_connection: int = Field(default=20, gt=0)
     # Answers to repeated dashboard queries are kept until a write to the organization
     # commits, and this long at most (app/graphql/response_cache.py); 0 keeps none.
     graphql_cache_seconds: float = Field(default=5.0, ge=0)

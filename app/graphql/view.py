@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -64,6 +65,10 @@ async def authenticate(
     return principal, headers
 
 
+# Where a WebSocket's state names the caller whose slot it holds (``Sockets``).
+SOCKET_CALLER = "socket_caller"
+
+
 def _media_type(request: Request | WebSocket) -> str:
     return response_media_type(request.headers.get("accept"))
 
@@ -100,6 +105,30 @@ class TextFrames(ASGIWebSocketAdapter):
         except WebSocketDisconnect as exc:
             raise WebSocketDisconnected from exc
 
+    async def close(self, code: int, reason: str) -> None:
+        # A refusal naming its own close code (``on_ws_connect``'s 4429) closes with it,
+        # not with Strawberry's 4403 for every refusal (1011 in the legacy protocol).
+        code, reason = getattr(self.ws.state, "close", (code, reason))
+        await super().close(code, reason)
+
+
+class Sockets:
+    """The WebSockets each caller holds open (per process, as the rate limits are)."""
+
+    def __init__(self) -> None:
+        self._open: Counter[str] = Counter()
+
+    def take(self, caller: str, most: int) -> bool:
+        if self._open[caller] >= most:
+            return False
+        self._open[caller] += 1
+        return True
+
+    def give_back(self, caller: str) -> None:
+        self._open[caller] -= 1
+        if not self._open[caller]:
+            del self._open[caller]
+
 
 class GraphQLView(GraphQL[Context, None]):
     websocket_adapter_class = TextFrames
@@ -116,10 +145,16 @@ class GraphQLView(GraphQL[Context, None]):
         self.limiter = limiter
         self.executable = schema  # as a Schema: the fast path needs its graphql-core one
         self.answers = answers  # None: no answer is kept
+        self.sockets = Sockets()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:  # the socket's slot, if its connection_init took one
+                caller = scope.get("state", {}).get(SOCKET_CALLER)
+                if caller is not None:
+                    self.sockets.give_back(caller)
             return
         request: Request = HTTPRequest(scope, receive)
         runtime = cast(Runtime, request.app.state.runtime)
@@ -340,9 +375,20 @@ class GraphQLView(GraphQL[Context, None]):
         params: dict[str, Any] = context.connection_params or {}
         authorization = params.get("authorization") or params.get("Authorization")
         try:
-            context.principal, _ = await authenticate(
+            principal, _ = await authenticate(
                 context.runtime, authorization if isinstance(authorization, str) else None
             )
         except AuthError as exc:
             raise ConnectionRejectionError({"message": exc.message}) from None
+        caller, most = (
+            f"{principal.organization_id}:{principal.actor}",
+            context.runtime.settings.graphql_ws_connections_per_caller,
+        )
+        if not self.sockets.take(caller, most):
+            message = f"too many connections: at most {most} WebSockets per caller; close one"
+            context.request.state.close = (4429, message)  # for ``TextFrames.close``
+            code = {"code": Code.RATE_LIMITED.value}
+            raise ConnectionRejectionError({"message": message, "extensions": code})
+        setattr(context.request.state, SOCKET_CALLER, caller)
+        context.principal = principal
         return None
