@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     graphql_burst: int = Field(default=500, gt=0)
     # What one GraphQL operation may ask for, refused before it runs (app/graphql/limits.py):
     # its cost, the most field values its answer can hold (every dashboard operation at
-    # first: 100 costs at most 60,000);
+    # first: 100 costs at most 64,008);
     graphql_max_cost: int = Field(default=100_000, gt=0)
     # its variables: values in all (list items and object fields) and levels of nesting.
     graphql_max_input_values: int = Field(default=1000, gt=0)
