@@ -102,6 +102,7 @@ def create_app(
         limiter=limiter,
         answers=ResponseCache(settings.graphql_cache_bytes, keep_for) if keep_for else None,
         allowed_origins=settings.cors_origins,
+        max_subscriptions_per_connection=settings.graphql_ws_subscriptions_per_connection,
     )
     routes = [  # matched in order: the busiest first
         Route("/api/v1/authorize", gateway.authorize, methods=["POST"]),

@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # and the burst allowed above that rate.
     graphql_rate_per_second: float = Field(default=100.0, gt=0)
     graphql_burst: int = Field(default=500, gt=0)
+    # What one GraphQL operation may ask for, refused before it runs (app/graphql/limits.py):
+    # its cost, the most field values its answer can hold (every dashboard operation at
+    # first: 100 costs at most 64,008);
+    graphql_max_cost: int = Field(default=100_000, gt=0)
+    # its variables: values in all (list items and object fields) and levels of nesting.
+    graphql_max_input_values: int = Field(default=1000, gt=0)
+    graphql_max_input_depth: int = Field(default=10, gt=0)
+    # How long a query over HTTP may run before it is stopped (mutations run to the end).
+    graphql_timeout_seconds: float = Field(default=15.0, gt=0)
+    # WebSockets at /graphql open at once per caller (per process), and operations each.
+    graphql_ws_connections_per_caller: int = Field(default=20, gt=0)
+    graphql_ws_subscriptions_per_connection: int = Field(default=20, gt=0)
     # Answers to repeated dashboard queries are kept until a write to the organization
     # commits, and this long at most (app/graphql/response_cache.py); 0 keeps none.
     graphql_cache_seconds: float = Field(default=5.0, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,8 @@ class Context:
     # Until when the answer being built may be served again (``response_cache.py``);
     # None when it will not be kept.
     cache_until: datetime | None = None
+    # When an HTTP request is stopped (``view.py``); None over a WebSocket.
+    deadline: asyncio.Timeout | None = None
 
     def loader(
         self, name: str, load: Callable[[list[K]], Awaitable[Sequence[V]]]

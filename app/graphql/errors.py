@@ -29,6 +29,8 @@ class Code(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     # The server cannot serve this now (a lost connection to the event bus): retry.
     UNAVAILABLE = "UNAVAILABLE"
+    # A query stopped at its deadline (``graphql_timeout_seconds``).
+    TIMEOUT = "TIMEOUT"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"

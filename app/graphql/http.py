@@ -134,7 +134,14 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     except http_body.BodyTooLarge:
         raise RequestError(413, f"the request body is larger than {max_bytes} bytes") from None
     # Any other JSON value would fail inside strawberry as a fault, not as a bad request.
-    if not body.lstrip().startswith(b"{"):
+    start = body.lstrip()[:1]
+    if start == b"[":
+        # Batches are off: each of its operations would need its own share of the rate,
+        # cost and time limits, and HTTP/2 sends many requests at once without them.
+        raise RequestError(
+            400, "batched requests (a JSON array) are not supported: send one operation a request"
+        )
+    if start != b"{":
         raise RequestError(400, 'the request body must be a JSON object: {"query": "..."}')
     return body
 

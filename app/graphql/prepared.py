@@ -31,6 +31,7 @@ from strawberry.types.graphql import OperationType
 
 from app.graphql.errors import client_errors
 from app.graphql.executor import Execution, Plan, Unsupported, plan
+from app.graphql.limits import list_sizes, worst_cost
 from app.graphql.response_cache import cacheable
 
 QUERY = AstOperationType.QUERY
@@ -94,15 +95,22 @@ class Admit(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         execution = self.execution_context
+        query, document, schema = execution.query, execution.graphql_document, execution.schema
         if (
             execution.operation_type is OperationType.QUERY
             and isinstance(execution.context.request, Request)
-            and execution.query is not None
-            and execution.graphql_document is not None
+            and query is not None
+            and document is not None
+            and self.documents.get(query) is None
         ):
-            self.documents.add(
-                execution.query, execution.graphql_document, execution.schema._schema
-            )
+            # The fast path checks no cost: it takes only documents within the limit
+            # with any variables, the others being costed anew each time (``limits.py``).
+            settings = execution.context.runtime.settings
+            if (
+                worst_cost(schema._schema, document, list_sizes(settings))
+                <= settings.graphql_max_cost
+            ):
+                self.documents.add(query, document, schema._schema)
         yield
 
 

@@ -25,6 +25,7 @@ from app.graphql.grants import GrantMutations
 from app.graphql.key_console import KeyConsoleMutations
 from app.graphql.key_mutations import KeyMutations
 from app.graphql.key_test import KeyTestMutations
+from app.graphql.limits import Limits
 from app.graphql.nodes import resolve_node
 from app.graphql.org import Viewer
 from app.graphql.payments import (
@@ -141,6 +142,7 @@ def build_schema() -> strawberry.Schema:
         lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         RequestErrorCodes,
+        Limits,
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
         MaskFaults,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ from app.graphql.http import (
     response_media_type,
 )
 from app.graphql.ide import graphiql_html
+from app.graphql.limits import check_variables
 from app.graphql.prepared import admitted_request
 from app.graphql.response_cache import Answer, ResponseCache
 from app.graphql.schema import DOCUMENTS
@@ -63,8 +65,27 @@ async def authenticate(
     return principal, headers
 
 
+# Where a WebSocket's state names the caller whose slot it holds (``Sockets``).
+SOCKET_CALLER = "socket_caller"
+
+
 def _media_type(request: Request | WebSocket) -> str:
     return response_media_type(request.headers.get("accept"))
+
+
+def _timed_out(request: Request, seconds: float) -> Response:
+    """The answer to a query stopped at its deadline: an execution's error, so 200 with
+    ``data`` null in either media type (the GraphQL over HTTP spec: a request error is
+    4xx, a response with data, null included, 2xx)."""
+    message = (
+        f"the query ran longer than {seconds:g} s and was stopped: ask for less "
+        "(smaller pages, fewer fields) or retry later"
+    )
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": Code.TIMEOUT.value}}],
+    }
+    return Response(orjson.dumps(body), media_type=_media_type(request))
 
 
 def _failed_before_execution(result: ExecutionResult) -> bool:
@@ -84,6 +105,30 @@ class TextFrames(ASGIWebSocketAdapter):
         except WebSocketDisconnect as exc:
             raise WebSocketDisconnected from exc
 
+    async def close(self, code: int, reason: str) -> None:
+        # A refusal naming its own close code (``on_ws_connect``'s 4429) closes with it,
+        # not with Strawberry's 4403 for every refusal (1011 in the legacy protocol).
+        code, reason = getattr(self.ws.state, "close", (code, reason))
+        await super().close(code, reason)
+
+
+class Sockets:
+    """The WebSockets each caller holds open (per process, as the rate limits are)."""
+
+    def __init__(self) -> None:
+        self._open: Counter[str] = Counter()
+
+    def take(self, caller: str, most: int) -> bool:
+        if self._open[caller] >= most:
+            return False
+        self._open[caller] += 1
+        return True
+
+    def give_back(self, caller: str) -> None:
+        self._open[caller] -= 1
+        if not self._open[caller]:
+            del self._open[caller]
+
 
 class GraphQLView(GraphQL[Context, None]):
     websocket_adapter_class = TextFrames
@@ -100,10 +145,16 @@ class GraphQLView(GraphQL[Context, None]):
         self.limiter = limiter
         self.executable = schema  # as a Schema: the fast path needs its graphql-core one
         self.answers = answers  # None: no answer is kept
+        self.sockets = Sockets()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:  # the socket's slot, if its connection_init took one
+                caller = scope.get("state", {}).get(SOCKET_CALLER)
+                if caller is not None:
+                    self.sockets.give_back(caller)
             return
         request: Request = HTTPRequest(scope, receive)
         runtime = cast(Runtime, request.app.state.runtime)
@@ -117,11 +168,21 @@ class GraphQLView(GraphQL[Context, None]):
                 check_content_type(request.headers.get("content-type"))
                 body = await read_body(request, runtime.settings.max_body_bytes)
             envelope = await self._authenticate(request, runtime)
-            response = None if body is None else await self._run_admitted(request, body)
-            if response is None:
-                if body is not None:
-                    request = HTTPRequest(scope, replay(body, receive))
-                response = await self._run(request)
+            # Lifted for a mutation once Strawberry knows it is one (``limits.Limits``).
+            request.state.deadline = deadline = asyncio.timeout(
+                runtime.settings.graphql_timeout_seconds
+            )
+            try:
+                async with deadline:
+                    response = None if body is None else await self._run_admitted(request, body)
+                    if response is None:
+                        if body is not None:
+                            request = HTTPRequest(scope, replay(body, receive))
+                        response = await self._run(request)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # not ours
+                response = _timed_out(request, runtime.settings.graphql_timeout_seconds)
         except RequestError as exc:
             response = error_response(exc, _media_type(request))
         if envelope:  # every answer to an API key carries it, errors included
@@ -167,6 +228,9 @@ class GraphQLView(GraphQL[Context, None]):
         admitted = admitted_request(DOCUMENTS, data)
         if admitted is None:
             return None
+        runtime = cast(Runtime, request.app.state.runtime)
+        if check_variables(admitted.variables, runtime.settings) is not None:
+            return None  # the full path refuses them (``limits.Limits``)
         context = await self._context(request, None)
         principal, answers = context.principal, self.answers
         if answers is None or principal is None or not admitted.prepared.cacheable:
@@ -303,6 +367,7 @@ class GraphQLView(GraphQL[Context, None]):
         if isinstance(request, Request):  # authenticated by ``__call__``
             context.principal = request.state.principal
             context.auth_error = request.state.auth_error
+            context.deadline = request.state.deadline
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -310,9 +375,20 @@ class GraphQLView(GraphQL[Context, None]):
         params: dict[str, Any] = context.connection_params or {}
         authorization = params.get("authorization") or params.get("Authorization")
         try:
-            context.principal, _ = await authenticate(
+            principal, _ = await authenticate(
                 context.runtime, authorization if isinstance(authorization, str) else None
             )
         except AuthError as exc:
             raise ConnectionRejectionError({"message": exc.message}) from None
+        caller, most = (
+            f"{principal.organization_id}:{principal.actor}",
+            context.runtime.settings.graphql_ws_connections_per_caller,
+        )
+        if not self.sockets.take(caller, most):
+            message = f"too many connections: at most {most} WebSockets per caller; close one"
+            context.request.state.close = (4429, message)  # for ``TextFrames.close``
+            code = {"code": Code.RATE_LIMITED.value}
+            raise ConnectionRejectionError({"message": message, "extensions": code})
+        setattr(context.request.state, SOCKET_CALLER, caller)
+        context.principal = principal
         return None
