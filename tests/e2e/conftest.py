@@ -27,7 +27,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from app import console_build
 from app.auth import Role
 from app.keys.service import CreatedKey
-from app.operations import create_api_key
+from app.operations import create_api_key, create_organization
 from app.orgs.service import OrgRef
 from app.settings import Settings
 from tests.conftest import Harness, usage_event
@@ -226,6 +226,15 @@ def settings(settings: Settings, allowed_origin: str, key_encryption_key: str | 
 @pytest.fixture
 async def creditgraph(server: Harness) -> Creditgraph:  # noqa: F811 - the fixture above
     return Creditgraph(server, await server.org(ORG, grant_usd=GRANT_USD))
+
+
+@pytest.fixture
+async def agents(creditgraph: Creditgraph) -> Creditgraph:
+    """A second organization, on a plan-credit wallet (8bit-ai Starter), on the same server."""
+    org = await create_organization(
+        creditgraph.harness.runtime, slug="agents", rate_card="8bit-ai", plan="8bit-starter"
+    )
+    return Creditgraph(creditgraph.harness, org)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from app.auth import Role
-from app.operations import create_organization
 from tests.conftest import usage_event
 from tests.e2e.conftest import GRANT_USD, Creditgraph, shown_usd
 
@@ -183,13 +182,8 @@ async def test_a_viewer_sees_auto_scale_but_not_its_switch(
 
 
 async def test_a_plan_credit_organization_buys_a_credit_pack(
-    page: Page, site: str, creditgraph: Creditgraph
+    page: Page, site: str, agents: Creditgraph
 ) -> None:
-    runtime = creditgraph.harness.runtime
-    org = await create_organization(
-        runtime, slug="agents", rate_card="8bit-ai", plan="8bit-starter"
-    )
-    agents = Creditgraph(creditgraph.harness, org)
     before = await wallet(agents)
     await page.goto(agents.dashboard_url(site))
 
@@ -234,13 +228,8 @@ async def test_a_plan_credit_organization_buys_a_credit_pack(
 
 
 async def test_a_plan_credit_wallet_is_shown_in_plan_credits_and_a_usd_one_in_dollars(
-    page: Page, site: str, creditgraph: Creditgraph
+    page: Page, site: str, creditgraph: Creditgraph, agents: Creditgraph
 ) -> None:
-    runtime = creditgraph.harness.runtime
-    org = await create_organization(
-        runtime, slug="agents", rate_card="8bit-ai", plan="8bit-starter"
-    )
-    agents = Creditgraph(creditgraph.harness, org)
     # The cap and auto-reload's threshold count plan credits; the reload's amount is dollars.
     data = await agents.graphql(SET_SPEND_CAP, input={"monthlyLimitUsd": "25000"})
     assert data["setSpendCap"]["userErrors"] == [], data
@@ -273,7 +262,9 @@ async def test_a_plan_credit_wallet_is_shown_in_plan_credits_and_a_usd_one_in_do
 
     # A call billed a tenth of a plan credit: shown to the stored precision, live.
     key = await agents.key("agent key")
-    [billed] = await agents.harness.usage(org, usage_event(key.id, "call-1", model="8bit/api"))
+    [billed] = await agents.harness.usage(
+        agents.org, usage_event(key.id, "call-1", model="8bit/api")
+    )
     assert billed["cost"] == {"credits": "100000", "usd": "0.100000"}, billed
     await expect(balance).to_have_text("20,999.9 credits")
     await expect(page.get_by_test_id("usage-row").first).to_contain_text("0.1 credits")

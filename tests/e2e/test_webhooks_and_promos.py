@@ -13,7 +13,6 @@ import pytest
 from playwright.async_api import Page, expect
 
 from app.auth import Role
-from app.operations import create_organization
 from app.settings import Settings
 from tests.alerts.conftest import Receiver, receiver  # noqa: F401 - the fixture
 from tests.e2e.conftest import GRANT_USD, Creditgraph, shown_usd
@@ -232,15 +231,10 @@ async def test_a_promo_code_is_redeemed_once_and_refusals_say_why(
 
 
 async def test_a_plan_credit_organization_redeems_plan_credits(
-    page: Page, site: str, creditgraph: Creditgraph
+    page: Page, site: str, agents: Creditgraph
 ) -> None:
-    runtime = creditgraph.harness.runtime
-    org = await create_organization(
-        runtime, slug="agents", rate_card="8bit-ai", plan="8bit-starter"
-    )
-    agents = Creditgraph(creditgraph.harness, org)
-    await make_promo(creditgraph.harness, "AGENTS-1000", "1000", unit="credit")
-    await make_promo(creditgraph.harness, "DOLLARS-5", "5")
+    await make_promo(agents.harness, "AGENTS-1000", "1000", unit="credit")
+    await make_promo(agents.harness, "DOLLARS-5", "5")
     await page.goto(agents.dashboard_url(site))
     panel = page.get_by_test_id("promo")
 
